@@ -1,0 +1,50 @@
+# trail: `make demo` sets up and runs the main job; `make test` sets up and runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ./trail-data
+export TRAIL_DATA_DIR ?= $(DATA)
+
+.PHONY: setup system-deps node-deps demo test lint typecheck pytest bench clean
+
+$(BIN)/trail: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/trail
+
+setup: $(BIN)/trail
+
+# Browsers and servers the interop tests drive; installing them needs root (apt-get).
+system-deps:
+	@command -v chromium >/dev/null && command -v redis-server >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium redis-server; }
+
+tests/interop/node_modules: tests/interop/package.json tests/interop/package-lock.json
+	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+	touch tests/interop/node_modules
+
+node-deps: tests/interop/node_modules
+
+demo: setup
+	$(BIN)/trail sample --data-dir $(DATA) --days 7 --visitors 2000
+	$(BIN)/trail sql --data-dir $(DATA) "SELECT count(*) AS visits, count(DISTINCT visitor_token) AS visitors FROM visits"
+	$(BIN)/trail collect --data-dir $(DATA)
+
+lint: setup
+	$(BIN)/ruff check trailcli tests bench
+	$(BIN)/ruff format --check trailcli tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup system-deps node-deps
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	@echo "see bench/README.md for each benchmark"
+
+clean:
+	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""The `trail` command line: one Typer app, one sub-app or command per file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trailcli import __version__
+from trailcli.cli import sql_cmd
+
+app = typer.Typer(
+    name="trail",
+    help="Who is online on your website now, who was online at any moment, and what each person did.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+report_app = typer.Typer(help="Product analytics reports over the event log.", no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"trail {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """trail: presence and product analytics from your own logs."""
+
+
+app.command("sql")(sql_cmd.sql)
+# Registrations of the other commands follow; each module stays cheap to import.
+app.add_typer(report_app, name="report")
+
+
+def main() -> None:
+    app()

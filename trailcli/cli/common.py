@@ -1,0 +1,75 @@
+"""Options and error handling shared by every command (DESIGN.md, CLI conventions)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from trailcli.errors import TrailError
+from trailcli.render import Format
+from trailcli.timeparse import DURATION_FORMS, TIME_FORMS
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="TRAIL_DATA_DIR",
+        help="Where the logs live.",
+        show_default=True,
+    ),
+]
+DEFAULT_DATA_DIR = Path("./trail-data")
+
+Tz = Annotated[
+    str,
+    typer.Option("--tz", envvar="TRAIL_TZ", help="IANA zone for naive times, days and printing."),
+]
+FormatOpt = Annotated[
+    Format, typer.Option("--format", "-f", help="Output format: table, csv, json or ndjson.")
+]
+From = Annotated[
+    str | None, typer.Option("--from", help=f"Start of the range (inclusive): {TIME_FORMS}.")
+]
+To = Annotated[
+    str | None, typer.Option("--to", help=f"End of the range (exclusive): {TIME_FORMS}.")
+]
+Limit = Annotated[int | None, typer.Option("--limit", min=1, help="At most this many rows.")]
+DURATION_HELP = f"Duration: {DURATION_FORMS}."
+
+
+def warn(message: str) -> None:
+    """A diagnostic line on stderr (never on stdout, which carries data only)."""
+    print(message, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn library errors into a message on stderr and the matching exit code."""
+    try:
+        yield
+    except TrailError as exc:
+        warn(f"Error: {exc.message}")
+        if exc.hint:
+            warn(f"Hint: {exc.hint}")
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into `head`): not an error
+        with contextlib.suppress(Exception):
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115
+        raise typer.Exit(0) from None
+
+
+def emit(frame: Any, fmt: Format, tz_name: str = "UTC", columns: list[str] | None = None) -> None:
+    """Render a result to stdout."""
+    from trailcli.render import render
+    from trailcli.timeparse import parse_tz
+
+    render(frame, fmt, sys.stdout, tz=parse_tz(tz_name), columns=columns)
+    sys.stdout.flush()

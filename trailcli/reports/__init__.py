@@ -1,0 +1,1 @@
+"""Reports over the logs: each returns a frame and never prints."""

@@ -1,0 +1,94 @@
+"""Delta Lake tables of Parquet: turning records into Arrow batches, bulk writes, file lists."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trailcli.store import layout
+from trailcli.store.schema import KINDS, Kind
+
+ZSTD_PARQUET = {"compression": "ZSTD"}
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _timestamp(value: Any) -> Any:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    return value
+
+
+def to_arrow(kind: Kind | str, records: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Records (dicts) as an Arrow table of the kind's stored schema, `date` partition included.
+
+    Missing columns are null; JSON columns (`properties`, `extra`) accept objects; times accept
+    datetimes, ISO-8601 strings or epoch seconds.
+    """
+    k = KINDS[kind] if isinstance(kind, str) else kind
+    rows = list(records)
+    columns: dict[str, list[Any]] = {}
+    for field in k.schema:
+        values = [r.get(field.name) for r in rows]
+        if field.name in ("properties", "extra"):
+            values = [_json_text(v) for v in values]
+        elif pa.types.is_timestamp(field.type):
+            values = [_timestamp(v) for v in values]
+        columns[field.name] = values
+    table = pa.table(columns, schema=k.schema)
+    return with_date(k, table)
+
+
+def with_date(kind: Kind, table: pa.Table) -> pa.Table:
+    """Add (or replace) the `date` partition column: the UTC date of the kind's time column."""
+    if "date" in table.column_names:
+        table = table.drop_columns(["date"])
+    times = table.column(kind.time_column)
+    dates = pc.strftime(times, format="%Y-%m-%d")  # timestamps are UTC-zoned
+    return table.append_column(pa.field("date", pa.string()), dates)
+
+
+def bulk_write(
+    data_dir: Path, kind: str, table: pa.Table, target_file_size: int | None = None
+) -> None:
+    """Append an Arrow table to the kind's Delta table, skipping the WAL (sample generator, compaction)."""
+    from deltalake import WriterProperties, write_deltalake
+
+    k = KINDS[kind]
+    table = table.select([f.name for f in k.table_schema]).cast(k.table_schema)
+    write_deltalake(
+        str(layout.table_path(data_dir, kind)),
+        table,
+        partition_by=["date"],
+        mode="append",
+        target_file_size=target_file_size,
+        writer_properties=WriterProperties(compression="ZSTD"),
+    )
+
+
+def table_exists(data_dir: Path, kind: str) -> bool:
+    from deltalake import DeltaTable
+
+    return DeltaTable.is_deltatable(str(layout.table_path(data_dir, kind)))
+
+
+def file_list(data_dir: Path, kind: str) -> list[str]:
+    """The current files of the kind's table as local paths ([] when the table is missing)."""
+    from deltalake import DeltaTable
+
+    path = str(layout.table_path(data_dir, kind))
+    if not DeltaTable.is_deltatable(path):
+        return []
+    return [uri.removeprefix("file://") for uri in DeltaTable(path).file_uris()]

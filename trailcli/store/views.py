@@ -1,0 +1,118 @@
+"""Bind the DuckDB views `visits`, `events`, `presence`, `identities` over the tables' current files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trailcli import sql
+from trailcli.errors import CorruptDataError, NoDataError
+from trailcli.store import layout, tables
+from trailcli.store.schema import KINDS, Kind
+
+if TYPE_CHECKING:
+    import duckdb
+
+VIEW_ORDER = ("identities", "visits", "events", "presence")
+
+
+def _empty_relation(con: duckdb.DuckDBPyConnection, kind: Kind, name: str) -> None:
+    empty = kind.table_schema.empty_table()
+    con.register(f"_{name}_empty", empty)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _{name}_empty")
+
+
+def _files_relation(
+    con: duckdb.DuckDBPyConnection, kind: Kind, name: str, files: list[str]
+) -> None:
+    """A view over Parquet files; the list travels as a variable, never formatted into SQL."""
+    if not files:
+        _empty_relation(con, kind, name)
+        return
+    con.execute(f"SET VARIABLE {name}_files = $files", {"files": files})
+    columns = ", ".join(f.name for f in kind.table_schema)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM read_parquet("
+        f"getvariable('{name}_files'), hive_partitioning = true, "
+        "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
+    )
+
+
+def _dedup_sql(kind: Kind, source: str) -> str:
+    key = ", ".join(kind.key)
+    return (
+        f"SELECT * FROM {source} QUALIFY row_number() OVER "
+        f"(PARTITION BY date, {key} ORDER BY {kind.first_wins_by} NULLS LAST) = 1"
+    )
+
+
+def _bind_raw(con: duckdb.DuckDBPyConnection, data_dir: Path, kind: Kind) -> None:
+    """raw_<kind>: clean partitions as stored, the others deduplicated by key within the partition."""
+    from trailcli.store import maintenance
+
+    files = tables.file_list(data_dir, kind.name)
+    clean = maintenance.clean_dates(data_dir, kind.name)
+    clean_files = [f for f in files if _date_of(f) in clean]
+    dirty_files = [f for f in files if _date_of(f) not in clean]
+    _files_relation(con, kind, f"_clean_{kind.name}", clean_files)
+    _files_relation(con, kind, f"_dirty_{kind.name}", dirty_files)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW raw_{kind.name} AS "
+        f"SELECT * FROM _clean_{kind.name} UNION ALL {_dedup_sql(kind, f'_dirty_{kind.name}')}"
+    )
+
+
+_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+
+
+def _date_of(path: str) -> str | None:
+    match = _DATE_DIR.search(path)
+    return match.group(1) if match else None
+
+
+def connect(
+    data_dir: Path,
+    need: Iterable[str] = ("visits", "events", "presence", "identities"),
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with every view bound. Raises NoDataError when none of `need` exists."""
+    import duckdb
+
+    data_dir = Path(data_dir)
+    needed = list(need)
+    if needed and not any(tables.table_exists(data_dir, k) for k in needed):
+        looked = ", ".join(str(layout.table_path(data_dir, k)) for k in needed)
+        raise NoDataError(
+            f"No trail data for this command: looked for {looked}.",
+            "run 'trail collect' or 'trail sample' first, or pass --data-dir",
+        )
+    con = con or duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name in VIEW_ORDER:
+        _bind_raw(con, data_dir, KINDS[name])
+    con.execute("CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM raw_identities")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
+    for name in ("visits", "events", "presence"):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql.load('view_' + name)}")
+    return con
+
+
+_FILE_IN_ERROR = re.compile(r"['\"]([^'\"]+\.parquet)['\"]")
+
+
+def run(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None) -> Any:
+    """Execute `query`; a Parquet file that cannot be read becomes a CorruptDataError naming it."""
+    import duckdb
+
+    try:
+        return con.execute(query, params or {})
+    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+        match = _FILE_IN_ERROR.search(str(exc))
+        if match:
+            raise CorruptDataError(
+                f"Cannot read {match.group(1)}: {str(exc).splitlines()[0]}",
+                "restore the file from a backup or remove it from the table with 'trail repair'",
+            ) from exc
+        raise
