@@ -1,0 +1,1 @@
+"""Presence: per-client sessions from the log, person rules, who was online when."""
