@@ -10,6 +10,7 @@ from pathlib import Path
 
 _PARAMS_HEADER = re.compile(r"^--\s*params:\s*(.*)$", re.MULTILINE)
 _BOUND = re.compile(r"(?<![:$\w])\$([A-Za-z_]\w*)")
+_SKIPPED = re.compile(r"'(?:[^']|'')*'|\$\$.*?\$\$|--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
 def queries_dir() -> Traversable:
@@ -42,6 +43,7 @@ def declared_params(text: str) -> set[str]:
 
 
 def bound_params(text: str) -> set[str]:
-    """The `$params` the statement body uses (comments excluded)."""
-    body = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    """The `$params` the statement body uses (string literals and comments excluded)."""
+    # One left-to-right pass: whichever of literal or comment starts first wins, as in SQL itself.
+    body = _SKIPPED.sub(" ", text)
     return set(_BOUND.findall(body))

@@ -12,10 +12,13 @@ from trailcli.store import views
 def run_sql(data_dir: Path, query: str) -> Any:
     """The result of `query` over the bound views, as an Arrow table."""
     import duckdb
+    import pyarrow as pa
 
     con = views.connect(data_dir)
     try:
-        return views.run(con, query).fetch_arrow_table()
+        with views.reading():
+            relation = con.sql(query)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
     except duckdb.Error as exc:
         if isinstance(
             exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)

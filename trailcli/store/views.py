@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,12 +103,14 @@ def connect(
 _FILE_IN_ERROR = re.compile(r"['\"]([^'\"]+\.parquet)['\"]")
 
 
-def run(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None) -> Any:
-    """Execute `query`; a Parquet file that cannot be read becomes a CorruptDataError naming it."""
+@contextlib.contextmanager
+def reading() -> Iterator[None]:
+    """Around any query over the views: a Parquet file that cannot be read becomes a
+    CorruptDataError naming it."""
     import duckdb
 
     try:
-        return con.execute(query, params or {})
+        yield
     except (duckdb.IOException, duckdb.InvalidInputException) as exc:
         match = _FILE_IN_ERROR.search(str(exc))
         if match:
@@ -116,3 +119,10 @@ def run(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | Non
                 "restore the file from a backup or remove it from the table with 'trail repair'",
             ) from exc
         raise
+
+
+def run(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None) -> Any:
+    """Execute `query` (see `reading`). Prefer `con.sql(query, params=...)` inside `reading()` for
+    Arrow or Polars results: DuckDB 2 copies rows when a DB-API result is turned into Arrow."""
+    with reading():
+        return con.execute(query, params or {})
