@@ -15,10 +15,10 @@ $(BIN)/trail: pyproject.toml
 
 setup: $(BIN)/trail
 
-# Browsers and servers the interop tests drive; installing them needs root (apt-get).
+# The browser the interop tests drive; installing it needs root (apt-get).
 system-deps:
-	@command -v chromium >/dev/null && command -v redis-server >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium redis-server; }
+	@command -v chromium >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 tests/interop/node_modules: tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
