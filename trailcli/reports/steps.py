@@ -94,7 +94,9 @@ def _tokens(text: str) -> list[_Token]:
         if text[i].isspace():
             i += 1
             continue
-        start, chars, spans = i, [], []
+        start = i
+        chars: list[str] = []
+        spans: list[tuple[int, int]] = []
         while i < n and not text[i].isspace():
             if text[i] in "'\"":
                 j = text.find(text[i], i + 1)
