@@ -16,6 +16,14 @@ from trailcli.store.schema import KINDS, Kind
 
 ZSTD_PARQUET = {"compression": "ZSTD"}
 
+# A collector commits every few seconds: checkpoint often and drop log entries after two days so
+# loading a table reads one checkpoint plus a few JSON commits, however long the collector runs.
+TABLE_CONFIG = {
+    "delta.checkpointInterval": "50",
+    "delta.logRetentionDuration": "interval 2 days",
+    "delta.enableExpiredLogCleanup": "true",
+}
+
 
 def _json_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
@@ -75,7 +83,54 @@ def bulk_write(
         mode="append",
         target_file_size=target_file_size,
         writer_properties=WriterProperties(compression="ZSTD"),
+        configuration=None if table_exists(data_dir, kind) else TABLE_CONFIG,
     )
+
+
+def append_once(data_dir: Path, kind: str, table: pa.Table, app_id: str, version: int) -> bool:
+    """Append `table` as the application transaction (`app_id`, `version`), at most once.
+
+    The table's recorded version for `app_id` is read on the same loaded snapshot the commit
+    builds on; when it is already `version` or later nothing is written and False is returned.
+    """
+    from deltalake import (
+        CommitProperties,
+        DeltaTable,
+        Transaction,
+        WriterProperties,
+        write_deltalake,
+    )
+
+    k = KINDS[kind]
+    path = str(layout.table_path(data_dir, kind))
+    target: DeltaTable | str = path
+    if DeltaTable.is_deltatable(path):
+        target = DeltaTable(path)
+        done = target.transaction_version(app_id)
+        if done is not None and done >= version:
+            return False
+    write_deltalake(
+        target,
+        table.select([f.name for f in k.table_schema]).cast(k.table_schema),
+        partition_by=["date"],
+        mode="append",
+        writer_properties=WriterProperties(compression="ZSTD"),
+        configuration=TABLE_CONFIG if isinstance(target, str) else None,
+        commit_properties=CommitProperties(
+            app_transactions=[Transaction(app_id=app_id, version=version)]
+        ),
+    )
+    return True
+
+
+def transaction_version(data_dir: Path, kind: str, app_id: str) -> int | None:
+    """The last application-transaction version `app_id` committed to the kind's table."""
+    from deltalake import DeltaTable
+
+    path = str(layout.table_path(data_dir, kind))
+    if not DeltaTable.is_deltatable(path):
+        return None
+    return DeltaTable(path).transaction_version(app_id)
 
 
 def table_exists(data_dir: Path, kind: str) -> bool:

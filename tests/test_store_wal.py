@@ -1,0 +1,320 @@
+"""The node's WAL: group commit, the lock, exactly-once recovery, and a SIGKILL crash test."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from trailcli.errors import TrailError, UsageError
+from trailcli.store import layout, tables, views, wal
+from trailcli.store.wal import LogWriter
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def event(event_id: str, at: dt.datetime = T0) -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "visit_token": "v-" + event_id,
+        "name": "$view",
+        "properties": {"page": "/p", "n": 1},
+        "time": at,
+        "received_at": at,
+    }
+
+
+def stored_keys(data_dir: Path, kind: str, column: str) -> list[str]:
+    """Every value of `column` as stored, duplicates included (read beside the deduplicating views)."""
+    import duckdb
+
+    files = tables.file_list(data_dir, kind)
+    if not files:
+        return []
+    query = f"SELECT {column} FROM read_parquet($f)"
+    return [r[0] for r in duckdb.sql(query, params={"f": files}).fetchall()]
+
+
+def event_ids(data_dir: Path) -> list[str]:
+    return stored_keys(data_dir, "events", "event_id")
+
+
+def open_writer(data_dir: Path, **kw: float) -> LogWriter:
+    kw.setdefault("flush_interval", 3600)
+    return LogWriter.open(data_dir, "n1", **kw)  # type: ignore[arg-type]
+
+
+def test_append_then_close_commits_every_record_with_its_types(data_dir: Path) -> None:
+    with open_writer(data_dir) as writer:
+        writer.append("events", [event("a"), event("b", T0 + dt.timedelta(days=1))])
+        writer.append("visits", [{"visit_token": "v-a", "started_at": T0, "screen_width": 1280}])
+        assert writer.stats()["records_written"]["events"] == 2
+        assert writer.stats()["wal_bytes"] > 0
+    con = views.connect(data_dir)
+    rows = con.execute("SELECT event_id, date, properties FROM events ORDER BY 1").fetchall()
+    assert rows == [
+        ("a", "2026-03-01", '{"page":"/p","n":1}'),
+        ("b", "2026-03-02", '{"page":"/p","n":1}'),
+    ]
+    assert con.execute("SELECT screen_width FROM visits").fetchall() == [(1280,)]
+    assert wal.segment_numbers(layout.wal_dir(data_dir, "n1")) == []
+
+
+def test_concurrent_appends_share_fsyncs(data_dir: Path) -> None:
+    threads, per_thread = 32, 20
+    with open_writer(data_dir) as writer:
+
+        def work(t: int) -> None:
+            for i in range(per_thread):
+                writer.append("events", [event(f"{t}-{i}")])
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        fsyncs = writer.stats()["fsyncs"]
+    appends = threads * per_thread
+    assert fsyncs < appends / 2, f"{fsyncs} fsyncs for {appends} appends"
+    assert sorted(event_ids(data_dir)) == sorted(
+        f"{t}-{i}" for t in range(threads) for i in range(per_thread)
+    )
+
+
+async def test_append_async_shares_fsyncs_and_leaves_the_loop_free(data_dir: Path) -> None:
+    writer = open_writer(data_dir)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    tick_task = asyncio.create_task(ticker())
+    await asyncio.gather(*(writer.append_async("events", [event(f"e{i}")]) for i in range(64)))
+    done.set()
+    await tick_task
+    fsyncs = writer.stats()["fsyncs"]
+    writer.close()
+    assert ticks > 1
+    assert fsyncs < 64
+    assert len(event_ids(data_dir)) == 64
+
+
+def test_flush_rows_commits_before_the_interval(data_dir: Path) -> None:
+    with open_writer(data_dir, flush_rows=10) as writer:
+        writer.append("events", [event(f"e{i}") for i in range(10)])
+        deadline = time.monotonic() + 10
+        while writer.stats()["commits"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writer.stats()["commits"] == 1
+        assert len(event_ids(data_dir)) == 10
+
+
+def test_flush_interval_commits_in_the_background(data_dir: Path) -> None:
+    with open_writer(data_dir, flush_interval=0.1) as writer:
+        writer.append("events", [event("a")])
+        deadline = time.monotonic() + 10
+        while not event_ids(data_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert event_ids(data_dir) == ["a"]
+        assert writer.stats()["wal_bytes"] == 0
+
+
+def test_a_second_writer_for_the_node_is_refused(data_dir: Path) -> None:
+    first = open_writer(data_dir)
+    with pytest.raises(TrailError, match="in use by another writer") as err:
+        open_writer(data_dir)
+    assert err.value.hint and "--node-id" in err.value.hint
+    other = LogWriter.open(data_dir, "n2")  # another node has its own WAL
+    other.close()
+    first.close()
+    open_writer(data_dir).close()  # the lock is released on close
+
+
+def test_append_after_close_is_refused(data_dir: Path) -> None:
+    writer = open_writer(data_dir)
+    writer.close()
+    with pytest.raises(TrailError, match="closed"):
+        writer.append("events", [event("a")])
+
+
+@pytest.mark.parametrize(
+    ("kind", "records", "message"),
+    [
+        ("clicks", [{"a": 1}], "Unknown log kind"),
+        ("events", [{"event_id": "x", "time": "yesterday-ish"}], "Cannot store"),
+        ("events", [{"event_id": "x", "time": T0, "properties": {"t": T0}}], "Cannot store"),
+        ("visits", [{"visit_token": "v", "screen_width": "wide"}], "Cannot store"),
+        ("events", ["not a dict"], "must be objects"),
+    ],
+)
+def test_bad_records_are_refused_and_lose_nothing(
+    data_dir: Path, kind: str, records: list, message: str
+) -> None:
+    with open_writer(data_dir) as writer:
+        writer.append("events", [event("kept")])
+        with pytest.raises(UsageError, match=message):
+            writer.append(kind, records)
+        writer.append("events", [event("after")])
+    assert sorted(event_ids(data_dir)) == ["after", "kept"]
+
+
+def test_invalid_flush_settings_are_refused(data_dir: Path) -> None:
+    with pytest.raises(UsageError):
+        LogWriter.open(data_dir, "n1", flush_interval=0)
+    with pytest.raises(UsageError, match="node id"):
+        LogWriter.open(data_dir, "../escape")
+
+
+def test_a_segment_committed_but_not_deleted_is_not_applied_again(data_dir: Path) -> None:
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    writer = open_writer(data_dir)
+    writer.append("events", [event("a"), event("b")])
+    writer.append("visits", [{"visit_token": "v-a", "started_at": T0}])
+    (number,) = wal.segment_numbers(wal_dir)
+    saved = wal_dir.parent / "saved.wal"
+    shutil.copy(wal.segment_path(wal_dir, number), saved)
+    writer.close()  # commits and deletes the segment
+    shutil.copy(saved, wal.segment_path(wal_dir, number))  # as if the deletion never happened
+
+    with open_writer(data_dir) as again:
+        assert again.stats()["commits"] == 0
+        again.append("events", [event("c")])
+    assert sorted(event_ids(data_dir)) == ["a", "b", "c"]
+    assert wal.segment_numbers(wal_dir) == []
+
+
+def test_a_segment_committed_to_one_table_only_completes_the_others(data_dir: Path) -> None:
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    writer = open_writer(data_dir)
+    writer.append("events", [event("a")])
+    writer.append("visits", [{"visit_token": "v-a", "started_at": T0}])
+    (number,) = wal.segment_numbers(wal_dir)
+    saved = wal_dir.parent / "saved.wal"
+    shutil.copy(wal.segment_path(wal_dir, number), saved)
+    writer.close()
+    # a crash after the events commit and before the visits commit: undo the visits table
+    shutil.rmtree(layout.table_path(data_dir, "visits"))
+    shutil.copy(saved, wal.segment_path(wal_dir, number))
+
+    open_writer(data_dir).close()
+    con = views.connect(data_dir)
+    assert con.execute("SELECT count(*) FROM visits").fetchone() == (1,)
+    assert event_ids(data_dir) == ["a"]
+
+
+def test_torn_tail_is_dropped_and_intact_frames_are_committed(data_dir: Path) -> None:
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    wal_dir.mkdir(parents=True)
+    good = wal.MAGIC + wal.encode_frame("events", [event("a")])
+    good += wal.encode_frame("events", [event("b")])
+    torn = wal.encode_frame("events", [event("c")])[:-7]
+    wal.segment_path(wal_dir, 1).write_bytes(good + torn)
+    corrupt = bytearray(wal.MAGIC + wal.encode_frame("events", [event("d")]))
+    corrupt[-3] ^= 0xFF  # a bit flip: the CRC no longer matches
+    wal.segment_path(wal_dir, 2).write_bytes(bytes(corrupt))
+    wal.segment_path(wal_dir, 3).write_bytes(wal.MAGIC[:4])  # created, header torn
+    wal.segment_path(wal_dir, 4).write_bytes(wal.MAGIC + bytes(64))  # zero-filled tail
+
+    with open_writer(data_dir) as writer:
+        writer.append("events", [event("e")])
+    assert sorted(event_ids(data_dir)) == ["a", "b", "e"]
+    assert wal.segment_numbers(wal_dir) == []
+
+
+def test_segment_numbers_continue_after_the_last_committed_one(data_dir: Path) -> None:
+    for name in ("a", "b"):
+        with open_writer(data_dir) as writer:
+            writer.append("events", [event(name)])
+    assert tables.transaction_version(data_dir, "events", "n1") == 2
+    assert sorted(event_ids(data_dir)) == ["a", "b"]
+
+
+def test_many_commits_keep_the_delta_log_checkpointed(data_dir: Path) -> None:
+    with open_writer(data_dir) as writer:
+        for i in range(60):
+            writer.append("events", [event(f"e{i}")])
+            writer.flush()
+        assert writer.stats()["commits"] == 60
+    log_dir = layout.table_path(data_dir, "events") / "_delta_log"
+    assert list(log_dir.glob("*.checkpoint.parquet"))
+    assert (log_dir / "_last_checkpoint").exists()
+    assert len(event_ids(data_dir)) == 60
+
+
+CHILD = textwrap.dedent(
+    """
+    import datetime as dt, os, sys, threading
+    from trailcli.store.wal import LogWriter
+
+    data_dir, worker_count, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    writer = LogWriter.open(data_dir, "crashy", flush_interval=0.05, flush_rows=500)
+    os.write(1, b"ready\\n")
+    now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+    def work(w):
+        i = 0
+        while True:
+            ids = [f"{prefix}-{w}-{i}-{j}" for j in range(1 + i % 3)]
+            writer.append("events", [
+                {"event_id": e, "name": "x", "time": now, "received_at": now} for e in ids
+            ])
+            writer.append("visits", [{"visit_token": ids[0], "started_at": now}])
+            os.write(1, ("\\n".join(ids) + "\\n").encode())
+            i += 1
+
+    for w in range(worker_count):
+        threading.Thread(target=work, args=(w,), daemon=True).start()
+    threading.Event().wait()
+    """
+)
+
+
+def run_and_kill(data_dir: Path, prefix: str, workers: int, rng: random.Random) -> set[str]:
+    """Start an appending child, SIGKILL it at a random moment; the ids it acknowledged."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(data_dir), str(workers), prefix],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    time.sleep(rng.uniform(0.3, 2.0))
+    child.send_signal(signal.SIGKILL)
+    out = child.stdout.read()
+    child.wait()
+    lines = out.split(b"\n")[:-1]  # the piece after the last newline may be partial
+    return {line.decode() for line in lines}
+
+
+def test_sigkill_at_random_moments_loses_and_repeats_nothing(data_dir: Path) -> None:
+    seed = int(os.environ.get("TRAIL_CRASH_SEED", time.time_ns() % 1_000_000))
+    rng = random.Random(seed)
+    acknowledged: set[str] = set()
+    for round_no in range(4):
+        ids = run_and_kill(data_dir, f"r{round_no}", 1 + round_no % 4, rng)
+        assert ids, "the child acknowledged nothing before it was killed"
+        acknowledged |= ids
+        LogWriter.open(data_dir, "crashy").close()  # recovery
+        stored = event_ids(data_dir)
+        assert len(stored) == len(set(stored)), f"a record was committed twice (seed {seed})"
+        missing = acknowledged - set(stored)
+        assert not missing, f"{len(missing)} acknowledged records lost (seed {seed})"
+        visits = stored_keys(data_dir, "visits", "visit_token")
+        assert len(visits) == len(set(visits))
+        assert {i for i in acknowledged if i.endswith("-0")} <= set(visits)
+    assert wal.segment_numbers(layout.wal_dir(data_dir, "crashy")) == []

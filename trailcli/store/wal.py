@@ -1,0 +1,463 @@
+"""The node's write-ahead log: durable appends with group commit, committed to the Delta tables."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import re
+import struct
+import threading
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trailcli.errors import TrailError, UsageError
+from trailcli.store import layout, tables
+from trailcli.store.schema import KINDS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger("trail.store.wal")
+
+MAGIC = b"TRAILWAL1\n"
+_FRAME = struct.Struct("<II")  # payload length, CRC-32 of the payload
+MAX_FRAME = 256 * 1024 * 1024
+LOCK_FILE = "LOCK"
+_SEGMENT = re.compile(r"^(\d{12})\.wal$")
+
+
+def segment_path(wal_dir: Path, number: int) -> Path:
+    return wal_dir / f"{number:012d}.wal"
+
+
+def segment_numbers(wal_dir: Path) -> list[int]:
+    """The numbers of the segment files in `wal_dir`, oldest first."""
+    if not wal_dir.is_dir():
+        return []
+    found = (_SEGMENT.match(p.name) for p in wal_dir.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_frame(kind: str, records: list[dict[str, Any]]) -> bytes:
+    """One WAL frame: length and CRC-32 header, then the records as JSON."""
+    payload = json.dumps(
+        {"k": kind, "r": records}, default=_json_default, separators=(",", ":")
+    ).encode()
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+@dataclass
+class SegmentContents:
+    """What a segment file holds: records by kind, and how many bytes of torn tail were dropped."""
+
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    frames: int = 0
+    dropped_bytes: int = 0
+
+
+def read_segment(path: Path) -> SegmentContents:
+    """Every intact frame of a segment; reading stops at the first torn or corrupt frame."""
+    data = path.read_bytes()
+    out = SegmentContents()
+    if not data.startswith(MAGIC):
+        out.dropped_bytes = len(data)
+        return out
+    pos = len(MAGIC)
+    while pos + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, pos)
+        body = data[pos + _FRAME.size : pos + _FRAME.size + length]
+        if length == 0 or len(body) != length or zlib.crc32(body) != crc:
+            break
+        frame = json.loads(body)
+        out.records[frame["k"]].extend(frame["r"])
+        out.frames += 1
+        pos += _FRAME.size + length
+    out.dropped_bytes = len(data) - pos
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@dataclass
+class _Segment:
+    """The open segment: its file, and its records already converted to Arrow, by kind."""
+
+    number: int
+    fd: int
+    size: int
+    batches: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
+    rows: int = 0
+    first_append: float | None = None
+
+
+class LogWriter:
+    """Appends records durably to one node's WAL and commits them to the tables in the background.
+
+    `append` returns once the records are fsynced; appends that arrive while an fsync runs share
+    the next one (group commit). Every `flush_interval` seconds or `flush_rows` rows the open
+    segment is closed and committed to each kind's Delta table as the application transaction
+    (node id, segment number), then deleted.
+    """
+
+    def __init__(
+        self, data_dir: Path, node_id: str, flush_interval: float, flush_rows: int
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.node_id = layout.check_node_id(node_id)
+        self.wal_dir = layout.wal_dir(self.data_dir, node_id)
+        self.flush_interval = flush_interval
+        self.flush_rows = flush_rows
+        self._lock_fd: int | None = None
+        self._write_lock = threading.Lock()  # guards the open segment and its counters
+        self._sync_cond = threading.Condition()  # guards the fsync leadership and _synced
+        self._commit_lock = threading.Lock()  # one commit at a time
+        self._sync_leader = False
+        self._written = 0  # bytes appended over the writer's life, all segments
+        self._synced = 0  # of which fsynced
+        self._segment: _Segment | None = None
+        self._closed_segments: list[_Segment] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._committer: threading.Thread | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._closed = False
+        self._records_written: dict[str, int] = {k: 0 for k in KINDS}
+        self._commits = 0
+        self._fsyncs = 0
+        self._last_commit_seconds = 0.0
+        self._last_error: str | None = None
+
+    # -- opening and recovery -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        node_id: str,
+        *,
+        flush_interval: float = 2.0,
+        flush_rows: int = 50_000,
+    ) -> LogWriter:
+        """Lock the node's WAL, commit what it still holds (exactly once), start the committer."""
+        if flush_interval <= 0 or flush_rows <= 0:
+            raise UsageError(
+                f"Invalid WAL flush settings: interval {flush_interval}s, {flush_rows} rows.",
+                "use a positive flush interval and row count",
+            )
+        writer = cls(data_dir, node_id, flush_interval, flush_rows)
+        writer._lock()
+        try:
+            last = writer._recover()
+            writer._segment = writer._new_segment(last + 1)
+        except BaseException:
+            writer._unlock()
+            raise
+        writer._committer = threading.Thread(
+            target=writer._commit_loop, name=f"trail-wal-{node_id}", daemon=True
+        )
+        writer._committer.start()
+        return writer
+
+    def _lock(self) -> None:
+        self.wal_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.wal_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise TrailError(
+                f"The WAL of node {self.node_id!r} at {self.wal_dir} is in use by another "
+                f"writer (pid {holder}).",
+                "stop the other 'trail collect' for this node, or give this one its own --node-id",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _recover(self) -> int:
+        """Commit every segment left in the WAL, oldest first; returns the last segment number used."""
+        last = max(
+            (tables.transaction_version(self.data_dir, k, self.node_id) or 0 for k in KINDS),
+            default=0,
+        )
+        for number in segment_numbers(self.wal_dir):
+            path = segment_path(self.wal_dir, number)
+            contents = read_segment(path)
+            if contents.dropped_bytes:
+                log.warning(
+                    "WAL segment %s: dropped a torn tail of %d bytes (never acknowledged)",
+                    path,
+                    contents.dropped_bytes,
+                )
+            batches = {
+                kind: [tables.to_arrow(kind, rows)]
+                for kind, rows in contents.records.items()
+                if rows
+            }
+            self._commit_batches(number, batches)
+            self._delete_segment(path)
+            last = max(last, number)
+        return last
+
+    # -- appending ------------------------------------------------------------------------
+
+    def _new_segment(self, number: int) -> _Segment:
+        path = segment_path(self.wal_dir, number)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        _write_all(fd, MAGIC)
+        os.fsync(fd)
+        _fsync_dir(self.wal_dir)
+        return _Segment(number=number, fd=fd, size=len(MAGIC))
+
+    def append(self, kind: str, records: list[dict[str, Any]]) -> None:
+        """Write `records` of `kind` to the WAL; returns once they are fsynced. Thread-safe."""
+        if kind not in KINDS:
+            raise UsageError(f"Unknown log kind {kind!r}.", f"use one of {', '.join(KINDS)}")
+        if not records:
+            return
+        batch = self._validated(kind, records)
+        try:
+            frame = encode_frame(kind, records)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"Cannot write these {kind} records to the WAL: {exc}") from exc
+        if len(frame) > MAX_FRAME:
+            raise UsageError(
+                f"{len(records)} {kind} records make a {len(frame)}-byte WAL frame.",
+                f"append at most {MAX_FRAME} bytes at a time",
+            )
+        with self._write_lock:
+            if self._closed or self._segment is None:
+                raise TrailError(f"The WAL writer of node {self.node_id!r} is closed.")
+            seg = self._segment
+            _write_all(seg.fd, frame)
+            seg.size += len(frame)
+            seg.batches[kind].append(batch)
+            seg.rows += len(records)
+            seg.first_append = seg.first_append or time.monotonic()
+            self._written += len(frame)
+            position = self._written
+            full = seg.rows >= self.flush_rows
+        self._wait_durable(position)
+        with self._write_lock:
+            self._records_written[kind] += len(records)
+        if full:
+            self._wake.set()
+
+    async def append_async(self, kind: str, records: list[dict[str, Any]]) -> None:
+        """`append` for asyncio: runs on the writer's threads, never blocking the event loop."""
+        if self._executor is None:
+            with self._write_lock:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=32, thread_name_prefix=f"trail-wal-append-{self.node_id}"
+                    )
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.append, kind, records)
+
+    @staticmethod
+    def _validated(kind: str, records: list[dict[str, Any]]) -> pa.Table:
+        """The records as Arrow, so a record the tables cannot hold fails here, not at commit."""
+        if not all(isinstance(r, Mapping) for r in records):
+            raise UsageError(f"{kind} records must be objects (dicts).")
+        try:
+            return tables.to_arrow(kind, records)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise UsageError(
+                f"Cannot store these {kind} records: {exc}",
+                "give each column the type DESIGN.md lists (times as datetimes or ISO-8601)",
+            ) from exc
+        except Exception as exc:  # pyarrow's own conversion errors
+            if type(exc).__module__.startswith("pyarrow"):
+                raise UsageError(f"Cannot store these {kind} records: {exc}") from exc
+            raise
+
+    def _wait_durable(self, position: int) -> None:
+        """Block until the WAL is fsynced up to byte `position`; one caller fsyncs for all waiting."""
+        with self._sync_cond:
+            while self._synced < position:
+                if not self._sync_leader:
+                    self._sync_leader = True
+                    break
+                self._sync_cond.wait()
+            else:
+                return
+        target = 0
+        try:
+            with self._write_lock:
+                target = self._written
+                fd = self._segment.fd if self._segment else -1
+            if fd >= 0:
+                os.fsync(fd)
+        except BaseException:
+            target = 0
+            raise
+        finally:
+            with self._sync_cond:
+                if target:
+                    self._synced = max(self._synced, target)
+                    self._fsyncs += 1
+                self._sync_leader = False
+                self._sync_cond.notify_all()
+
+    @contextlib.contextmanager
+    def _sync_leadership(self) -> Iterator[None]:
+        """Hold the fsync leadership, so no fsync runs on a segment while it is being closed."""
+        with self._sync_cond:
+            while self._sync_leader:
+                self._sync_cond.wait()
+            self._sync_leader = True
+        try:
+            yield
+        finally:
+            with self._sync_cond:
+                self._sync_leader = False
+                self._sync_cond.notify_all()
+
+    def _rotate(self) -> None:
+        """Close the open segment (fsynced) and start the next one, if the open one has records."""
+        with self._sync_leadership(), self._write_lock:
+            seg = self._segment
+            if seg is None or seg.rows == 0:
+                return
+            os.fsync(seg.fd)
+            os.close(seg.fd)
+            with self._sync_cond:
+                self._synced = max(self._synced, self._written)
+            self._closed_segments.append(seg)
+            self._segment = None if self._closed else self._new_segment(seg.number + 1)
+
+    # -- committing -----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Commit everything appended so far to the tables now."""
+        with self._commit_lock:
+            self._rotate()
+            self._commit_closed()
+
+    def _commit_closed(self) -> None:
+        while self._closed_segments:
+            seg = self._closed_segments[0]
+            batches = {kind: parts for kind, parts in seg.batches.items() if parts}
+            self._commit_batches(seg.number, batches)
+            self._delete_segment(segment_path(self.wal_dir, seg.number))
+            with self._write_lock:
+                self._closed_segments.pop(0)
+
+    def _commit_batches(self, number: int, batches: Mapping[str, list[pa.Table]]) -> None:
+        """Commit one segment's records, one transaction per kind, skipping kinds already holding it."""
+        import pyarrow as pa
+
+        started = time.monotonic()
+        for kind in KINDS:
+            parts = batches.get(kind)
+            if not parts:
+                continue
+            table = pa.concat_tables(parts)
+            if tables.append_once(self.data_dir, kind, table, self.node_id, number):
+                self._commits += 1
+        self._last_commit_seconds = time.monotonic() - started
+
+    def _delete_segment(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        _fsync_dir(self.wal_dir)
+
+    def _commit_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.flush()
+                self._last_error = None
+            except Exception as exc:  # keep the segment; the next round retries it
+                self._last_error = str(exc)
+                log.warning("WAL commit of node %s failed, will retry: %s", self.node_id, exc)
+
+    # -- closing and stats ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the committer, commit everything, release the lock. Records stay in the WAL on error."""
+        if self._lock_fd is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        if self._committer is not None:
+            self._committer.join()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        try:
+            with self._commit_lock:
+                with self._write_lock:
+                    self._closed = True
+                self._rotate()
+                self._drop_empty_segment()
+                self._commit_closed()
+        finally:
+            self._unlock()
+
+    def _drop_empty_segment(self) -> None:
+        with self._write_lock:
+            seg, self._segment = self._segment, None
+        if seg is not None:
+            os.close(seg.fd)
+            self._delete_segment(segment_path(self.wal_dir, seg.number))
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /metrics: WAL size and age, records written by kind, commits, fsyncs."""
+        with self._write_lock:
+            pending = [*self._closed_segments, *([self._segment] if self._segment else [])]
+            wal_bytes = sum(s.size for s in pending if s.rows)
+            firsts = [s.first_append for s in pending if s.first_append is not None]
+            records = dict(self._records_written)
+        return {
+            "wal_bytes": wal_bytes,
+            "wal_lag_seconds": time.monotonic() - min(firsts) if firsts else 0.0,
+            "records_written": records,
+            "commits": self._commits,
+            "last_commit_seconds": self._last_commit_seconds,
+            "fsyncs": self._fsyncs,
+            "last_error": self._last_error,
+        }
