@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,18 @@ def connect(
     con.execute(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
     for name in ("visits", "events", "presence"):
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql.load('view_' + name)}")
+    _bind_sessions(con)
     return con
+
+
+SESSION_TIMEOUT = timedelta(minutes=30)
+
+
+def _bind_sessions(con: duckdb.DuckDBPyConnection) -> None:
+    """The `session_events` and `sessions` views (trailcli/reports/sessions.py sets the timeout)."""
+    con.execute("SET VARIABLE session_timeout = $timeout", {"timeout": SESSION_TIMEOUT})
+    for name in ("session_events", "sessions"):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql.load(name)}")
 
 
 _FILE_IN_ERROR = re.compile(r"['\"]([^'\"]+\.parquet)['\"]")
