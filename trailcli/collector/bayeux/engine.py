@@ -1,0 +1,756 @@
+"""The Bayeux engine: Faye-compatible message handling, sessions, queues and fan-out, without I/O.
+
+Transports hand it decoded messages and a `Context`; it answers with replies and, for
+`/meta/connect`, a `PendingConnect` the transport holds open with `hold()`. Time comes from the
+clock passed in; `sweep(now)` ends sessions whose transport closed or that went silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from trailcli.collector.bayeux import channels
+
+log = logging.getLogger("trail.bayeux")
+
+BAYEUX_VERSION = "1.0"
+# What the handshake advertises. EventSource is not served, so it is not offered.
+CONNECTION_TYPES = [
+    "long-polling",
+    "cross-origin-long-polling",
+    "callback-polling",
+    "websocket",
+    "in-process",
+]
+META_CHANNELS = (
+    "/meta/handshake",
+    "/meta/connect",
+    "/meta/subscribe",
+    "/meta/unsubscribe",
+    "/meta/disconnect",
+)
+# Reasons a session ends (DESIGN.md "Presence semantics").
+DISCONNECT = "disconnect"
+TRANSPORT_CLOSED = "transport_closed"
+TIMEOUT = "timeout"
+SERVER_SHUTDOWN = "server_shutdown"
+
+Message = dict[str, Any]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Protocol timing and the limits of one node; every field is a collector setting."""
+
+    timeout: float = 45.0
+    grace: float = 15.0
+    interval: float = 0.0
+    open_publish: bool = False
+    secret: str | None = None
+    max_message_bytes: int = 32 * 1024
+    max_queued_messages: int = 1000
+    max_clients: int = 50_000
+    max_subscriptions: int = 100
+
+
+@dataclass
+class Context:
+    """What extensions and the engine know about the request a message came in on."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    has_secret: bool = False
+    remote: str | None = None
+    transport: str = "long-polling"
+    # For outgoing extensions: the incoming message a reply answers (None for deliveries).
+    message: Message | None = None
+
+
+class Extension(Protocol):
+    """Faye-style extension; both hooks are optional. Setting `message["error"]` rejects it."""
+
+    async def incoming(self, message: Message, context: Context) -> None: ...
+
+    async def outgoing(self, message: Message, context: Context) -> None: ...
+
+
+class Delivery:
+    """One published message as subscribers receive it, encoded once for every recipient."""
+
+    __slots__ = ("_text", "message")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self._text: str | None = None
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = dumps(self.message)
+        return self._text
+
+
+Outgoing = Message | Delivery
+
+
+class SocketBinding(Protocol):
+    """A WebSocket a client is bound to: woken when messages are queued, closed with the session."""
+
+    def wake(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(eq=False)
+class Client:
+    """One Bayeux session (a Faye `clientId`)."""
+
+    id: str
+    ext: Message
+    opened_at: datetime
+    last_request: datetime
+    ping_at: datetime
+    subscriptions: set[str] = field(default_factory=set)
+    queue: deque[Delivery] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    held: int = 0
+    hold_token: object = None
+    transport_closed_at: datetime | None = None
+    socket: SocketBinding | None = None
+    dropped: int = 0
+    ended: bool = False
+
+
+@dataclass
+class PendingConnect:
+    """A successful `/meta/connect` the transport holds for up to `hold` seconds."""
+
+    client: Client
+    reply: Message
+    hold: float
+    context: Context
+
+
+@dataclass
+class Batch:
+    """The engine's answer to one request: replies now, plus a connect to hold if there was one."""
+
+    replies: list[Outgoing]
+    connect: PendingConnect | None = None
+    client_ids: set[str] = field(default_factory=set)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as Faye writes it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode(items: Iterable[Outgoing]) -> str:
+    """A JSON array of replies and deliveries; deliveries reuse their cached text."""
+    return "[" + ",".join(i.text() if isinstance(i, Delivery) else dumps(i) for i in items) + "]"
+
+
+def error(code: int, params: Iterable[str] | str | None, text: str) -> str:
+    """A Bayeux error string, `<code>:<params>:<message>` as Faye formats it."""
+    if params is None:
+        joined = ""
+    elif isinstance(params, str):
+        joined = params
+    else:
+        joined = ",".join(str(p) for p in params)
+    return f"{code}:{joined}:{text}"
+
+
+def new_client_id() -> str:
+    """160 random bits in base 36, 31 characters: the shape of Faye's ids."""
+    number = secrets.randbits(160)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    while number:
+        number, rest = divmod(number, 36)
+        out.append(digits[rest])
+    return "".join(reversed(out)).rjust(31, "0")
+
+
+def strip_secrets(ext: Any) -> Any:
+    """`ext` without `auth` (the server secret) and `trail.token` (the read token)."""
+    if not isinstance(ext, dict):
+        return ext
+    clean = {k: v for k, v in ext.items() if k != "auth"}
+    trail = clean.get("trail")
+    if isinstance(trail, dict) and "token" in trail:
+        clean["trail"] = {k: v for k, v in trail.items() if k != "token"}
+    return clean
+
+
+def _secret_matches(candidate: Any, secret: str | None) -> bool:
+    if not secret or not isinstance(candidate, str):
+        return False
+    return hmac.compare_digest(candidate.encode(), secret.encode())
+
+
+def _reply(message: Message) -> Message:
+    """Faye's response skeleton: id, clientId, channel and error copied, then `successful`."""
+    reply: Message = {}
+    for key in ("id", "clientId", "channel", "error"):
+        value = message.get(key)
+        if value:
+            reply[key] = value
+    return reply
+
+
+class Engine:
+    """A node's Bayeux state: clients, subscriptions, queues, extensions and observers."""
+
+    def __init__(self, config: EngineConfig | None = None, clock: Clock | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.clock: Clock = clock or _utc_now
+        self.clients: dict[str, Client] = {}
+        self.subscribers: dict[str, set[str]] = {}
+        self.extensions: list[Any] = []
+        self.observers: list[Any] = []
+        self.stats: Counter[str] = Counter()
+
+    # ---- registration -------------------------------------------------------------------
+
+    def add_extension(self, extension: Any) -> None:
+        """Run `extension.incoming`/`outgoing` (either optional) on every message, in order added."""
+        self.extensions.append(extension)
+
+    def add_observer(self, observer: Any) -> None:
+        """Tell `observer` about session changes (client_opened, client_closed, ...)."""
+        self.observers.append(observer)
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            method = getattr(observer, event, None)
+            if method is None:
+                continue
+            try:
+                method(*args)
+            except Exception:
+                log.exception("Bayeux observer %r failed on %s", observer, event)
+
+    # ---- the request pipeline -----------------------------------------------------------
+
+    async def handle(self, messages: list[Message], context: Context) -> Batch:
+        """Handle one request's messages in order; returns replies and any connect to hold."""
+        batch = Batch(replies=[])
+        for message in messages:
+            if self.extensions:
+                await self._run_extensions("incoming", message, context)
+            self._handle_one(message, context, batch)
+        if self._has_hook("outgoing"):
+            batch.replies = await self._outgoing_replies(batch.replies, messages, context)
+        return batch
+
+    def _handle_one(self, message: Message, context: Context, batch: Batch) -> None:
+        client_id = message.get("clientId")
+        now = self.clock()
+        if isinstance(client_id, str):
+            self._touch(client_id, now, batch)
+        channel = message.get("channel")
+        self.stats["messages"] += 1
+        reply: Message | None
+        if message.get("error"):
+            reply = self._rejected(message)
+        elif channel == "/meta/handshake":
+            reply = self._handshake(message, now, batch)
+        elif channel == "/meta/connect":
+            reply, pending = self._connect(message, context)
+            if pending is not None:
+                self._supersede(batch)
+                batch.connect = pending
+                reply = None
+        elif channel == "/meta/subscribe":
+            reply = self._subscribe(message, now)
+        elif channel == "/meta/unsubscribe":
+            reply = self._unsubscribe(message, now)
+        elif channel == "/meta/disconnect":
+            reply = self._disconnect(message, now)
+        else:
+            reply = self._publish(message, context, now)
+        if reply is not None:
+            self._count_error(reply)
+            batch.replies.append(reply)
+
+    def _rejected(self, message: Message) -> Message:
+        """A message an incoming extension rejected by setting `error`."""
+        reply = _reply(message)
+        reply["successful"] = False
+        if message.get("channel") in ("/meta/handshake", "/meta/connect"):
+            reply["advice"] = {"reconnect": "handshake"}
+        return reply
+
+    def _count_error(self, reply: Message) -> None:
+        err = reply.get("error")
+        if isinstance(err, str):
+            self.stats[f"errors_{err.split(':', 1)[0]}"] += 1
+
+    def _touch(self, client_id: str, now: datetime, batch: Batch) -> None:
+        client = self.clients.get(client_id)
+        if client is None:
+            return
+        client.last_request = now
+        client.transport_closed_at = None
+        batch.client_ids.add(client_id)
+        self._notify("client_active", client_id, now)
+
+    def _supersede(self, batch: Batch) -> None:
+        """Two connects in one batch: the earlier one is answered at once."""
+        if batch.connect is not None:
+            batch.replies.append(batch.connect.reply)
+
+    # ---- /meta/handshake ----------------------------------------------------------------
+
+    def _handshake(self, message: Message, now: datetime, batch: Batch) -> Message:
+        reply = _reply(message)
+        reply["version"] = BAYEUX_VERSION
+        reply["supportedConnectionTypes"] = CONNECTION_TYPES
+        types = message.get("supportedConnectionTypes")
+        problem = None
+        if message.get("version") is None:
+            problem = error(402, "version", "Missing required parameter")
+        elif not isinstance(types, list) or not types:
+            problem = error(402, "supportedConnectionTypes", "Missing required parameter")
+        elif not any(t in CONNECTION_TYPES for t in types):
+            problem = error(301, [str(t) for t in types], "Connection types not supported")
+        elif len(self.clients) >= self.config.max_clients:
+            self.stats["refused_clients"] += 1
+            problem = error(
+                503, None, f"Too many clients on this node (limit {self.config.max_clients})"
+            )
+        if problem:
+            reply["error"] = problem
+            reply["successful"] = False
+            reply["advice"] = {"reconnect": "handshake"}
+            return reply
+        client = self._open(strip_secrets(message.get("ext") or {}), now)
+        batch.client_ids.add(client.id)
+        reply["clientId"] = client.id
+        reply["successful"] = True
+        reply["advice"] = self._advice()
+        return reply
+
+    def _open(self, ext: Any, now: datetime) -> Client:
+        client_id = new_client_id()
+        while client_id in self.clients:
+            client_id = new_client_id()
+        ext = ext if isinstance(ext, dict) else {}
+        client = Client(id=client_id, ext=ext, opened_at=now, last_request=now, ping_at=now)
+        self.clients[client_id] = client
+        self.stats["handshakes"] += 1
+        self._notify("client_opened", client_id, ext, now)
+        return client
+
+    def _advice(self) -> Message:
+        return {
+            "reconnect": "retry",
+            "interval": int(self.config.interval * 1000),
+            "timeout": int(self.config.timeout * 1000),
+        }
+
+    # ---- /meta/connect ------------------------------------------------------------------
+
+    def _connect(self, message: Message, context: Context) -> tuple[Message, PendingConnect | None]:
+        reply = _reply(message)
+        client_id = message.get("clientId")
+        connection_type = message.get("connectionType")
+        client = self.clients.get(client_id) if isinstance(client_id, str) else None
+        problem = None
+        if not connection_type:
+            problem = error(402, "connectionType", "Missing required parameter")
+        elif connection_type not in CONNECTION_TYPES:
+            problem = error(301, str(connection_type), "Connection types not supported")
+        elif not client_id:
+            problem = error(402, "clientId", "Missing required parameter")
+        elif client is None:
+            problem = error(401, str(client_id), "Unknown client")
+        if problem or client is None:
+            reply.pop("clientId", None)
+            reply["error"] = problem
+            reply["successful"] = False
+            reply["advice"] = {"reconnect": "handshake"}
+            return reply, None
+        self.stats["connects"] += 1
+        client.ping_at = self.clock()
+        reply["successful"] = True
+        reply["advice"] = self._advice()
+        return reply, PendingConnect(client, reply, self._hold_seconds(message), context)
+
+    def _hold_seconds(self, message: Message) -> float:
+        """The request's `advice.timeout` (ms) if given, clamped to the server timeout."""
+        advice = message.get("advice")
+        requested = advice.get("timeout") if isinstance(advice, dict) else None
+        if isinstance(requested, int | float) and not isinstance(requested, bool):
+            return max(0.0, min(requested / 1000.0, self.config.timeout))
+        return self.config.timeout
+
+    async def hold(
+        self, pending: PendingConnect, stop: asyncio.Event | None = None
+    ) -> list[Outgoing]:
+        """Hold a connect; returns `[connect reply, *queued messages]` when it is answered.
+
+        Long-polling (no `stop`): answered when messages are queued for the client, when its
+        session ends, when a newer connect replaces it, or after the hold time. WebSocket
+        (`stop` is the socket's close signal): messages go out on the socket, so the connect is
+        only a heartbeat answered after the hold time or when the socket or session ends.
+        """
+        client = pending.client
+        token = object()
+        if client.held:
+            client.wake.set()  # a newer connect answers the one still held
+        client.hold_token = token
+        client.held += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + pending.hold
+        try:
+            if stop is not None:
+                await _wait(stop, deadline - loop.time())
+            else:
+                await self._wait_for_messages(client, token, deadline)
+        finally:
+            client.held -= 1
+            if not client.ended:
+                client.ping_at = self.clock()
+        out: list[Outgoing] = [pending.reply]
+        if stop is None:
+            out.extend(self.take(client))
+        if self._has_hook("outgoing"):
+            out = await self._outgoing_replies(out, [], pending.context)
+        return out
+
+    async def _wait_for_messages(self, client: Client, token: object, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while not client.queue and not client.ended and client.hold_token is token:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            client.wake.clear()
+            await _wait(client.wake, remaining)
+        if client.queue and not client.ended:
+            # let publishes of the same tick join this reply (Faye's MAX_DELAY of 0)
+            await asyncio.sleep(0)
+
+    def take(self, client: Client) -> list[Delivery]:
+        """Remove and return everything queued for `client`."""
+        items = list(client.queue)
+        client.queue.clear()
+        return items
+
+    def bind_socket(self, client_id: str, socket: SocketBinding) -> Client | None:
+        """Route `client_id`'s messages to a WebSocket; returns the client, None if unknown."""
+        client = self.clients.get(client_id)
+        if client is None:
+            return None
+        if client.socket is not None and client.socket is not socket:
+            client.socket.wake()
+        client.socket = socket
+        client.transport_closed_at = None
+        if client.queue:
+            socket.wake()
+        return client
+
+    def transport_closed(self, client_id: str, socket: SocketBinding | None = None) -> None:
+        """The client's socket or held long-poll went away; the session ends after `grace`
+        unless the same client comes back."""
+        client = self.clients.get(client_id)
+        if client is None or client.ended:
+            return
+        if socket is not None:
+            if client.socket is not socket:
+                return
+            client.socket = None
+        if client.transport_closed_at is None:
+            client.transport_closed_at = self.clock()
+            self.stats["transport_closed"] += 1
+
+    # ---- subscribe / unsubscribe --------------------------------------------------------
+
+    def _known_client_problem(self, message: Message) -> str | None:
+        client_id = message.get("clientId")
+        if not client_id:
+            return error(402, "clientId", "Missing required parameter")
+        if not isinstance(client_id, str) or client_id not in self.clients:
+            return error(401, str(client_id), "Unknown client")
+        return None
+
+    def _subscribe(self, message: Message, now: datetime) -> Message:
+        reply = _reply(message)
+        wanted = message.get("subscription")
+        reply["subscription"] = wanted if wanted else []
+        problem = self._known_client_problem(message)
+        if problem is None and not wanted:
+            problem = error(402, "subscription", "Missing required parameter")
+        if problem is None:
+            client = self.clients[message["clientId"]]
+            for channel in wanted if isinstance(wanted, list) else [wanted]:
+                problem = self._subscribe_one(client, channel, now)
+                if problem:
+                    break
+        if problem:
+            reply["error"] = problem
+        reply["successful"] = problem is None
+        return reply
+
+    def _subscribe_one(self, client: Client, channel: Any, now: datetime) -> str | None:
+        if not isinstance(channel, str):
+            return error(405, str(channel), "Invalid channel")
+        if channels.is_valid(channel) and (
+            channels.is_meta(channel) or channels.is_service(channel)
+        ):
+            return error(403, channel, "Forbidden channel")
+        if not channels.is_valid(channel):
+            return error(405, channel, "Invalid channel")
+        if channel in client.subscriptions:
+            return None
+        if len(client.subscriptions) >= self.config.max_subscriptions:
+            self.stats["refused_subscriptions"] += 1
+            limit = self.config.max_subscriptions
+            return error(403, channel, f"Too many subscriptions for one client (limit {limit})")
+        client.subscriptions.add(channel)
+        self.subscribers.setdefault(channel, set()).add(client.id)
+        self.stats["subscribes"] += 1
+        self._notify("client_subscribed", client.id, channel, now)
+        return None
+
+    def _unsubscribe(self, message: Message, now: datetime) -> Message:
+        reply = _reply(message)
+        wanted = message.get("subscription")
+        reply["subscription"] = wanted if wanted else []
+        problem = self._known_client_problem(message)
+        if problem is None and not wanted:
+            problem = error(402, "subscription", "Missing required parameter")
+        if problem is None:
+            client = self.clients[message["clientId"]]
+            for channel in wanted if isinstance(wanted, list) else [wanted]:
+                if not isinstance(channel, str) or not channels.is_valid(channel):
+                    problem = error(405, str(channel), "Invalid channel")
+                    break
+                if self._drop_subscription(client, channel):
+                    self._notify("client_unsubscribed", client.id, channel, now)
+        if problem:
+            reply["error"] = problem
+        reply["successful"] = problem is None
+        return reply
+
+    def _drop_subscription(self, client: Client, channel: str) -> bool:
+        if channel not in client.subscriptions:
+            return False
+        client.subscriptions.discard(channel)
+        members = self.subscribers.get(channel)
+        if members is not None:
+            members.discard(client.id)
+            if not members:
+                del self.subscribers[channel]
+        return True
+
+    # ---- /meta/disconnect and session ends ----------------------------------------------
+
+    def _disconnect(self, message: Message, now: datetime) -> Message:
+        reply = _reply(message)
+        problem = self._known_client_problem(message)
+        if problem:
+            reply.pop("clientId", None)
+            reply["error"] = problem
+            reply["successful"] = False
+            return reply
+        self.close_client(self.clients[message["clientId"]], DISCONNECT, now, now)
+        reply["successful"] = True
+        return reply
+
+    def close_client(
+        self, client: Client, reason: str, last_alive: datetime, now: datetime
+    ) -> None:
+        """End a session: forget it, answer its held connect, close its socket, tell observers."""
+        if client.ended:
+            return
+        client.ended = True
+        self.clients.pop(client.id, None)
+        for channel in list(client.subscriptions):
+            self._drop_subscription(client, channel)
+        client.queue.clear()
+        client.wake.set()
+        if client.socket is not None:
+            client.socket.close()
+            client.socket = None
+        self.stats[f"closed_{reason}"] += 1
+        self._notify("client_closed", client.id, reason, last_alive, now)
+
+    def sweep(self, now: datetime | None = None) -> list[tuple[str, str]]:
+        """End sessions whose transport closed more than `grace` ago, or that sent no handshake
+        or connect for 2 × timeout while none was held. Returns (client id, reason) pairs."""
+        now = now or self.clock()
+        grace = timedelta(seconds=self.config.grace)
+        silence = timedelta(seconds=2 * self.config.timeout)
+        ended: list[tuple[str, str]] = []
+        for client in list(self.clients.values()):
+            if client.held:
+                continue
+            closed_at = client.transport_closed_at
+            if closed_at is not None and now - closed_at >= grace:
+                self.close_client(client, TRANSPORT_CLOSED, closed_at, now)
+                ended.append((client.id, TRANSPORT_CLOSED))
+            elif now - client.ping_at >= silence:
+                self.close_client(client, TIMEOUT, client.last_request, now)
+                ended.append((client.id, TIMEOUT))
+        return ended
+
+    def shutdown(self, now: datetime | None = None) -> None:
+        """End every session with `server_shutdown` (SIGTERM): holds answered, sockets closed."""
+        now = now or self.clock()
+        for client in list(self.clients.values()):
+            self.close_client(client, SERVER_SHUTDOWN, now, now)
+
+    # ---- publishing ---------------------------------------------------------------------
+
+    def _publish(self, message: Message, context: Context, now: datetime) -> Message:
+        reply = _reply(message)
+        channel = message.get("channel")
+        problem = self._publish_problem(message, context)
+        if problem is None:
+            delivery = Delivery(_delivered_form(message))
+            size = len(delivery.text().encode())
+            if size > self.config.max_message_bytes:
+                self.stats["refused_too_large"] += 1
+                limit = self.config.max_message_bytes
+                problem = error(
+                    407,
+                    str(channel),
+                    f"Failed to publish: {size} bytes is over the {limit}-byte limit",
+                )
+            else:
+                self.stats["publishes"] += 1
+                assert isinstance(channel, str)
+                if not channels.is_service(channel):
+                    self._fan_out(channel, delivery)
+                self._notify("client_published", message.get("clientId"), channel, now)
+        if problem:
+            reply["error"] = problem
+        reply["successful"] = problem is None
+        return reply
+
+    def _publish_problem(self, message: Message, context: Context) -> str | None:
+        channel = message.get("channel")
+        if channel is None:
+            return error(402, "channel", "Missing required parameter")
+        if isinstance(channel, str) and channels.is_meta(channel):
+            return error(403, channel, "Forbidden channel")
+        if not channels.is_name(channel):
+            return error(405, str(channel), "Invalid channel")
+        assert isinstance(channel, str)
+        if "data" not in message:
+            return error(402, "data", "Missing required parameter")
+        if channels.is_server_only(channel):
+            return error(403, channel, "Forbidden channel")
+        client_id = message.get("clientId")
+        if client_id:
+            if not isinstance(client_id, str) or client_id not in self.clients:
+                return error(401, str(client_id), "Unknown client")
+            return None
+        if self.config.open_publish or context.has_secret:
+            return None
+        ext = message.get("ext")
+        if isinstance(ext, dict) and _secret_matches(ext.get("auth"), self.config.secret):
+            return None
+        return error(
+            403, channel, "Authentication required (a publish without a client id needs the secret)"
+        )
+
+    async def publish(self, channel: str, data: Any) -> int:
+        """Publish from the server itself (allowed on `/trail/**`); returns the recipient count."""
+        if not channels.is_name(channel) or channels.is_meta(channel):
+            raise ValueError(f"cannot publish to {channel!r}")
+        self.stats["server_publishes"] += 1
+        return self._fan_out(channel, Delivery({"channel": channel, "data": data}))
+
+    def _fan_out(self, channel: str, delivery: Delivery) -> int:
+        """Queue `delivery` once for every client with a matching subscription."""
+        recipients: set[str] = set()
+        for pattern in channels.expand(channel):
+            members = self.subscribers.get(pattern)
+            if members:
+                recipients.update(members)
+        limit = self.config.max_queued_messages
+        for client_id in recipients:
+            client = self.clients[client_id]
+            queue = client.queue
+            if len(queue) >= limit:
+                queue.popleft()
+                client.dropped += 1
+                self.stats["dropped_queue_full"] += 1
+            queue.append(delivery)
+            if client.socket is not None:
+                client.socket.wake()
+            else:
+                client.wake.set()
+        self.stats["deliveries"] += len(recipients)
+        return len(recipients)
+
+    # ---- extensions ---------------------------------------------------------------------
+
+    def _has_hook(self, name: str) -> bool:
+        return any(getattr(e, name, None) is not None for e in self.extensions)
+
+    async def _run_extensions(self, hook: str, message: Message, context: Context) -> None:
+        for extension in self.extensions:
+            method = getattr(extension, hook, None)
+            if method is not None:
+                await method(message, context)
+
+    async def _outgoing_replies(
+        self, items: list[Outgoing], incoming: list[Message], context: Context
+    ) -> list[Outgoing]:
+        """Run outgoing extensions on each reply and on a private copy of each delivery."""
+        by_id = {m.get("id"): m for m in incoming if isinstance(m, dict)}
+        out: list[Outgoing] = []
+        for item in items:
+            if isinstance(item, Delivery):
+                message = json.loads(item.text())
+                item_context = replace(context, message=None)
+            else:
+                message = item
+                item_context = replace(context, message=by_id.get(item.get("id")))
+            await self._run_extensions("outgoing", message, item_context)
+            out.append(message)
+        return out
+
+    async def outgoing_deliveries(self, items: list[Delivery], context: Context) -> list[Outgoing]:
+        """Deliveries as a socket sends them, after outgoing extensions if any."""
+        if not self._has_hook("outgoing"):
+            return list(items)
+        return await self._outgoing_replies(list(items), [], context)
+
+
+def _delivered_form(message: Message) -> Message:
+    """The whole published message minus `clientId`, with secrets removed from `ext`."""
+    out = {k: v for k, v in message.items() if k != "clientId"}
+    if "ext" in out:
+        ext = strip_secrets(out["ext"])
+        if ext:
+            out["ext"] = ext
+        else:
+            del out["ext"]
+    return out
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0 or event.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+def _utc_now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)

@@ -1,0 +1,305 @@
+"""aiohttp handlers for `/faye`: long-polling, callback-polling (JSON-P), WebSocket and CORS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from trailcli.collector.bayeux.engine import (
+    Client,
+    Context,
+    Engine,
+    Message,
+    Outgoing,
+    encode,
+)
+
+log = logging.getLogger("trail.bayeux")
+
+JSONP_CALLBACK = "jsonpcallback"
+_JSONP_NAME = re.compile(r"[a-z_$][a-z0-9_$]*(\.[a-z_$][a-z0-9_$]*)*", re.IGNORECASE | re.ASCII)
+_JSON_HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    "Cache-Control": "no-cache, no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+_PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Credentials": "true",
+    "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Pragma, X-Requested-With",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+class BadRequest(Exception):
+    """A request whose body or parameters cannot be read as Bayeux messages."""
+
+
+class FayeEndpoint:
+    """The handlers of one mount path, sharing one engine."""
+
+    def __init__(self, engine: Engine, *, client_js: Path | None = None) -> None:
+        self.engine = engine
+        self.client_js = client_js
+        self.sockets: set[SocketSession] = set()
+        # A whole request may hold a batch of messages; each one is limited by the engine.
+        self.max_body = engine.config.max_message_bytes * 4 + 4096
+
+    # ---- routing ------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Every method on `/faye` and `/faye/...`."""
+        if request.method == "OPTIONS" or "Access-Control-Request-Method" in request.headers:
+            return self._preflight(request)
+        if request.method == "GET" and _is_websocket(request):
+            return await self.websocket(request)
+        if request.method not in ("GET", "POST"):
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "OPTIONS"])
+        try:
+            messages, jsonp = await self._read(request)
+        except BadRequest as exc:
+            self.engine.stats["bad_requests"] += 1
+            return _text(request, 400, f"Bad request: {exc}")
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large(request)
+        transport = "callback-polling" if jsonp else "long-polling"
+        items = await self._process(messages, self._context(request, transport))
+        return self._respond(request, encode(items), jsonp)
+
+    async def client_script(self, request: web.Request) -> web.StreamResponse:
+        """The browser Faye client, `client/faye-browser-min.js` of the npm `faye` package."""
+        if self.client_js is None or not self.client_js.is_file():
+            return _text(
+                request,
+                404,
+                "The Faye browser client is not configured: pass --faye-client-js "
+                "pointing at node_modules/faye/client/faye-browser-min.js.",
+            )
+        return web.FileResponse(
+            self.client_js, headers={"Content-Type": "text/javascript; charset=utf-8"}
+        )
+
+    # ---- HTTP transports ----------------------------------------------------------------
+
+    async def _read(self, request: web.Request) -> tuple[list[Message], str | None]:
+        """The request's messages and, for callback-polling, the JSON-P callback name."""
+        if request.method == "GET":
+            jsonp = request.query.get("jsonp", JSONP_CALLBACK)
+            if not _JSONP_NAME.fullmatch(jsonp):
+                raise BadRequest("invalid jsonp callback name")
+            return _decode(request.query.get("message")), jsonp
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise web.HTTPRequestEntityTooLarge(self.max_body, request.content_length)
+        body = await request.content.read(self.max_body + 1)
+        if len(body) > self.max_body:
+            raise web.HTTPRequestEntityTooLarge(self.max_body, len(body))
+        if request.content_type == "application/json":
+            return _decode(body), None
+        try:
+            form = _form_message(body, request.charset or "utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest("the body is not text") from exc
+        return _decode(form), None
+
+    async def _process(self, messages: list[Message], context: Context) -> list[Outgoing]:
+        """Handle a request's messages; holds its connect, if any, until it is answered."""
+        batch = await self.engine.handle(messages, context)
+        if batch.connect is None:
+            return batch.replies
+        pending = batch.connect
+        try:
+            return batch.replies + await self.engine.hold(pending)
+        except asyncio.CancelledError:
+            # the client went away during the hold (aiohttp's handler_cancellation)
+            self.engine.transport_closed(pending.client.id)
+            raise
+
+    def _respond(self, request: web.Request, body: str, jsonp: str | None) -> web.Response:
+        headers = dict(_JSON_HEADERS)
+        if jsonp:
+            body = body.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+            body = f"/**/{jsonp}({body});"
+            headers["Content-Type"] = "text/javascript; charset=utf-8"
+            headers["Content-Disposition"] = "attachment; filename=f.txt"
+        headers.update(_cors(request))
+        return web.Response(body=body.encode(), headers=headers)
+
+    def _too_large(self, request: web.Request) -> web.Response:
+        self.engine.stats["refused_too_large"] += 1
+        return _text(request, 413, f"Payload too large: a request may hold {self.max_body} bytes.")
+
+    def _preflight(self, request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin") or request.headers.get("Referer") or "*"
+        headers = dict(_PREFLIGHT_HEADERS)
+        headers["Access-Control-Allow-Origin"] = origin
+        return web.Response(status=200, headers=headers)
+
+    def _context(self, request: web.Request, transport: str) -> Context:
+        return Context(
+            headers=request.headers,
+            has_secret=_bearer_matches(request.headers, self.engine.config.secret),
+            remote=request.remote,
+            transport=transport,
+        )
+
+    # ---- WebSocket ----------------------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """One socket: each text frame is a JSON array of messages; deliveries are pushed."""
+        ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=30.0)
+        await ws.prepare(request)
+        session = SocketSession(ws, self.engine, self._context(request, "websocket"))
+        self.sockets.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sockets.discard(session)
+        return ws
+
+    async def close_sockets(self) -> None:
+        """Close every open socket (server shutdown)."""
+        for session in list(self.sockets):
+            await session.ws.close()
+
+
+class SocketSession:
+    """A WebSocket and the client bound to it by its last `/meta/connect`."""
+
+    def __init__(self, ws: web.WebSocketResponse, engine: Engine, context: Context) -> None:
+        self.ws = ws
+        self.engine = engine
+        self.context = context
+        self.client: Client | None = None
+        self.stop = asyncio.Event()
+        self.closing = False
+        self.lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._holds: set[asyncio.Task[None]] = set()
+
+    # SocketBinding, called by the engine
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self.stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write_deliveries())
+        try:
+            async for frame in self.ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                async with self.lock:
+                    await self._handle_frame(frame.data)
+                if self.closing:
+                    break
+        finally:
+            self.stop.set()
+            if self.client is not None:
+                self.engine.transport_closed(self.client.id, self)
+            writer.cancel()
+            for task in list(self._holds):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+    async def _handle_frame(self, text: str) -> None:
+        try:
+            messages = _decode(text)
+        except BadRequest:
+            self.engine.stats["bad_requests"] += 1
+            return
+        batch = await self.engine.handle(messages, self.context)
+        if batch.connect is not None:
+            self._bind(batch.connect.client)
+            task = asyncio.create_task(self._answer_connect(batch))
+            self._holds.add(task)
+            task.add_done_callback(self._holds.discard)
+        if batch.replies:
+            await self._send(encode(batch.replies))
+
+    def _bind(self, client: Client) -> None:
+        if self.client is not None and self.client is not client:
+            self.engine.transport_closed(self.client.id, self)
+        self.client = client
+        self.engine.bind_socket(client.id, self)
+
+    async def _answer_connect(self, batch: Any) -> None:
+        items = await self.engine.hold(batch.connect, stop=self.stop)
+        if not self.ws.closed:
+            await self._send(encode(items))
+
+    async def _write_deliveries(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.closing:
+                async with self.lock:  # let the reply being sent (e.g. a disconnect ack) go first
+                    await self.ws.close()
+                return
+            client = self.client
+            if client is None or not client.queue:
+                continue
+            items = await self.engine.outgoing_deliveries(self.engine.take(client), self.context)
+            await self._send(encode(items))
+
+    async def _send(self, text: str) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_str(text)
+
+
+def _decode(raw: str | bytes | None) -> list[Message]:
+    """Bayeux messages from JSON text: one object or an array of objects."""
+    if raw is None or raw == "" or raw == b"":
+        raise BadRequest("no message")
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the message is not valid JSON") from exc
+    messages = value if isinstance(value, list) else [value]
+    if not all(isinstance(m, dict) for m in messages):
+        raise BadRequest("each message must be a JSON object")
+    return messages
+
+
+def _form_message(body: bytes, charset: str) -> str | None:
+    """The `message` field of a form-encoded body."""
+    from urllib.parse import parse_qs
+
+    fields = parse_qs(body.decode(charset), keep_blank_values=True)
+    values = fields.get("message")
+    return values[0] if values else None
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def _bearer_matches(headers: Mapping[str, str], secret: str | None) -> bool:
+    header = headers.get("Authorization", "")
+    if not secret or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), secret.encode())
+
+
+def _cors(request: web.Request) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true"}
+
+
+def _text(request: web.Request, status: int, text: str) -> web.Response:
+    headers = {"Cache-Control": "no-cache, no-store", **_cors(request)}
+    return web.Response(status=status, text=text, headers=headers)
