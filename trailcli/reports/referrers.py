@@ -1,0 +1,349 @@
+"""Where visits come from: source, medium, term and channel of each visit, and the referrers report."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from trailcli import sql
+from trailcli.errors import UsageError
+from trailcli.reports.frames import fetch_arrow
+from trailcli.reports.referrer_db import ReferrerDB, Source, load_db
+
+DIRECT = "(direct)"
+NONE = "(none)"
+NOT_SET = "(not set)"
+NOT_PROVIDED = "(not provided)"
+DIMENSIONS = ("source", "medium", "channel", "domain", "term", "campaign", "landing_page")
+REFERRER_SCHEMES = ("http", "https", "android-app")
+
+_PAID_MEDIUM = re.compile(r"^(.*cp.*|ppc|retargeting|paid.*)$")
+_DISPLAY_MEDIUM = frozenset({"display", "banner", "expandable", "interstitial", "cpm"})
+_SOCIAL_MEDIUM = frozenset({"social", "social-network", "social-media", "sm", "social network"})
+_EMAIL = re.compile(r"^(email|e-mail|e_mail|e mail)$")
+_SHOPPING_CAMPAIGN = re.compile(r"^(.*(([^a-df-z]|^)shop|shopping).*)$")
+_HOST_OK = re.compile(r"^[a-z0-9._-]+$")
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What one visit is attributed to. `term`/`campaign` are None when there is none."""
+
+    source: str
+    medium: str
+    channel: str
+    term: str | None = None
+    campaign: str | None = None
+    domain: str | None = None  # the referrer host without www., None without an outside referrer
+
+
+def normalise_host(host: str | None) -> str:
+    """Lower case, no port, no trailing dot, no leading `www.`; '' when there is no host."""
+    text = (host or "").strip().lower()
+    text = text.rsplit("@", 1)[-1]
+    if text.startswith("["):
+        return ""
+    text = text.split(":", 1)[0].rstrip(".")
+    return text.removeprefix("www.")
+
+
+def is_site_host(host: str, site_hosts: Iterable[str]) -> bool:
+    """True when `host` is one of the site's hosts or a subdomain of one."""
+    return any(host == h or host.endswith("." + h) for h in site_hosts if h)
+
+
+def channel_for(source: str, medium: str, campaign: str | None, category: str | None) -> str:
+    """The GA4-style default channel group (docs/reports.md lists the rules in this order)."""
+    medium = (medium or "").lower()
+    campaign = (campaign or "").lower()
+    source_l = source.lower()
+    paid = bool(_PAID_MEDIUM.match(medium))
+    shopping = category == "shopping" or bool(_SHOPPING_CAMPAIGN.match(campaign))
+    if source == DIRECT and medium in ("", NONE, NOT_SET):
+        return "Direct"
+    if "cross-network" in campaign:
+        return "Cross-network"
+    if paid:
+        if shopping:
+            return "Paid Shopping"
+        by_category = {"search": "Paid Search", "social": "Paid Social", "video": "Paid Video"}
+        if category in by_category:
+            return by_category[category]
+    if medium in _DISPLAY_MEDIUM:
+        return "Display"
+    if paid:
+        return "Paid Other"
+    if shopping:
+        return "Organic Shopping"
+    if category == "social" or medium in _SOCIAL_MEDIUM:
+        return "Organic Social"
+    if category == "video" or "video" in medium:
+        return "Organic Video"
+    if category == "chatbot" or medium in ("ai", "chatbot"):
+        return "AI Assistants"
+    if category == "search" or medium == "organic":
+        return "Organic Search"
+    if category == "email" or _EMAIL.match(source_l) or _EMAIL.match(medium):
+        return "Email"
+    if medium == "affiliate":
+        return "Affiliates"
+    if medium in ("referral", "app", "link"):
+        return "Referral"
+    if medium == "audio":
+        return "Audio"
+    if source_l == "sms" or medium == "sms":
+        return "SMS"
+    if medium.endswith("push") or "mobile" in medium or "notification" in medium:
+        return "Mobile Push Notifications"
+    return "Unassigned"
+
+
+def _search_term(source: Source, query: str) -> str | None:
+    """The first of the engine's term parameters present in the referrer's query, decoded."""
+    if not source.params or not query:
+        return None
+    values = dict(reversed(parse_qsl(query, keep_blank_values=True)))
+    for param in source.params:
+        term = values.get(param, "").strip()
+        if term:
+            return term
+    return None
+
+
+@dataclass(frozen=True)
+class VisitKey:
+    """The parts of a visit that decide its attribution (what the SQL hands to Python)."""
+
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    click_id: str = ""
+    ref_scheme: str = ""
+    ref_host: str = ""
+    ref_path: str = ""
+    ref_query: str = ""
+
+
+class Classifier:
+    """Attributes visits with a referrer database and the site's own hosts."""
+
+    def __init__(self, db: ReferrerDB, site_hosts: Iterable[str]) -> None:
+        self.db = db
+        self.site_hosts = tuple(normalise_host(h) for h in site_hosts if normalise_host(h))
+
+    def classify(self, key: VisitKey) -> Attribution:
+        """Attribution of one visit: UTM tags, then click id, then referrer, else direct."""
+        campaign = key.utm_campaign or None
+        if key.utm_source:
+            source = key.utm_source.strip().lower()
+            known = self.db.lookup_alias(source)
+            medium = key.utm_medium.strip().lower() or NOT_SET
+            channel = channel_for(source, medium, campaign, known.medium if known else None)
+            return Attribution(source, medium, channel, key.utm_term or None, campaign)
+        if key.click_id:
+            network = self.db.click_ids.get(key.click_id.lower())
+            if network is not None:
+                channel = channel_for(network.name, "cpc", campaign, network.medium)
+                return Attribution(network.name, "cpc", channel, key.utm_term or None, campaign)
+        return self._from_referrer(key, campaign)
+
+    def _from_referrer(self, key: VisitKey, campaign: str | None) -> Attribution:
+        scheme = key.ref_scheme.lower()
+        host = normalise_host(key.ref_host)
+        if scheme not in REFERRER_SCHEMES or not host or not _HOST_OK.match(host):
+            return Attribution(DIRECT, NONE, "Direct", campaign=campaign)
+        if scheme == "android-app":
+            known = self.db.apps.get(host)
+            if known is None:
+                return Attribution(
+                    f"android-app://{host}", "referral", "Referral", None, campaign, host
+                )
+            channel = channel_for(known.name, known.medium, campaign, known.medium)
+            return Attribution(known.name, known.medium, channel, None, campaign, host)
+        if is_site_host(host, self.site_hosts):
+            return Attribution(DIRECT, NONE, "Direct", campaign=campaign)
+        known = self.db.lookup_host(host, key.ref_path)
+        if known is None:
+            return Attribution(host, "referral", "Referral", None, campaign, host)
+        term = _search_term(known, key.ref_query)
+        channel = channel_for(known.name, known.medium, campaign, known.medium)
+        return Attribution(known.name, known.medium, channel, term, campaign, host)
+
+
+def split_referrer(referrer: str | None) -> tuple[str, str, str, str]:
+    """(scheme, host, path, query) of a referrer URL; empty parts when it does not parse."""
+    text = (referrer or "").strip()
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+    except ValueError:
+        return "", "", "", ""
+    return parts.scheme.lower(), host, parts.path, parts.query
+
+
+def click_id_of(landing_page: str | None, known: Iterable[str]) -> str:
+    """The first known click-id parameter present on the landing page ('' when none)."""
+    try:
+        query = urlsplit(landing_page or "").query
+    except ValueError:
+        return ""
+    names = {k.lower() for k, v in parse_qsl(query, keep_blank_values=True) if v}
+    return next((c for c in known if c in names), "")
+
+
+def utm_of(landing_page: str | None) -> dict[str, str]:
+    """The utm_* tags of a landing page URL, as given."""
+    try:
+        query = urlsplit(landing_page or "").query
+    except ValueError:
+        return {}
+    return {k.lower(): v for k, v in reversed(parse_qsl(query)) if k.lower().startswith("utm_")}
+
+
+def classify_url(
+    landing_page: str | None,
+    referrer: str | None,
+    site_hosts: Iterable[str] | None = None,
+    db: ReferrerDB | None = None,
+    utm: dict[str, str | None] | None = None,
+) -> Attribution:
+    """Attribution of one visit from its URLs (the reference implementation of the SQL path).
+
+    `utm` holds stored utm_* columns, which win over tags parsed from the landing page; without
+    `site_hosts` the landing page's host is the site.
+    """
+    database = db or load_db()
+    tags = utm_of(landing_page)
+    tags.update({k: v for k, v in (utm or {}).items() if v})
+    scheme, host, path, query = split_referrer(referrer)
+    if site_hosts is None:
+        site_hosts = [split_referrer(landing_page)[1]]
+    key = VisitKey(
+        utm_source=tags.get("utm_source") or "",
+        utm_medium=tags.get("utm_medium") or "",
+        utm_campaign=tags.get("utm_campaign") or "",
+        utm_term=tags.get("utm_term") or "",
+        click_id=click_id_of(landing_page, database.click_ids),
+        ref_scheme=scheme,
+        ref_host=host,
+        ref_path=path,
+        ref_query=query,
+    )
+    return Classifier(database, site_hosts).classify(key)
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferrersQuery:
+    by: str = "source"
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int | None = None
+    site_hosts: tuple[str, ...] = ()
+    goal: str | None = None
+    include_bots: bool = False
+    referrer_db: tuple[Path, ...] = ()
+
+
+def _dimension_value(att: Attribution, by: str, landing_path: str) -> str:
+    if by == "landing_page":
+        return landing_path or "/"
+    if by == "domain":
+        return att.domain or NONE
+    if by == "campaign":
+        return att.campaign or NOT_SET
+    if by == "term":
+        if att.term:
+            return att.term
+        return NOT_PROVIDED if att.channel in ("Organic Search", "Paid Search") else NOT_SET
+    return str(getattr(att, by))
+
+
+KEY_COLUMNS = (*tuple(VisitKey.__dataclass_fields__), "landing_host", "landing_path")
+
+
+def _classify_keys(keys: Any, query: ReferrersQuery, db: ReferrerDB) -> Any:
+    """An Arrow table (key columns..., dim) with the dimension value of each distinct key."""
+    import pyarrow as pa
+
+    rows = keys.to_pylist()
+    site_hosts = query.site_hosts or tuple({r["landing_host"] for r in rows if r["landing_host"]})
+    classifier = Classifier(db, site_hosts)
+    fields = VisitKey.__dataclass_fields__
+    dims = [
+        _dimension_value(
+            classifier.classify(VisitKey(**{f: r[f] for f in fields})), query.by, r["landing_path"]
+        )
+        for r in rows
+    ]
+    return keys.append_column("dim", pa.array(dims, pa.string()))
+
+
+def _goal_visits_sql(goal: str | None) -> tuple[str, dict[str, Any]]:
+    """The statement listing visits with the goal event (none without a goal), with its params."""
+    if not goal:
+        return sql.load("referrers_goal_empty"), {}
+    from trailcli.reports.steps import Params, parse_step, step_sql
+
+    step = parse_step(goal)
+    params = Params("g")
+    predicate = step_sql(step, params, event="e", visit="gv")
+    join = "LEFT JOIN visits AS gv ON gv.visit_token = e.visit_token " if step.needs_visit else ""
+    statement = f"SELECT DISTINCT e.visit_token FROM events AS e {join}WHERE {predicate}"
+    return statement, params.values
+
+
+def _click_regex(click_ids: Iterable[str]) -> str:
+    """A case-insensitive regex whose group 1 is the first known click id with a value."""
+    names = "|".join(re.escape(c) for c in sorted(click_ids, key=lambda c: (-len(c), c)))
+    return f"(?i)[?&]({names})=[^&#]"
+
+
+def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
+    """Visits, visitors and share per value of `query.by` (and goal conversions), as Arrow.
+
+    Rows are ordered by visits (most first), then by the dimension value.
+    """
+    if query.by not in DIMENSIONS:
+        raise UsageError(f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)}")
+    from trailcli.store import views
+
+    db = load_db(query.referrer_db)
+    goal_statement, goal_params = _goal_visits_sql(query.goal)
+    con = views.connect(data_dir, need=("visits",))
+    views.run(con, f"CREATE TEMP TABLE _goal_visits AS {goal_statement}", goal_params)
+    params = {
+        "since": query.start,
+        "until": query.end,
+        "include_bots": query.include_bots,
+        "with_query": query.by == "term",
+        "with_landing_path": query.by == "landing_page",
+        "click_re": _click_regex(db.click_ids),
+        "path_hosts": sorted(db.paths),
+    }
+    visits_sql = sql.load("referrers_visits")
+    views.run(con, f"CREATE TEMP TABLE _ref_visits AS {visits_sql}", params)
+    cols = ", ".join(KEY_COLUMNS)
+    keys = fetch_arrow(con, f"SELECT DISTINCT {cols} FROM _ref_visits")
+    con.register("_ref_keys", _classify_keys(keys, query, db))
+    result = fetch_arrow(con, sql.load("referrers_by_dimension"), {"limit": query.limit})
+    result = result.rename_columns([query.by, *result.column_names[1:]])
+    if not query.goal:
+        result = result.drop_columns(["conversions", "conversion_rate"])
+    return result
+
+
+def classify_many(
+    rows: Sequence[tuple[str | None, str | None]], **kwargs: Any
+) -> list[Attribution]:
+    """Attribution of many (landing_page, referrer) pairs with one database load."""
+    db = kwargs.pop("db", None) or load_db()
+    return [classify_url(landing, ref, db=db, **kwargs) for landing, ref in rows]
