@@ -1,0 +1,7 @@
+-- online_first_identity: the first user binding of each of the given visits (DESIGN.md identity rule).
+-- returns: visit_token, user_id
+-- params: $tokens
+SELECT visit_token, arg_min(user_id, (time, user_id)) AS user_id
+FROM identities
+WHERE user_id IS NOT NULL AND visit_token IN (SELECT unnest($tokens))
+GROUP BY visit_token

@@ -1,0 +1,394 @@
+"""`trail online`: who was online at an instant or during a range, and how many over time.
+
+Sessions come from a snapshot at the UTC midnight before the request plus the rows after it, or,
+where no fresh snapshot fits (or `--grace`/`--channel` need the whole history), from a scan of
+every partition up to the request. The person rules are those of `presence.rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trailcli.errors import NoDataError, UsageError
+from trailcli.presence import snapshots
+from trailcli.presence.intervals import Session, settle, track
+from trailcli.presence.rules import DEFAULT_GRACE, channel_matches, merge_stretches, online_seconds
+from trailcli.presence.source import Lake
+from trailcli.store import layout
+
+UNITS = ("person", "visit", "client")
+VISIT_FIELDS = ("browser", "os", "device_type", "country", "referring_domain")
+AT_COLUMNS = [
+    "user_id", "visitor_token", "visit_token", "online_since", "clients", "channels", "last_page",
+    *VISIT_FIELDS,
+]  # fmt: skip
+RANGE_COLUMNS = [
+    "user_id", "visitor_token", "visit_token", "first_seen", "last_seen", "online_seconds",
+    "clients", *VISIT_FIELDS,
+]  # fmt: skip
+CLIENT_COLUMNS = ["node_id", "client_id"]
+TIMELINE_COLUMNS = [
+    "bucket_start", "max_online", "min_online", "avg_online", "peak_online", "peak_at",
+]  # fmt: skip
+Stretch = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a request counts: the unit of a row, a channel pattern, the grace, users only."""
+
+    by: str = "person"
+    channel: str | None = None
+    grace: timedelta = DEFAULT_GRACE
+    users_only: bool = False
+    use_snapshots: bool = True
+
+    def __post_init__(self) -> None:
+        if self.by not in UNITS:
+            raise UsageError(f"Unknown unit --by {self.by!r}.", f"use one of {', '.join(UNITS)}")
+        if self.grace < timedelta(0):
+            raise UsageError("--grace must not be negative.", "pass a duration such as 15s")
+        if self.channel is not None and not self.channel.startswith("/"):
+            raise UsageError(
+                f"Invalid channel pattern {self.channel!r}.",
+                "a Bayeux channel starts with '/', e.g. /chat/* or /chat/**",
+            )
+
+    @property
+    def snapshot_fits(self) -> bool:
+        return self.use_snapshots and self.grace == DEFAULT_GRACE and self.channel is None
+
+
+@dataclass
+class Window:
+    """The sessions that matter for a request, with the data they came from."""
+
+    lake: Lake
+    sessions: list[Session]
+    carry: snapshots.Carry | None
+
+    @property
+    def used_snapshot(self) -> bool:
+        return self.carry is not None
+
+
+def _require_presence(lake: Lake, hi: datetime) -> None:
+    if not lake.exists["presence"]:
+        raise NoDataError(
+            f"No presence log at {layout.table_path(lake.data_dir, 'presence')}.",
+            "run 'trail collect' or 'trail sample' first, or pass --data-dir",
+        )
+    dates = lake.dates("presence")
+    if not dates or dates[0] > snapshots.day_text(hi):
+        first = dates[0] if dates else "none"
+        raise NoDataError(
+            f"No presence rows at or before {hi.isoformat()} (the log starts on {first}).",
+            "ask about a later time",
+        )
+
+
+def _beats_after(lake: Lake, nodes: set[str], after: datetime) -> dict[str, datetime]:
+    """A heartbeat later than `after` for each of `nodes` that has one (searched day by day)."""
+    found: dict[str, datetime] = {}
+    for day in [d for d in lake.dates("presence") if d >= snapshots.day_text(after)]:
+        if nodes <= found.keys():
+            break
+        lake.bind("presence", [day])
+        for row in lake.fetch("online_beats_after", {"after": after}):
+            if row["node_id"] in nodes:
+                found.setdefault(row["node_id"], row["beat"])
+    return found
+
+
+def _collect(
+    lake: Lake, hi: datetime, now: datetime, carry: snapshots.Carry | None
+) -> list[Session]:
+    """Sessions up to `hi` (from the carry's midnight, or from the start), ends decided."""
+    since = snapshots.day_text(carry.midnight) if carry else ""
+    dates = [d for d in lake.dates("presence") if since <= d <= snapshots.day_text(hi)]
+    lake.bind("presence", dates)
+    rows = lake.fetch("online_transitions", {"upto": hi})
+    tracker = track(rows, carry.sessions if carry else ())
+    beats = dict(carry.beats) if carry else {}
+    for node, beat in tracker.last_beat.items():
+        beats[node] = max(beat, beats.get(node, beat))
+    pending = {s.node_id for s in tracker.open_sessions()}
+    for node, beat in _beats_after(lake, pending, hi).items():
+        beats[node] = max(beat, beats.get(node, beat))
+    return settle(tracker.closed + tracker.open_sessions(), beats, now)
+
+
+def load_window(data_dir: Path, lo: datetime, hi: datetime, now: datetime, opts: Options) -> Window:
+    """Every session that can touch `[lo, hi]`, users resolved (DESIGN.md identity rule)."""
+    lake = Lake(data_dir)
+    _require_presence(lake, hi)
+    carry = snapshots.load(lake, snapshots.midnight_of(lo)) if opts.snapshot_fits else None
+    sessions = _collect(lake, hi, now, carry)
+    resolved = snapshots.resolve_users(lake, sessions)
+    if carry and any(resolved[k] != u for k, u in carry.resolved.items() if k in resolved):
+        carry = None  # a late identity changed a carried person: answer from the full log
+        sessions = _collect(lake, hi, now, None)
+        resolved = snapshots.resolve_users(lake, sessions)
+    for s in sessions:
+        s.user_id = resolved[s.key]
+        if carry is None:
+            s.person_start = s.visit_start = None
+    return Window(lake, sessions, carry)
+
+
+def unit_of(s: Session, by: str) -> str | None:
+    """The key of the row a session counts towards."""
+    if by == "person":
+        return s.person
+    if by == "visit":
+        return s.visit_token or None
+    return f"{s.node_id}/{s.client_id}"
+
+
+def spans_of(s: Session, opts: Options) -> list[Stretch]:
+    """The half-open spans a session counts as online (its matching memberships with --channel)."""
+    if opts.channel is not None:
+        return [
+            (m.start, m.end or s.ends())
+            for m in s.channels
+            if channel_matches(opts.channel, m.channel)
+        ]
+    carried = {"person": s.person_start, "visit": s.visit_start}.get(opts.by)
+    return [(min(s.start, carried or s.start), s.ends())]
+
+
+@dataclass
+class Unit:
+    key: str
+    sessions: list[Session]
+    stretches: list[Stretch]
+
+
+def units(sessions: Iterable[Session], opts: Options) -> list[Unit]:
+    """Sessions grouped into the requested unit, each with its merged stretches."""
+    grouped: dict[str, list[Session]] = {}
+    for s in sessions:
+        key = unit_of(s, opts.by)
+        if key is None or (opts.users_only and not s.user_id):
+            continue
+        grouped.setdefault(key, []).append(s)
+    found = []
+    for key, members in grouped.items():
+        spans = [span for s in members for span in spans_of(s, opts)]
+        stretches = merge_stretches(spans, opts.grace)
+        if stretches:
+            found.append(Unit(key, members, stretches))
+    return found
+
+
+def _representative(members: list[Session]) -> Session:
+    return max(members, key=lambda s: (s.start, s.key))
+
+
+def _identity(s: Session, opts: Options) -> dict[str, Any]:
+    row: dict[str, Any] = (
+        {"node_id": s.node_id, "client_id": s.client_id} if opts.by == "client" else {}
+    )
+    row.update(user_id=s.user_id, visitor_token=s.visitor_token, visit_token=s.visit_token)
+    return row
+
+
+def _visit_fields(lake: Lake, tokens: Iterable[str]) -> dict[str, dict[str, Any]]:
+    wanted = sorted(set(tokens))
+    if not wanted or not lake.exists["visits"]:
+        return {}
+    lake.bind("visits")
+    return {r["visit_token"]: r for r in lake.fetch("online_visit_fields", {"tokens": wanted})}
+
+
+def _is_open(s: Session, at: datetime, opts: Options) -> bool:
+    """Whether the session itself (not a merged gap) counts at `at`."""
+    if opts.channel is not None:
+        return any(lo <= at < hi for lo, hi in spans_of(s, opts))
+    return s.start <= at < s.ends()
+
+
+def online_at(
+    data_dir: Path, at: datetime, now: datetime, opts: Options | None = None
+) -> list[dict[str, Any]]:
+    """One row per unit online at `at`: identity, stretch start, open sessions, channels, page, visit."""
+    opts = opts or Options()
+    window = load_window(data_dir, at, at, now, opts)
+    picked = []
+    for unit in units(window.sessions, opts):
+        stretch = next(((lo, hi) for lo, hi in unit.stretches if lo <= at < hi), None)
+        if stretch is None:
+            continue
+        in_stretch = [s for s in unit.sessions if s.start <= at and s.ends() > stretch[0]]
+        open_now = [s for s in in_stretch if _is_open(s, at, opts)]
+        picked.append((unit, stretch, in_stretch or unit.sessions, open_now))
+    tokens = {s.visit_token for _, _, members, _ in picked for s in members if s.visit_token}
+    pages = _pages_at(window, tokens, at)
+    fields = _visit_fields(window.lake, tokens)
+    rows = []
+    for _unit, stretch, members, open_now in picked:
+        rep = _representative(open_now or members)
+        page = max(
+            (pages[s.visit_token] for s in members if s.visit_token in pages),
+            key=lambda p: p[1],
+            default=None,
+        )
+        channels = sorted({c for s in open_now for c in s.open_channels(at)})
+        row = _identity(rep, opts)
+        row.update(
+            online_since=stretch[0], clients=len(open_now), channels=channels,
+            last_page=page[0] if page else None,
+        )  # fmt: skip
+        row.update({f: fields.get(rep.visit_token or "", {}).get(f) for f in VISIT_FIELDS})
+        rows.append(row)
+    rows.sort(
+        key=lambda r: (
+            r["online_since"],
+            r["user_id"] or "",
+            r["visitor_token"] or "",
+            r.get("client_id") or "",
+        )
+    )
+    return rows
+
+
+def _pages_at(window: Window, tokens: set[str], at: datetime) -> dict[str, snapshots.Page]:
+    """The latest `$view` page per visit at or before `at`."""
+    if window.carry is None:
+        dates = [d for d in window.lake.dates("events") if d <= snapshots.day_text(at)]
+        return snapshots.latest_pages(window.lake, tokens, dates, at)
+    since = snapshots.day_text(window.carry.midnight)
+    dates = [d for d in window.lake.dates("events") if since <= d <= snapshots.day_text(at)]
+    carried = {t: p for t, p in window.carry.pages.items() if t in tokens}
+    return snapshots.merge_pages(carried, snapshots.latest_pages(window.lake, tokens, dates, at))
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise UsageError(
+            f"Empty range: --to {end.isoformat()} is not after --from {start.isoformat()}.",
+            "pass --from earlier than --to",
+        )
+
+
+def online_between(
+    data_dir: Path, start: datetime, end: datetime, now: datetime, opts: Options | None = None
+) -> list[dict[str, Any]]:
+    """One row per unit online at any moment of `[start, end)`, with its time online in the range."""
+    opts = opts or Options()
+    _check_range(start, end)
+    window = load_window(data_dir, start, end, now, opts)
+    picked = []
+    for unit in units(window.sessions, opts):
+        inside = [
+            (max(lo, start), min(hi, end)) for lo, hi in unit.stretches if lo < end and hi > start
+        ]
+        if not inside:
+            continue
+        members = [
+            s for s in unit.sessions if any(lo < end and hi > start for lo, hi in spans_of(s, opts))
+        ]
+        picked.append((unit, inside, members or unit.sessions))
+    fields = _visit_fields(
+        window.lake, {s.visit_token for _, _, m in picked for s in m if s.visit_token}
+    )
+    rows = []
+    for unit, inside, members in picked:
+        rep = _representative(members)
+        row = _identity(rep, opts)
+        row.update(
+            first_seen=inside[0][0], last_seen=inside[-1][1],
+            online_seconds=online_seconds(unit.stretches, start, end), clients=len(members),
+        )  # fmt: skip
+        row.update({f: fields.get(rep.visit_token or "", {}).get(f) for f in VISIT_FIELDS})
+        rows.append(row)
+    rows.sort(
+        key=lambda r: (
+            r["first_seen"],
+            r["user_id"] or "",
+            r["visitor_token"] or "",
+            r.get("client_id") or "",
+        )
+    )
+    return rows
+
+
+def sweep(
+    stretches: Iterable[Stretch], start: datetime, end: datetime
+) -> list[tuple[datetime, int]]:
+    """The count online as a step function over `[start, end)`: `(instant, count from then on)`.
+
+    Ends apply before starts at equal instants, and all changes at one instant apply together,
+    so a handover at one instant never shows a spurious peak or dip.
+    """
+    deltas: dict[datetime, int] = {start: 0}
+    for lo, hi in stretches:
+        lo, hi = max(lo, start), min(hi, end)
+        if lo < hi:
+            deltas[lo] = deltas.get(lo, 0) + 1
+            if hi < end:
+                deltas[hi] = deltas.get(hi, 0) - 1
+    steps, count = [], 0
+    for instant in sorted(deltas):
+        count += deltas[instant]
+        steps.append((instant, count))
+    return steps
+
+
+def buckets(
+    steps: list[tuple[datetime, int]], start: datetime, end: datetime, every: timedelta
+) -> list[dict[str, Any]]:
+    """Per bucket of `every` from `start`: max, min and time-weighted average of the step function."""
+    rows = []
+    i, current = 0, 0
+    bucket = start
+    while bucket < end:
+        top = min(bucket + every, end)
+        while i < len(steps) and steps[i][0] <= bucket:
+            current = steps[i][1]
+            i += 1
+        values, area, t = [current], 0.0, bucket
+        while i < len(steps) and steps[i][0] < top:
+            area += current * (steps[i][0] - t).total_seconds()
+            t, current = steps[i]
+            values.append(current)
+            i += 1
+        area += current * (top - t).total_seconds()
+        rows.append(
+            {
+                "bucket_start": bucket, "max_online": max(values), "min_online": min(values),
+                "avg_online": area / (top - bucket).total_seconds(),
+            }
+        )  # fmt: skip
+        bucket = top
+    return rows
+
+
+def timeline(
+    data_dir: Path,
+    start: datetime,
+    end: datetime,
+    every: timedelta,
+    now: datetime,
+    opts: Options | None = None,
+) -> list[dict[str, Any]]:
+    """Counts online per bucket, plus the exact peak of the whole range (earliest instant reached)."""
+    opts = opts or Options()
+    _check_range(start, end)
+    if every <= timedelta(0):
+        raise UsageError("--every must be a positive duration.", "pass e.g. 5m or 1h")
+    if (end - start) / every > 100_000:
+        raise UsageError(
+            "Too many buckets (over 100,000).", "pass a larger --every or a shorter range"
+        )
+    window = load_window(data_dir, start, end, now, opts)
+    steps = sweep((st for u in units(window.sessions, opts) for st in u.stretches), start, end)
+    peak_at, peak = max(steps, key=lambda s: (s[1], -s[0].timestamp()))
+    rows = buckets(steps, start, end, every)
+    for row in rows:
+        row.update(peak_online=peak, peak_at=peak_at)
+    return rows

@@ -1,0 +1,340 @@
+"""Presence snapshots: the sessions open at each UTC midnight, so `trail online` reads one day of rows.
+
+A snapshot at midnight M holds every session started before M that was open at M or ended less
+than the default grace before it, with what the query needs (stretch starts at the default
+grace, resolved user, open channels, last page), plus each node's last heartbeat before M. Its
+fingerprint is the number of distinct rows per partition date before M of presence, events and
+identities: late rows change it (the snapshot is stale), compaction does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trailcli.presence.intervals import Membership, Session, settle, track
+from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
+from trailcli.presence.source import Lake
+from trailcli.store import layout
+
+FINGERPRINT_KINDS = ("presence", "events", "identities")
+FORMAT_VERSION = 1
+Page = tuple[str, datetime]
+
+
+@dataclass
+class Carry:
+    """The state at one midnight: sessions carried over, node heartbeats, last page per visit."""
+
+    midnight: datetime
+    sessions: list[Session]
+    beats: dict[str, datetime] = field(default_factory=dict)
+    pages: dict[str, Page] = field(default_factory=dict)
+    resolved: dict[tuple[str, str], str | None] = field(default_factory=dict)
+
+
+def midnight_of(at: datetime) -> datetime:
+    """The UTC midnight at or before `at`."""
+    day = at.astimezone(UTC).date()
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def day_text(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _paths(data_dir: Path, midnight: datetime) -> tuple[Path, Path]:
+    root = layout.snapshot_dir(data_dir)
+    stem = day_text(midnight)
+    return root / f"{stem}.parquet", root / f"{stem}.json"
+
+
+def fingerprint(counts: dict[str, dict[str, int]], midnight: datetime) -> dict[str, dict[str, int]]:
+    """Rows per partition date before `midnight`, per kind the snapshot depends on."""
+    day = day_text(midnight)
+    return {k: {d: n for d, n in sorted(counts[k].items()) if d < day} for k in FINGERPRINT_KINDS}
+
+
+def _read_meta(data_dir: Path, midnight: datetime) -> dict[str, Any] | None:
+    _, meta_path = _paths(data_dir, midnight)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("version") == FORMAT_VERSION else None
+
+
+def load(lake: Lake, midnight: datetime) -> Carry | None:
+    """The snapshot at `midnight` when it exists and matches the current data, else None."""
+    meta = _read_meta(lake.data_dir, midnight)
+    if meta is None or meta.get("fingerprint") != fingerprint(lake.counts, midnight):
+        return None
+    return _read(lake.data_dir, midnight, meta)
+
+
+def _read(data_dir: Path, midnight: datetime, meta: dict[str, Any]) -> Carry | None:
+    import pyarrow.parquet as pq
+
+    table_path, _ = _paths(data_dir, midnight)
+    try:
+        rows = pq.read_table(table_path).to_pylist()
+    except (OSError, ValueError):
+        return None
+    carry = Carry(midnight, [], {n: datetime.fromisoformat(b) for n, b in meta["beats"].items()})
+    for row in rows:
+        session = Session(
+            row["node_id"],
+            row["client_id"],
+            row["start"],
+            row["last_seen"],
+            row["visit_token"],
+            row["visitor_token"],
+            row["user_id"],
+            row["end"],
+            [Membership(c, datetime.fromisoformat(s)) for c, s in json.loads(row["channels"])],
+            row["person_start"],
+            row["visit_start"],
+        )
+        carry.sessions.append(session)
+        carry.resolved[session.key] = row["resolved_user_id"]
+        if row["visit_token"] and row["last_page"] is not None:
+            carry.pages[row["visit_token"]] = (row["last_page"], row["last_page_at"])
+    return carry
+
+
+def _write(data_dir: Path, carry: Carry, fp: dict[str, dict[str, int]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ts = pa.timestamp("us", tz="UTC")
+    schema = pa.schema(
+        [
+            ("node_id", pa.string()),
+            ("client_id", pa.string()),
+            ("start", ts),
+            ("last_seen", ts),
+            ("end", ts),
+            ("visit_token", pa.string()),
+            ("visitor_token", pa.string()),
+            ("user_id", pa.string()),
+            ("resolved_user_id", pa.string()),
+            ("person_start", ts),
+            ("visit_start", ts),
+            ("channels", pa.string()),
+            ("last_page", pa.string()),
+            ("last_page_at", ts),
+        ]
+    )
+    rows = []
+    for s in carry.sessions:
+        page = carry.pages.get(s.visit_token or "")
+        open_channels = [(m.channel, m.start.isoformat()) for m in s.channels if m.end is None]
+        rows.append(
+            {
+                "node_id": s.node_id,
+                "client_id": s.client_id,
+                "start": s.start,
+                "last_seen": s.last_seen,
+                "end": s.end,
+                "visit_token": s.visit_token,
+                "visitor_token": s.visitor_token,
+                "user_id": s.user_id,
+                "resolved_user_id": carry.resolved.get(s.key),
+                "person_start": s.person_start,
+                "visit_start": s.visit_start,
+                "channels": json.dumps(open_channels),
+                "last_page": page[0] if page else None,
+                "last_page_at": page[1] if page else None,
+            }
+        )
+    table_path, meta_path = _paths(data_dir, carry.midnight)
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = table_path.with_suffix(".parquet.tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp, compression="zstd")
+    os.replace(tmp, table_path)
+    meta = {
+        "version": FORMAT_VERSION,
+        "midnight": carry.midnight.isoformat(),
+        "beats": {n: b.isoformat() for n, b in sorted(carry.beats.items())},
+        "fingerprint": fp,
+    }
+    tmp_meta = meta_path.with_suffix(".json.tmp")
+    tmp_meta.write_text(json.dumps(meta))
+    os.replace(tmp_meta, meta_path)
+
+
+def resolve_users(lake: Lake, sessions: Iterable[Session]) -> dict[tuple[str, str], str | None]:
+    """Each session's user: its visit's first identity binding, else the user id on its rows."""
+    sessions = list(sessions)
+    tokens = sorted({s.visit_token for s in sessions if s.visit_token})
+    first: dict[str, str] = {}
+    if tokens and lake.exists["identities"]:
+        lake.bind("identities")
+        first = {
+            r["visit_token"]: r["user_id"]
+            for r in lake.fetch("online_first_identity", {"tokens": tokens})
+        }
+    return {s.key: first.get(s.visit_token or "") or s.user_id or None for s in sessions}
+
+
+def latest_pages(
+    lake: Lake, tokens: Iterable[str], dates: Iterable[str] | None, upto: datetime
+) -> dict[str, Page]:
+    """Each visit's latest `$view` page at or before `upto`, from the partitions `dates` (None: all)."""
+    wanted = sorted(set(tokens))
+    if not wanted or not lake.exists["events"]:
+        return {}
+    lake.bind("events", dates)
+    rows = lake.fetch("online_last_pages", {"tokens": wanted, "upto": upto})
+    return {r["visit_token"]: (r["last_page"], r["last_page_at"]) for r in rows}
+
+
+def merge_pages(*sources: dict[str, Page]) -> dict[str, Page]:
+    """The later page per visit across several sources."""
+    merged: dict[str, Page] = {}
+    for source in sources:
+        for token, page in source.items():
+            if token not in merged or page[1] >= merged[token][1]:
+                merged[token] = page
+    return merged
+
+
+def stretch_starts(
+    sessions: list[Session],
+    unit: Callable[[Session], str | None],
+    carried: Callable[[Session], datetime | None],
+    until: datetime,
+) -> dict[tuple[str, str], datetime]:
+    """Per session, the start of its unit's merged stretch (default grace) that contains it."""
+    by_unit: dict[str, list[Session]] = {}
+    for s in sessions:
+        name = unit(s)
+        if name is not None:
+            by_unit.setdefault(name, []).append(s)
+    starts: dict[tuple[str, str], datetime] = {}
+    for members in by_unit.values():
+        spans = {
+            s.key: (min(s.start, carried(s) or s.start), min(s.end or until, until))
+            for s in members
+        }
+        merged = merge_stretches(spans.values(), DEFAULT_GRACE)
+        for key, (lo, _hi) in spans.items():
+            for start, end in merged:
+                if start <= lo < end:
+                    starts[key] = start
+                    break
+    return starts
+
+
+def advance(
+    lake: Lake, base: Carry | None, midnight: datetime, final_beats: dict[str, datetime]
+) -> Carry:
+    """The state at `midnight` from `base` (an earlier midnight, or None: the start of the log)."""
+    dates = [
+        d
+        for d in lake.dates("presence")
+        if (base is None or d >= day_text(base.midnight)) and d < day_text(midnight)
+    ]
+    lake.bind("presence", dates)
+    rows = lake.fetch("online_transitions_before", {"before": midnight})
+    tracker = track(rows, base.sessions if base else ())
+    beats = dict(base.beats) if base else {}
+    for node, beat in tracker.last_beat.items():
+        beats[node] = max(beat, beats.get(node, beat))
+    dead = [
+        s
+        for s in tracker.open_sessions()
+        if final_beats.get(s.node_id, midnight - timedelta(1)) < midnight
+    ]
+    settle(dead, beats, midnight + timedelta(days=36500))  # a node gone before M: ends now
+    sessions = tracker.closed + tracker.open_sessions()
+    resolved = resolve_users(lake, sessions)
+
+    def person(s: Session) -> str | None:
+        return resolved[s.key] or s.visitor_token or None
+
+    person_starts = stretch_starts(sessions, person, lambda s: s.person_start, midnight)
+    visit_starts = stretch_starts(
+        sessions, lambda s: s.visit_token, lambda s: s.visit_start, midnight
+    )
+    horizon = midnight - DEFAULT_GRACE
+    kept = [s for s in sessions if s.end is None or s.end > horizon]
+    for s in kept:
+        s.person_start = person_starts.get(s.key)
+        s.visit_start = visit_starts.get(s.key)
+    tokens = {s.visit_token for s in kept if s.visit_token}
+    base_pages = {t: p for t, p in (base.pages if base else {}).items() if t in tokens}
+    event_dates = (
+        None
+        if base is None
+        else [d for d in lake.dates("events") if day_text(base.midnight) <= d < day_text(midnight)]
+    )
+    pages = merge_pages(
+        base_pages, latest_pages(lake, tokens, event_dates, midnight - timedelta(microseconds=1))
+    )
+    return Carry(midnight, kept, beats, pages, {s.key: resolved[s.key] for s in kept})
+
+
+def dedup_counts(lake: Lake) -> dict[str, dict[str, int]]:
+    """Distinct rows per partition date of each fingerprinted kind (clean partitions from metadata)."""
+    from trailcli.store import maintenance
+
+    counts: dict[str, dict[str, int]] = {}
+    for kind in FINGERPRINT_KINDS:
+        clean = maintenance.clean_dates(lake.data_dir, kind)
+        kind_counts = {d: n for d, n in lake.counts[kind].items() if d in clean}
+        dirty = [d for d in lake.dates(kind) if d not in clean]
+        if dirty:
+            lake.bind(kind, dirty)
+            for row in lake.fetch(f"online_count_{kind}"):
+                kind_counts[row["date"]] = int(row["records"])
+        counts[kind] = kind_counts
+    return counts
+
+
+def build_snapshots(data_dir: Path, progress: Callable[[str], None] | None = None) -> list[str]:
+    """Write every missing or stale snapshot (one per UTC midnight within the presence log).
+
+    Returns the dates written. Snapshots whose days are unchanged are kept as they are.
+    """
+    lake = Lake(data_dir)
+    dates = lake.dates("presence")
+    if not dates:
+        return []
+    counts = dedup_counts(lake)
+    lake.bind("presence")
+    final_beats = {r["node_id"]: r["beat"] for r in lake.fetch("online_last_beats")}
+    first = date.fromisoformat(dates[0]) + timedelta(days=1)
+    last = date.fromisoformat(dates[-1])
+    written: list[str] = []
+    state: Carry | None = None
+    day = first
+    while day <= last:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        fp = fingerprint(counts, midnight)
+        meta = _read_meta(data_dir, midnight)
+        if meta is not None and meta.get("fingerprint") == fp:
+            state = None  # fresh: a later rebuild starts from this one
+        else:
+            base = state or _previous(lake, midnight, counts)
+            state = advance(lake, base, midnight, final_beats)
+            _write(data_dir, state, fp)
+            written.append(day.isoformat())
+            if progress:
+                progress(f"presence snapshot {day.isoformat()}: {len(state.sessions)} sessions")
+        day += timedelta(days=1)
+    return written
+
+
+def _previous(lake: Lake, midnight: datetime, counts: dict[str, dict[str, int]]) -> Carry | None:
+    """The fresh snapshot of the midnight before, if any (None: start from the beginning)."""
+    before = midnight - timedelta(days=1)
+    meta = _read_meta(lake.data_dir, before)
+    if meta is None or meta.get("fingerprint") != fingerprint(counts, before):
+        return None
+    return _read(lake.data_dir, before, meta)

@@ -1,0 +1,106 @@
+"""Date-bounded reading of the log tables for presence queries: only the partitions asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trailcli import sql
+from trailcli.errors import CorruptDataError
+from trailcli.store import layout
+from trailcli.store.schema import KINDS
+
+if TYPE_CHECKING:
+    import duckdb
+
+EMPTY_FIRST_IDENTITY = (
+    "SELECT NULL::VARCHAR AS visit_token, NULL::VARCHAR AS user_id, "
+    "NULL::TIMESTAMPTZ AS bound_at WHERE false"
+)
+
+
+class Lake:
+    """The current files of each table by partition date, and a DuckDB connection over chosen dates."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import duckdb
+
+        self.data_dir = Path(data_dir)
+        self.files: dict[str, dict[str, list[str]]] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.exists: dict[str, bool] = {}
+        for kind in ("presence", "events", "identities", "visits"):
+            self._load(kind)
+        self.con: duckdb.DuckDBPyConnection = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+
+    def _load(self, kind: str) -> None:
+        """File list and row count per date from the Delta log (no data file is opened)."""
+        import pyarrow as pa
+        from deltalake import DeltaTable
+
+        root = layout.table_path(self.data_dir, kind)
+        files: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
+        self.exists[kind] = DeltaTable.is_deltatable(str(root))
+        if self.exists[kind]:
+            actions = pa.table(DeltaTable(str(root)).get_add_actions(flatten=True))
+            rows = zip(
+                actions.column("path").to_pylist(),
+                actions.column("partition.date").to_pylist(),
+                actions.column("num_records").to_pylist(),
+                strict=True,
+            )
+            for path, date, records in rows:
+                files.setdefault(date, []).append(str(root / path))
+                counts[date] = counts.get(date, 0) + int(records or 0)
+        self.files[kind], self.counts[kind] = files, counts
+
+    def dates(self, kind: str) -> list[str]:
+        return sorted(self.files[kind])
+
+    def bind(self, kind: str, dates: Iterable[str] | None = None) -> None:
+        """Bind the view `kind` over the partitions `dates` (all when None), duplicates removed.
+
+        The events view adds the derived `page` column; user ids are left as stored.
+        """
+        k = KINDS[kind]
+        wanted = self.dates(kind) if dates is None else sorted(set(dates) & set(self.files[kind]))
+        paths = [f for d in wanted for f in self.files[kind][d]]
+        name = "raw_events" if kind == "events" else kind
+        columns = ", ".join(f.name for f in k.table_schema)
+        if paths:
+            self.con.execute(f"SET VARIABLE {name}_files = $files", {"files": paths})
+            source = (
+                f"read_parquet(getvariable('{name}_files'), hive_partitioning = true, "
+                "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
+            )
+            keys = ", ".join(k.key)
+            body = (
+                f"SELECT {columns} FROM {source} QUALIFY row_number() OVER "
+                f"(PARTITION BY date, {keys} ORDER BY {k.first_wins_by} NULLS LAST) = 1"
+            )
+        else:
+            self.con.register(f"_{name}_empty", k.table_schema.empty_table())
+            body = f"SELECT {columns} FROM _{name}_empty"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
+        if kind == "events":
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW first_identity AS {EMPTY_FIRST_IDENTITY}"
+            )
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {sql.load('view_events')}")
+
+    def fetch(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of the named query in `queries/` as dicts."""
+        import duckdb
+
+        try:
+            cursor = self.con.execute(sql.load(query), params or {})
+        except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+            raise CorruptDataError(
+                f"Cannot read the presence log: {str(exc).splitlines()[0]}",
+                "restore the named file from a backup or remove it with 'trail repair'",
+            ) from exc
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
