@@ -631,8 +631,7 @@ class Engine:
             else:
                 self.stats["publishes"] += 1
                 assert isinstance(channel, str)
-                if not channels.is_service(channel):
-                    self._fan_out(channel, delivery)
+                self._fan_out(channel, delivery)
                 self._notify("client_published", message.get("clientId"), channel, now)
         if problem:
             reply["error"] = problem
@@ -674,7 +673,12 @@ class Engine:
         return self._fan_out(channel, Delivery({"channel": channel, "data": data}))
 
     def _fan_out(self, channel: str, delivery: Delivery) -> int:
-        """Queue `delivery` once for every client with a matching subscription."""
+        """Queue `delivery` once for every client with a matching subscription.
+
+        `/service/**` messages are for the server alone and reach nobody.
+        """
+        if channels.is_service(channel):
+            return 0
         recipients: set[str] = set()
         for pattern in channels.expand(channel):
             members = self.subscribers.get(pattern)
