@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from trailcli import __version__
-from trailcli.cli import collect, compact, report_referrers, sql_cmd
+from trailcli.cli import collect, sql_cmd
 
 app = typer.Typer(
     name="trail",
@@ -37,9 +37,7 @@ def _root(
 
 app.command("sql")(sql_cmd.sql)
 app.command("collect")(collect.collect)
-app.command("compact")(compact.compact)
 # Registrations of the other commands follow; each module stays cheap to import.
-report_app.command("referrers")(report_referrers.referrers)
 app.add_typer(report_app, name="report")
 
 

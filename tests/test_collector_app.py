@@ -1,0 +1,59 @@
+"""The app factory: health, metrics, mounts, store lifecycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector_support import BROWSER_UA, make_settings, stored
+
+from trailcli.collector.app import create_app
+from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, WRITER
+
+
+async def test_health_reports_node_uptime_and_wal_lag(aiohttp_client, data_dir: Path) -> None:
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    resp = await client.get("/health")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ok"
+    assert body["node_id"] == "test-node"
+    assert body["uptime_seconds"] >= 0
+    assert isinstance(body["wal_lag_seconds"], float)
+
+
+async def test_app_keys_are_set_for_other_mounts(aiohttp_client, data_dir: Path) -> None:
+    client = await aiohttp_client(create_app(make_settings(data_dir, node_id=None)))
+    app = client.server.app
+    assert app[SETTINGS].data_dir == data_dir
+    assert app[NODE_ID] == (data_dir / "node_id").read_text().strip()
+    assert hasattr(app[WRITER], "append_async")
+    app[METRICS].inc("custom_total", {"a": "b"})
+    text = await (await client.get("/metrics")).text()
+    assert 'trail_custom_total{a="b"} 1' in text
+
+
+async def test_metrics_count_requests_by_route_and_status(aiohttp_client, data_dir: Path) -> None:
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    await client.get("/health")
+    await client.get("/nope")
+    await client.post("/ahoy/events", data=b"")
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    text = await resp.text()
+    assert 'trail_http_requests_total{route="/health",status="200"} 1' in text
+    assert 'trail_http_requests_total{route="unmatched",status="404"} 1' in text
+    assert 'trail_http_requests_total{route="/ahoy/events",status="400"} 1' in text
+    assert "# TYPE trail_wal_bytes gauge" in text
+
+
+async def test_closing_the_app_commits_what_was_accepted(aiohttp_client, data_dir: Path) -> None:
+    client = await aiohttp_client(create_app(make_settings(data_dir, flush_interval=60)))
+    resp = await client.post(
+        "/ahoy/visits",
+        json={"visit_token": "v1", "visitor_token": "u1", "landing_page": "http://x.test/"},
+        headers={"User-Agent": BROWSER_UA},
+    )
+    assert resp.status == 200
+    await client.close()
+    assert [r["visit_token"] for r in stored(data_dir, "visits")] == ["v1"]

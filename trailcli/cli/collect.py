@@ -1,0 +1,98 @@
+"""`trail collect`: run the collector daemon (Ahoy tracking API, Bayeux server, presence)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trailcli.cli.common import cli_errors
+
+Dur = "Duration: 30s, 15m, 2h, 7d."
+
+
+def collect(
+    *,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [9292]; 0 picks a free one.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the logs live [./trail-data].")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with options (flags and env win).")
+    ] = None,
+    node_id: Annotated[str | None, typer.Option(help="Stable id of this node.")] = None,
+    secret_file: Annotated[
+        Path | None, typer.Option(help="File holding the secret (else $TRAIL_SECRET).")
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Origin allowed to call the API from a browser (repeatable; '*' any)."),
+    ] = None,
+    cookies: Annotated[
+        str | None, typer.Option(help="'js' (ahoy.js cookies) or 'none' (cookie-less).")
+    ] = None,
+    visit_duration: Annotated[str | None, typer.Option(help=f"Visit lifetime [4h]. {Dur}")] = None,
+    track_bots: Annotated[
+        bool | None, typer.Option("--track-bots/--no-track-bots", help="Store bot traffic.")
+    ] = None,
+    trust_proxy: Annotated[
+        bool | None,
+        typer.Option("--trust-proxy/--no-trust-proxy", help="Client IP from X-Forwarded-For."),
+    ] = None,
+    mask_ips: Annotated[
+        bool | None, typer.Option("--mask-ips/--no-mask-ips", help="Keep IPv4 /24, IPv6 /48 only.")
+    ] = None,
+    geoip: Annotated[Path | None, typer.Option(help="MaxMind .mmdb file for locations.")] = None,
+    max_content_length: Annotated[
+        int | None, typer.Option(help="Largest body in bytes [8192]; larger gets 413.")
+    ] = None,
+    max_events_per_request: Annotated[
+        int | None, typer.Option(help="Events kept per request [10].")
+    ] = None,
+    compact: Annotated[
+        bool | None, typer.Option("--compact/--no-compact", help="Background bin-pack/compaction.")
+    ] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="One line per request.")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help=f"Bayeux: how long a connect is held [45s]. {Dur}")
+    ] = None,
+    grace: Annotated[
+        str | None,
+        typer.Option(help=f"Presence: time a closed transport has to return [15s]. {Dur}"),
+    ] = None,
+    open_publish: Annotated[
+        bool | None,
+        typer.Option("--open-publish/--no-open-publish", help="Bayeux: clients may publish."),
+    ] = None,
+) -> None:
+    """Run the collector daemon: Ahoy tracking API, Bayeux server, presence; stop with Ctrl-C."""
+    with cli_errors():
+        from trailcli.collector.settings import coerce, load_settings
+
+        flags = {
+            "host": host, "port": port, "data_dir": data_dir, "node_id": node_id,
+            "secret_file": secret_file, "allow_origins": tuple(allow_origin or ()),
+            "cookies": cookies, "track_bots": track_bots, "trust_proxy": trust_proxy,
+            "mask_ips": mask_ips, "geoip": geoip, "max_content_length": max_content_length,
+            "max_events_per_request": max_events_per_request, "compact": compact,
+            "access_log": access_log, "open_publish": open_publish,
+        }  # fmt: skip
+        durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout, "grace": grace}
+        for name, text in durations.items():
+            flags[name] = None if text is None else coerce(name, text, "--" + name)
+        settings = load_settings(flags, os.environ, config)
+        start(settings)
+
+
+def start(settings: object) -> None:
+    """Run the daemon (tests replace this to check the settings a command line gives)."""
+    from trailcli.collector.daemon import run
+    from trailcli.collector.settings import Settings
+
+    assert isinstance(settings, Settings)
+    run(settings)

@@ -1,0 +1,1 @@
+"""`trail collect`: the aiohttp daemon that receives Ahoy tracking, Bayeux messages and presence."""

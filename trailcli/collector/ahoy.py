@@ -1,0 +1,410 @@
+"""The Ahoy tracking API: `POST /ahoy/visits` and `POST /ahoy/events`, as ahoy.js 0.4.5 expects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from trailcli.collector import ahoy_payload as payload
+from trailcli.collector import enrich, identity
+from trailcli.collector.keys import EVENT_HOOKS, METRICS, SETTINGS, WRITER
+from trailcli.collector.lru import LRU
+from trailcli.collector.settings import Settings
+
+log = logging.getLogger("trail.collect.ahoy")
+
+MISSING_PARAMS = "Missing required parameters\n"
+INVALID_PARAMS = "Invalid parameters\n"
+TOO_LARGE = "Payload too large\n"
+AHOY_COOKIES = ("ahoy_visit", "ahoy_visitor", "ahoy_track")
+
+
+@dataclass(frozen=True)
+class KnownVisit:
+    started_at: datetime
+    visitor_token: str | None
+
+
+class AhoyState:
+    """Bounded memory of the API: visits seen, cookie-less visit reuse, event ids, parsed agents."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+        self.visits: LRU[str, KnownVisit] = LRU(settings.visit_cache_size)
+        self.visitor_visits: LRU[str, tuple[str, datetime]] = LRU(settings.visit_cache_size)
+        self.event_ids: LRU[str, bool] = LRU(settings.dedup_size)
+        self.agents = enrich.UserAgentCache(settings.ua_cache_size)
+        self.geo = enrich.GeoIP(settings.geoip) if settings.geoip else None
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._last_warning: dict[str, float] = {}
+
+    def warn_drop(self, reason: str, message: str) -> None:
+        """Log a silent drop as a warning, at most once per 10 s per reason (metrics count all)."""
+        now = time.monotonic()
+        if now - self._last_warning.get(reason, -1e9) >= 10.0:
+            self._last_warning[reason] = now
+            log.warning("%s (further drops of this kind for 10 s are only counted)", message)
+
+
+AHOY = web.AppKey("ahoy", AhoyState)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who sent a request, as far as the request tells."""
+
+    ip: str | None  # as stored (masked with --mask-ips)
+    masked_ip: str | None  # always masked: the cookie-less anonymity set
+    user_agent: str | None
+    device: enrich.Device
+
+
+class Reply(Exception):
+    """Stop handling and answer `status` with a text body (Ahoy's plain-text errors)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, text=self.text, content_type="text/plain")
+
+
+# --- request plumbing ---------------------------------------------------------------------------
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, or Reply(413) when Content-Length or the bytes read exceed `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Reply(413, TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise Reply(413, TOO_LARGE)
+
+
+async def read_params(request: web.Request) -> tuple[dict[str, Any], bytes]:
+    settings = request.app[SETTINGS]
+    body = await read_body(request, settings.max_content_length)
+    content_type = request.headers.get("Content-Type", "")
+    try:
+        params = payload.request_params(request.query.items(), content_type, body)
+    except RecursionError:
+        raise Reply(400, INVALID_PARAMS) from None
+    return params, body
+
+
+def client_of(request: web.Request, state: AhoyState, settings: Settings) -> Client:
+    ip = enrich.client_ip(
+        request.remote, request.headers.get("X-Forwarded-For"), settings.trust_proxy
+    )
+    masked = enrich.mask_ip(ip)
+    ua = payload.text_or_none(request.headers.get("User-Agent"), 2048)
+    return Client(
+        ip=masked if settings.mask_ips else ip,
+        masked_ip=masked,
+        user_agent=ua,
+        device=state.agents.parse(ua),
+    )
+
+
+def require_tokens(tokens: payload.Tokens, settings: Settings) -> None:
+    if not settings.cookieless and (tokens.visit is None or tokens.visitor is None):
+        raise Reply(400, MISSING_PARAMS)
+
+
+def excluded(client: Client, settings: Settings) -> bool:
+    return client.device.is_bot and not settings.track_bots
+
+
+def count_drop(app: web.Application, reason: str, n: int = 1) -> None:
+    app[METRICS].inc("drops_total", {"reason": reason}, n)
+
+
+# --- visits -------------------------------------------------------------------------------------
+
+
+def _cookieless_tokens(
+    tokens: payload.Tokens, client: Client, state: AhoyState, settings: Settings, now: datetime
+) -> tuple[str, str, bool]:
+    """(visit, visitor, new visit?) in cookie-less mode: the anonymity set's visit within its duration."""
+    visitor = tokens.visitor or payload.anonymity_visitor_token(client.masked_ip, client.user_agent)
+    if tokens.visit:
+        return tokens.visit, visitor, tokens.visit not in state.visits
+    current = state.visitor_visits.get(visitor)
+    if current and now - current[1] < timedelta(seconds=settings.visit_duration):
+        return current[0], visitor, False
+    return str(uuid.uuid4()), visitor, True
+
+
+def _enriched(record: dict[str, Any], client: Client, state: AhoyState) -> dict[str, Any]:
+    record.update(
+        ip=client.ip,
+        user_agent=client.user_agent,
+        browser=client.device.browser,
+        os=client.device.os,
+        device_type=client.device.device_type,
+    )
+    if state.geo is not None:
+        record.update(state.geo.lookup(client.ip))
+    return record
+
+
+def _remember_visit(state: AhoyState, visit: str, visitor: str | None, started: datetime) -> bool:
+    """Note a visit; True when it was not known (so its row must be written)."""
+    if not state.visits.add_if_absent(visit, KnownVisit(started, visitor)):
+        return False
+    if visitor:
+        current = state.visitor_visits.get(visitor)
+        if current is None or current[1] <= started:
+            state.visitor_visits.put(visitor, (visit, started))
+    return True
+
+
+def _forget_visit(state: AhoyState, visit: str) -> None:
+    state.visits.pop(visit)
+
+
+def _claimed_user(app: web.Application, params: Mapping[str, Any]) -> str | None:
+    """The user id of a correctly signed `user_token`; unsigned or forged claims are counted."""
+    settings = app[SETTINGS]
+    user_id = identity.verify_user_token(params.get("user_token"), settings.secret)
+    claimed = params.get("user_token") is not None or params.get("user_id") is not None
+    if claimed and user_id is None:
+        app[METRICS].inc("unsigned_claims_total")
+    return user_id
+
+
+async def post_visit(request: web.Request) -> web.StreamResponse:
+    """POST /ahoy/visits: record the visit once; reply with its tokens and renew the cookie."""
+    try:
+        return await _visit(request)
+    except Reply as reply:
+        return reply.response()
+
+
+async def _visit(request: web.Request) -> web.Response:
+    app, settings, state = request.app, request.app[SETTINGS], request.app[AHOY]
+    params, _ = await read_params(request)
+    tokens = payload.resolve_tokens(params, request.headers)
+    require_tokens(tokens, settings)
+    client = client_of(request, state, settings)
+    now = state.clock()
+    if settings.cookieless:
+        visit, visitor, _new = _cookieless_tokens(tokens, client, state, settings, now)
+    else:
+        visit, visitor = str(tokens.visit), str(tokens.visitor)
+    if excluded(client, settings):
+        count_drop(app, "bot")
+    else:
+        await _record_visit(app, params, client, visit, visitor, now)
+    response = web.json_response(
+        {"visit_token": visit, "visitor_token": visitor, "visit_id": visit, "visitor_id": visitor}
+    )
+    _set_cookies(response, request, settings, params, tokens, visit, visitor)
+    return response
+
+
+async def _record_visit(
+    app: web.Application,
+    params: Mapping[str, Any],
+    client: Client,
+    visit: str,
+    visitor: str,
+    now: datetime,
+) -> None:
+    state = app[AHOY]
+    user_id = _claimed_user(app, params)
+    if _remember_visit(state, visit, visitor, now):
+        record = payload.visit_record(
+            params, visit_token=visit, visitor_token=visitor, user_id=user_id, started_at=now
+        )
+        try:
+            await app[WRITER].append_async("visits", [_enriched(record, client, state)])
+        except BaseException:
+            _forget_visit(state, visit)
+            raise
+        app[METRICS].inc("visits_total")
+    else:
+        count_drop(app, "duplicate_visit")
+    if user_id is not None:
+        await identity.bind(app, visit, user_id, "user_token", visitor, now)
+
+
+def _set_cookies(
+    response: web.Response,
+    request: web.Request,
+    settings: Settings,
+    params: Mapping[str, Any],
+    tokens: payload.Tokens,
+    visit: str,
+    visitor: str,
+) -> None:
+    """Renew `ahoy_visit` (and set `ahoy_visitor` for a new visitor) on a `js` visit POST."""
+    if settings.cookieless:
+        for name in AHOY_COOKIES:
+            if name in request.cookies:
+                response.del_cookie(name, path="/", domain=settings.cookie_domain)
+        return
+    if not payload.truthy(params.get("js")):
+        return
+    common: dict[str, Any] = {"path": "/", "samesite": "Lax", "httponly": False}
+    if settings.cookie_domain:
+        common["domain"] = settings.cookie_domain
+    response.set_cookie("ahoy_visit", visit, max_age=int(settings.visit_duration), **common)
+    if tokens.visitor is None:
+        response.set_cookie(
+            "ahoy_visitor", visitor, max_age=int(settings.visitor_duration), **common
+        )
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+async def post_events(request: web.Request) -> web.StreamResponse:
+    """POST /ahoy/events: store up to the limit of events, each once; reply `{}`."""
+    try:
+        await _events(request)
+    except Reply as reply:
+        return reply.response()
+    return web.json_response({})
+
+
+def _parse_events(
+    app: web.Application, params: dict[str, Any], body: bytes
+) -> list[dict[str, Any]]:
+    settings = app[SETTINGS]
+    try:
+        found = payload.event_list(params, body, settings.max_events_per_request)
+    except (payload.InvalidParameters, RecursionError):
+        raise Reply(400, INVALID_PARAMS) from None
+    state = app[AHOY]
+    if found.bad_json:
+        count_drop(app, "bad_events_json")
+        state.warn_drop("bad_events_json", "Dropped a request whose events are not valid JSON")
+    if found.over_limit:
+        count_drop(app, "over_event_limit", found.over_limit)
+        state.warn_drop(
+            "over_event_limit",
+            f"Dropped {found.over_limit} events over the limit of "
+            f"{settings.max_events_per_request} per request",
+        )
+    return found.events
+
+
+async def _events(request: web.Request) -> None:
+    app, settings, state = request.app, request.app[SETTINGS], request.app[AHOY]
+    params, body = await read_params(request)
+    tokens = payload.resolve_tokens(params, request.headers)
+    require_tokens(tokens, settings)
+    events = _parse_events(app, params, body)
+    client = client_of(request, state, settings)
+    if excluded(client, settings):
+        count_drop(app, "bot", max(1, len(events)))
+        return
+    if not events:
+        return
+    await _record_events(app, events, tokens, client)
+
+
+def _fresh(app: web.Application, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events whose id was not seen before (marked as seen now); duplicates are counted."""
+    state = app[AHOY]
+    fresh = []
+    for event in events:
+        event_id = payload.event_id(event)
+        if event_id is not None and not state.event_ids.add_if_absent(event_id, True):
+            count_drop(app, "duplicate_event")
+            continue
+        fresh.append(event)
+    return fresh
+
+
+async def _record_events(
+    app: web.Application, events: list[dict[str, Any]], tokens: payload.Tokens, client: Client
+) -> None:
+    settings, state = app[SETTINGS], app[AHOY]
+    fresh = _fresh(app, events)
+    if not fresh:
+        return
+    now = state.clock()
+    times = [payload.trusted_time(e.get("time"), now, settings.event_time_window) for e in fresh]
+    if settings.cookieless:
+        visit, visitor_token, _new = _cookieless_tokens(tokens, client, state, settings, now)
+        visitor: str | None = visitor_token
+    else:
+        visit, visitor = str(tokens.visit), tokens.visitor
+    known = state.visits.get(visit)
+    new_visit = None
+    if known is None and settings.server_side_visits:
+        started = min(times)
+        known = KnownVisit(started, visitor)
+        _remember_visit(state, visit, visitor, started)
+        new_visit = _enriched(
+            payload.visit_record(
+                {}, visit_token=visit, visitor_token=visitor, user_id=None, started_at=started
+            ),
+            client,
+            state,
+        )
+    user_id = app[identity.BINDINGS].users.get(visit)
+    records = [
+        payload.event_record(
+            event,
+            visit_token=visit,
+            visitor_token=visitor or (known.visitor_token if known else None),
+            user_id=user_id,
+            time=max(t, known.started_at) if known else t,
+            received_at=now,
+            new_id=lambda: str(uuid.uuid4()),
+        )
+        for event, t in zip(fresh, times, strict=True)
+    ]
+    try:
+        await _append(app, records, new_visit)
+    except BaseException:
+        for record in records:
+            state.event_ids.pop(record["event_id"])
+        if new_visit is not None:
+            _forget_visit(state, visit)
+        raise
+    app[METRICS].inc("events_total", None, len(records))
+    for hook in app[EVENT_HOOKS]:
+        hook(records)
+
+
+async def _append(
+    app: web.Application, records: list[dict[str, Any]], visit: dict[str, Any] | None
+) -> None:
+    writer = app[WRITER]
+    if visit is None:
+        await writer.append_async("events", records)
+        return
+    app[METRICS].inc("visits_total")
+    await asyncio.gather(
+        writer.append_async("visits", [visit]), writer.append_async("events", records)
+    )
+
+
+def mount(app: web.Application, settings: Settings) -> None:
+    """Add the two Ahoy endpoints (with and without a trailing slash) and their state."""
+    app[AHOY] = AhoyState(settings)
+    app[EVENT_HOOKS] = []
+    for path in ("/ahoy/visits", "/ahoy/visits/"):
+        app.router.add_post(path, post_visit)
+    for path in ("/ahoy/events", "/ahoy/events/"):
+        app.router.add_post(path, post_events)

@@ -1,0 +1,214 @@
+"""The one app factory: settings, metrics, store writer, background upkeep and every mount."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from trailcli.collector import cors
+from trailcli.collector.keys import (
+    METRICS,
+    NODE_ID,
+    SETTINGS,
+    STARTED_AT,
+    WRITER,
+    Mount,
+    RecordWriter,
+    WriterFactory,
+)
+from trailcli.collector.metrics import Metrics
+from trailcli.collector.settings import Settings
+
+log = logging.getLogger("trail.collect")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _optional_mount(module: str) -> Mount | None:
+    """`module.mount` when that module exists (mounts built in parallel may not have landed yet)."""
+    if importlib.util.find_spec(module) is None:
+        return None
+    mount: Mount | None = getattr(importlib.import_module(module), "mount", None)
+    return mount
+
+
+def mounts() -> list[Mount]:
+    """Every mount, in order: each adds its routes, state and cleanup_ctx to the app."""
+    from trailcli.collector import ahoy, identity
+
+    found: list[Mount | None] = [
+        ahoy.mount,
+        identity.mount,
+        _optional_mount("trailcli.collector.bayeux"),
+        _optional_mount("trailcli.collector.presence_tracker"),
+    ]
+    return [m for m in found if m is not None]
+
+
+def create_app(
+    settings: Settings, *, writer_factory: WriterFactory | None = None
+) -> web.Application:
+    """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
+    app = web.Application(
+        middlewares=[_count_requests, cors.middleware],
+        client_max_size=max(settings.max_content_length, 1024) * 4,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = _new_metrics()
+    app[STARTED_AT] = time.time()
+    app.cleanup_ctx.append(_store_ctx(writer_factory or open_log_writer))
+    if settings.compact:
+        app.cleanup_ctx.append(_maintenance_ctx)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_endpoint)
+    for mount in mounts():
+        mount(app, settings)
+    return app
+
+
+def _new_metrics() -> Metrics:
+    m = Metrics()
+    m.describe("http_requests_total", "counter", "HTTP requests by route and status.")
+    m.describe("drops_total", "counter", "Records or requests dropped, by reason.")
+    return m
+
+
+async def open_log_writer(settings: Settings, node_id: str) -> RecordWriter:
+    """The node's write-ahead log (recovers and commits what a previous run left)."""
+    from trailcli.store.wal import LogWriter
+
+    opened = await asyncio.to_thread(
+        LogWriter.open, settings.data_dir, node_id, flush_interval=settings.flush_interval
+    )
+    writer: RecordWriter = opened
+    return writer
+
+
+def _store_ctx(factory: WriterFactory) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def store(app: web.Application) -> AsyncIterator[None]:
+        from trailcli.store.layout import resolve_node_id
+
+        settings = app[SETTINGS]
+        node_id = resolve_node_id(settings.data_dir, settings.node_id)
+        opened = factory(settings, node_id)
+        writer = await opened if inspect.isawaitable(opened) else opened
+        app[NODE_ID] = node_id
+        app[WRITER] = writer
+        _writer_gauges(app[METRICS], writer)
+        yield
+        await asyncio.to_thread(writer.close)  # commits what the WAL holds
+
+    return store
+
+
+def _writer_gauges(m: Metrics, writer: RecordWriter) -> None:
+    m.describe("wal_bytes", "gauge", "Bytes in the write-ahead log not yet committed.")
+    m.describe("wal_lag_seconds", "gauge", "Age of the oldest uncommitted record.")
+    m.describe("records_written", "gauge", "Records made durable in the WAL, by kind.")
+    m.describe("commits", "gauge", "Commits of the WAL to the tables.")
+    m.describe("commit_seconds", "gauge", "Duration of the last commit of the WAL.")
+
+    def scrape(m: Metrics) -> None:
+        stats = writer.stats()
+        for name, key in (
+            ("wal_bytes", "wal_bytes"),
+            ("wal_lag_seconds", "wal_lag_seconds"),
+            ("commits", "commits"),
+            ("commit_seconds", "last_commit_seconds"),
+        ):
+            m.set(name, float(stats.get(key) or 0.0))
+        written = stats.get("records_written") or {}
+        for kind, count in written.items() if isinstance(written, dict) else []:
+            m.set("records_written", float(count), {"kind": kind})
+
+    m.on_scrape(scrape)
+
+
+async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Bin-pack today's files and compact closed days in a thread, on their own intervals."""
+    settings = app[SETTINGS]
+    tasks = [
+        asyncio.create_task(_every(settings.bin_pack_interval, "bin_pack_today", app)),
+        asyncio.create_task(_every(settings.compact_interval, "compact", app)),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _every(interval: float, job: str, app: web.Application) -> None:
+    from trailcli.store import maintenance
+
+    while True:
+        await asyncio.sleep(interval)
+        fn = getattr(maintenance, job, None)
+        if fn is None:
+            log.warning("store maintenance %s is not available; skipped", job)
+            continue
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(fn, app[SETTINGS].data_dir)
+        except Exception as exc:  # keep collecting; the next round retries
+            app[METRICS].inc("maintenance_errors_total", {"job": job})
+            log.warning("store maintenance %s failed: %s", job, exc)
+        else:
+            app[METRICS].set("maintenance_seconds", time.monotonic() - started, {"job": job})
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by route and status; an unexpected error is logged and answered 500."""
+    route = _route_name(request)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = 499
+        raise
+    finally:
+        request.app[METRICS].inc("http_requests_total", {"route": route, "status": str(status)})
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return "unmatched"
+    return info.route.resource.canonical
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: node id, uptime and WAL lag."""
+    app = request.app
+    stats = app[WRITER].stats() if WRITER in app else {}
+    return web.json_response(
+        {
+            "status": "ok",
+            "node_id": app.get(NODE_ID),
+            "uptime_seconds": round(time.time() - app[STARTED_AT], 3),
+            "wal_lag_seconds": stats.get("wal_lag_seconds"),
+            "wal_bytes": stats.get("wal_bytes"),
+        }
+    )
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text exposition."""
+    return web.Response(
+        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
+    )

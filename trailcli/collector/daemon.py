@@ -1,0 +1,75 @@
+"""Run the collector: listen, announce, and on SIGTERM/SIGINT drain requests and commit the WAL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import TextIO
+
+from aiohttp import web
+
+from trailcli.collector.app import create_app
+from trailcli.collector.keys import NODE_ID
+from trailcli.collector.settings import Settings
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
+
+
+def configure_logging(stream: TextIO = sys.stderr) -> None:
+    """Warnings and the access log go to stderr (stdout stays free for data)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("trail", "aiohttp.access", "aiohttp.server"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.stderr) -> None:
+    """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store."""
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=settings.shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+        await site.start()
+        print(startup_line(settings, runner, app), file=announce, flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def startup_line(settings: Settings, runner: web.AppRunner, app: web.Application) -> str:
+    """`trail collect: listening on http://HOST:PORT, writing to DIR (node ID)`."""
+    urls = [f"http://{_host(addr[0])}:{addr[1]}" for addr in runner.addresses]
+    return (
+        f"trail collect: listening on {', '.join(urls)}, writing to "
+        f"{settings.data_dir} (node {app[NODE_ID]})"
+    )
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run(settings: Settings) -> None:
+    """Run the daemon in this process until SIGTERM or SIGINT; returns normally after a clean stop."""
+    configure_logging()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())
