@@ -1,0 +1,463 @@
+"""The presence tracker through the real collector app: rows written, live channels, /api/online."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from trailcli.collector.app import create_app
+from trailcli.collector.identity import sign_user_id
+from trailcli.collector.keys import METRICS, WRITER
+from trailcli.collector.presence_tracker import (
+    TRACKER,
+    binding_from,
+    covers_live_channels,
+    event_message,
+)
+from trailcli.collector.settings import Settings
+from trailcli.presence.live import Binding
+from trailcli.store import views
+
+SECRET = "s3cret"
+API_TOKEN = "read-token"
+NODE = "node-test"
+
+Client = TestClient[Any, Any]
+ClientFactory = Callable[..., Awaitable[Client]]
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = dict(
+        data_dir=data_dir,
+        node_id=NODE,
+        secret=SECRET,
+        api_token=API_TOKEN,
+        heartbeat_interval=0.2,
+        grace=0.5,
+        compact=False,
+        access_log=False,
+        flush_interval=0.2,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+async def collector(aiohttp_client: ClientFactory, data_dir: Path) -> AsyncIterator[Client]:
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    yield client
+
+
+async def bayeux(client: Client, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+    response = await client.post("/faye", json=list(messages))
+    assert response.status == 200
+    replies: list[dict[str, Any]] = await response.json()
+    return replies
+
+
+async def handshake(client: Client, ext: dict[str, Any] | None = None) -> str:
+    message: dict[str, Any] = {
+        "channel": "/meta/handshake",
+        "version": "1.0",
+        "supportedConnectionTypes": ["long-polling"],
+        "id": "1",
+    }
+    if ext is not None:
+        message["ext"] = ext
+    (reply,) = await bayeux(client, message)
+    assert reply["successful"], reply
+    client_id: str = reply["clientId"]
+    return client_id
+
+
+async def subscribe(client: Client, client_id: str, channel: str, **extra: Any) -> dict[str, Any]:
+    (reply,) = await bayeux(
+        client,
+        {"channel": "/meta/subscribe", "clientId": client_id, "subscription": channel, **extra},
+    )
+    return reply
+
+
+async def deliveries(client: Client, client_id: str, channel: str, count: int) -> list[Any]:
+    """Data published on `channel` to a long-polling client, waiting for `count` of them."""
+    got: list[Any] = []
+    for _ in range(20):
+        replies = await bayeux(
+            client,
+            {
+                "channel": "/meta/connect",
+                "clientId": client_id,
+                "connectionType": "long-polling",
+                "advice": {"timeout": 300},
+            },
+        )
+        got += [r["data"] for r in replies if r.get("channel") == channel]
+        if len(got) >= count:
+            return got
+    return got
+
+
+def presence_rows(data_dir: Path, where: str = "true") -> list[dict[str, Any]]:
+    con = views.connect(data_dir, need=("presence",))
+    cursor = con.execute(f"SELECT * FROM presence WHERE {where} ORDER BY seq")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def flush(client: Client) -> None:
+    client.app[WRITER].flush()  # type: ignore[attr-defined]
+
+
+async def test_a_session_writes_online_subscribe_unsubscribe_and_offline_rows(
+    collector: Client, data_dir: Path
+) -> None:
+    token = sign_user_id("42", SECRET)
+    cid = await handshake(
+        collector, {"trail": {"visit_token": "v1", "visitor_token": "vis1", "user_token": token}}
+    )
+    assert (await subscribe(collector, cid, "/chat/1"))["successful"]
+    (reply,) = await bayeux(
+        collector, {"channel": "/meta/unsubscribe", "clientId": cid, "subscription": "/chat/1"}
+    )
+    assert reply["successful"]
+    before_disconnect = datetime.now(UTC)
+    await bayeux(collector, {"channel": "/meta/disconnect", "clientId": cid})
+    await asyncio.sleep(0.1)
+    flush(collector)
+
+    rows = presence_rows(data_dir, f"client_id = '{cid}'")
+    assert [(r["transition"], r["reason"], r["channel"]) for r in rows] == [
+        ("online", "handshake", None),
+        ("subscribe", None, "/chat/1"),
+        ("unsubscribe", None, "/chat/1"),
+        ("offline", "disconnect", None),
+    ]
+    assert {(r["visit_token"], r["visitor_token"], r["user_id"]) for r in rows} == {
+        ("v1", "vis1", "42")
+    }
+    assert all(r["node_id"] == NODE for r in rows)
+    offline = rows[-1]
+    assert offline["time"] >= before_disconnect
+    assert offline["detected_at"] == offline["time"]
+    seqs = [r["seq"] for r in rows]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+    con = views.connect(data_dir, need=("identities",))
+    bindings = con.execute(
+        "SELECT visit_token, user_id, source, node_id FROM identities"
+    ).fetchall()
+    assert bindings == [("v1", "42", "presence", NODE)]
+
+
+async def test_heartbeats_are_written_at_start_and_every_interval(
+    collector: Client, data_dir: Path
+) -> None:
+    await asyncio.sleep(0.75)
+    flush(collector)
+    beats = presence_rows(data_dir, "transition = 'heartbeat'")
+    assert len(beats) >= 3
+    assert all(b["client_id"] is None and b["node_id"] == NODE for b in beats)
+    gaps = [(b["time"] - a["time"]).total_seconds() for a, b in itertools.pairwise(beats)]
+    assert all(0.1 <= g <= 0.6 for g in gaps), gaps
+
+
+async def test_unsigned_user_claims_are_ignored_and_counted(
+    collector: Client, data_dir: Path
+) -> None:
+    cid = await handshake(
+        collector,
+        {"trail": {"visitor_token": "vis2", "user_id": "admin", "user_token": "admin.deadbeef"}},
+    )
+    await asyncio.sleep(0.1)
+    flush(collector)
+    (row,) = presence_rows(data_dir, f"client_id = '{cid}'")
+    assert (row["visitor_token"], row["user_id"]) == ("vis2", None)
+    metrics = collector.app[METRICS]
+    total = metrics.value(
+        "presence_ignored_claims_total", {"claim": "unsigned_user_id", "where": "handshake"}
+    )
+    bad = metrics.value(
+        "presence_ignored_claims_total", {"claim": "bad_user_token", "where": "handshake"}
+    )
+    assert (total, bad) == (1, 1)
+    response = await collector.get("/metrics")
+    assert "trail_presence_ignored_claims_total" in await response.text()
+
+
+async def test_the_older_ext_visit_id_style_binds_the_session(
+    collector: Client, data_dir: Path
+) -> None:
+    cid = await handshake(collector, {"visit_id": "old-visit", "visitor_id": "old-visitor"})
+    await asyncio.sleep(0.1)
+    flush(collector)
+    (row,) = presence_rows(data_dir, f"client_id = '{cid}'")
+    assert (row["visit_token"], row["visitor_token"]) == ("old-visit", "old-visitor")
+
+
+async def test_identify_binds_a_live_session_of_this_node(
+    collector: Client, data_dir: Path
+) -> None:
+    cid = await handshake(collector)
+    bad = await collector.post(
+        "/api/presence/identify", json={"client_id": "nobody", "visit_token": "v"}
+    )
+    assert bad.status == 404
+    assert "error" in await bad.json()
+    for body in (b"not json", b"[1]", b'{"client_id": 5, "visit_token": "v"}'):
+        r = await collector.post(
+            "/api/presence/identify", data=body, headers={"Content-Type": "application/json"}
+        )
+        assert r.status == 400, body
+    r = await collector.post("/api/presence/identify", json={"client_id": cid})
+    assert r.status == 400
+    # form-encoded, as jQuery's $.post sends it
+    ok = await collector.post(
+        "/api/presence/identify",
+        data={"client_id": cid, "visit_token": "v9", "visitor_token": "vis9"},
+    )
+    assert ok.status == 200, await ok.text()
+    again = await collector.post(
+        "/api/presence/identify", json={"client_id": cid, "visit_token": "v9"}
+    )
+    assert again.status == 200
+    await bayeux(collector, {"channel": "/meta/disconnect", "clientId": cid})
+    await asyncio.sleep(0.1)
+    flush(collector)
+    rows = presence_rows(data_dir, f"client_id = '{cid}'")
+    assert [(r["transition"], r["visit_token"], r["visitor_token"]) for r in rows] == [
+        ("online", None, None),
+        ("identify", "v9", "vis9"),  # the repeated identify changed nothing: no second row
+        ("offline", "v9", "vis9"),
+    ]
+
+
+async def test_live_channels_need_the_api_token(collector: Client) -> None:
+    cid = await handshake(collector)
+    for pattern in ("/trail/presence", "/trail/**", "/**"):
+        reply = await subscribe(collector, cid, pattern)
+        assert not reply["successful"]
+        assert reply["error"].startswith(f"403:{pattern}:")
+    wrong = await subscribe(collector, cid, "/trail/presence", ext={"trail": {"token": "nope"}})
+    assert not wrong["successful"]
+    assert (await subscribe(collector, cid, "/chat/*"))["successful"]
+    right = await subscribe(collector, cid, "/trail/presence", ext={"trail": {"token": API_TOKEN}})
+    assert right["successful"]
+    # once authorised, the same client may add more live subscriptions
+    assert (await subscribe(collector, cid, "/trail/events"))["successful"]
+    # a token on the handshake authorises the session
+    watcher = await handshake(collector, {"trail": {"token": API_TOKEN}})
+    assert (await subscribe(collector, watcher, "/trail/**"))["successful"]
+
+
+async def test_trail_presence_carries_joins_and_leaves_per_person(collector: Client) -> None:
+    watcher = await handshake(collector, {"trail": {"token": API_TOKEN}})
+    assert (await subscribe(collector, watcher, "/trail/presence"))["successful"]
+    tab1 = await handshake(collector, {"trail": {"visit_token": "v1", "visitor_token": "ann"}})
+    tab2 = await handshake(collector, {"trail": {"visit_token": "v1", "visitor_token": "ann"}})
+    await bayeux(collector, {"channel": "/meta/disconnect", "clientId": tab1})
+    await bayeux(collector, {"channel": "/meta/disconnect", "clientId": tab2})
+    got = await deliveries(collector, watcher, "/trail/presence", 2)
+    assert [(m["type"], m["visitor_token"], m["clients"]) for m in got] == [
+        ("join", "ann", 1),
+        ("leave", "ann", 0),
+    ]
+    assert set(got[0]) == {
+        "type",
+        "user_id",
+        "visitor_token",
+        "visit_token",
+        "time",
+        "page",
+        "clients",
+    }
+    joined = datetime.fromisoformat(got[0]["time"])
+    left = datetime.fromisoformat(got[1]["time"])
+    assert joined <= left
+
+
+async def test_trail_events_carries_each_accepted_event(collector: Client) -> None:
+    watcher = await handshake(collector, {"trail": {"token": API_TOKEN}})
+    assert (await subscribe(collector, watcher, "/trail/events"))["successful"]
+    event = {"id": "e-1", "name": "signup", "properties": {"plan": "pro", "seats": 3}}
+    response = await collector.post(
+        "/ahoy/events",
+        json={"visit_token": "v-ev", "visitor_token": "vis-ev", "events": [event]},
+        headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"},
+    )
+    assert response.status == 200, await response.text()
+    (got,) = await deliveries(collector, watcher, "/trail/events", 1)
+    assert got["event_id"] == "e-1"
+    assert (got["visit_token"], got["visitor_token"], got["name"]) == ("v-ev", "vis-ev", "signup")
+    assert got["properties"] == {"plan": "pro", "seats": 3}
+    datetime.fromisoformat(got["time"])
+
+
+async def test_api_online_lists_persons_from_memory(collector: Client) -> None:
+    assert (await collector.get("/api/online")).status == 401
+    wrong = await collector.get("/api/online", headers={"Authorization": "Bearer nope"})
+    assert wrong.status == 401
+    visit = await collector.post(
+        "/ahoy/visits",
+        json={
+            "visit_token": "v-on",
+            "visitor_token": "vis-on",
+            "landing_page": "https://a.example/",
+        },
+        headers={
+            "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+        },
+    )
+    assert visit.status == 200, await visit.text()
+    cid = await handshake(collector, {"trail": {"visit_token": "v-on"}})
+    await subscribe(collector, cid, "/chat/9")
+    await handshake(collector)  # no visitor, no user: not a person
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    response = await collector.get("/api/online", headers=auth)
+    assert response.status == 200
+    (row,) = await response.json()
+    assert list(row) == [
+        "user_id",
+        "visitor_token",
+        "visit_token",
+        "online_since",
+        "clients",
+        "channels",
+        "last_page",
+        "browser",
+        "os",
+        "device_type",
+        "country",
+        "referring_domain",
+    ]
+    assert (row["visitor_token"], row["visit_token"], row["clients"]) == ("vis-on", "v-on", 1)
+    assert row["channels"] == ["/chat/9"]
+    assert row["browser"] == "Firefox"
+    assert datetime.fromisoformat(row["online_since"]).tzinfo is not None
+
+
+async def test_api_online_without_a_configured_token_is_refused(
+    aiohttp_client: ClientFactory, data_dir: Path
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(data_dir, api_token=None)))
+    response = await client.get("/api/online", headers={"Authorization": "Bearer x"})
+    assert response.status == 403
+    cid = await handshake(client, {"trail": {"token": "x"}})
+    assert not (await subscribe(client, cid, "/trail/presence"))["successful"]
+
+
+async def test_stopping_the_server_ends_open_sessions_with_server_shutdown(
+    aiohttp_client: ClientFactory, data_dir: Path
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    cid = await handshake(client, {"trail": {"visitor_token": "vis-s"}})
+    await client.close()
+    (row,) = presence_rows(data_dir, f"client_id = '{cid}' AND transition = 'offline'")
+    assert row["reason"] == "server_shutdown"
+
+
+async def test_sessions_left_open_by_a_crash_end_node_lost_at_restart(
+    aiohttp_client: ClientFactory,
+    data_dir: Path,
+    write_rows: Callable[[str, list[dict[str, Any]]], None],
+) -> None:
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    def row(
+        seq: int, seconds: float, transition: str, client: str | None, **kw: Any
+    ) -> dict[str, Any]:
+        at = t0 + timedelta(seconds=seconds)
+        return dict(
+            time=at, seq=seq, node_id=NODE, client_id=client, transition=transition,
+            detected_at=at, **kw,
+        )  # fmt: skip
+
+    write_rows(
+        "presence",
+        [
+            row(1, 0, "heartbeat", None),
+            row(2, 1, "online", "quiet", reason="handshake", visitor_token="a"),
+            row(3, 2, "online", "busy", reason="handshake", visit_token="vb", visitor_token="b"),
+            row(4, 3, "online", "closed", reason="handshake"),
+            row(5, 4, "offline", "closed", reason="disconnect"),
+            row(6, 10, "heartbeat", None),
+            row(7, 14, "subscribe", "busy", channel="/chat"),  # after the last heartbeat
+            # another node's open session is not this node's business
+            {**row(8, 5, "online", "elsewhere", reason="handshake"), "node_id": "other"},
+        ],
+    )
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    flush(client)
+    lost = presence_rows(data_dir, "reason = 'node_lost'")
+    assert {(r["client_id"], r["time"]) for r in lost} == {
+        ("quiet", t0 + timedelta(seconds=10)),
+        ("busy", t0 + timedelta(seconds=14)),
+    }
+    busy = next(r for r in lost if r["client_id"] == "busy")
+    assert (busy["visit_token"], busy["visitor_token"]) == ("vb", "b")
+    assert all(r["node_id"] == NODE and r["detected_at"] > r["time"] for r in lost)
+    assert min(r["seq"] for r in lost) > 7
+    await client.close()
+    # a clean restart finds nothing left open
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    await client.close()
+    assert len(presence_rows(data_dir, "reason = 'node_lost'")) == 2
+
+
+async def test_the_tracker_is_reachable_and_counts_sessions(collector: Client) -> None:
+    await handshake(collector, {"trail": {"visitor_token": "p"}})
+    tracker = collector.app[TRACKER]
+    assert tracker.live.persons_count() == 1
+    text = await (await collector.get("/metrics")).text()
+    assert "trail_presence_sessions 1" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "binding", "ignored"),
+    [
+        ({"trail": {"visit_token": "v", "visitor_token": "w"}}, Binding("v", "w"), []),
+        ({"visit_token": "v", "visitor_token": "w"}, Binding("v", "w"), []),
+        ({"visit_id": "v", "visitor_id": "w"}, Binding("v", "w"), []),
+        ({"trail": {"visit_token": "v<script>"}}, Binding("vscript"), []),
+        ({"trail": {"user_id": "1"}}, Binding(), ["unsigned_user_id"]),
+        ({"user_token": "1.abc"}, Binding(), ["bad_user_token"]),
+        ({"trail": {"user_token": sign_user_id("7", SECRET)}}, Binding(user_id="7"), []),
+        ({"trail": "junk"}, Binding(), []),
+    ],
+)
+def test_binding_from_ext(fields: dict[str, Any], binding: Binding, ignored: list[str]) -> None:
+    got, claims, _ = binding_from(fields, SECRET)
+    assert (got, claims) == (binding, ignored)
+
+
+def test_a_user_token_is_never_accepted_without_a_secret() -> None:
+    got, claims, user = binding_from({"user_token": sign_user_id("7", SECRET)}, None)
+    assert (got.user_id, user, claims) == (None, None, ["bad_user_token"])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "guarded"),
+    [
+        ("/**", True),
+        ("/trail/presence", True),
+        ("/trail/*", True),
+        ("/*", False),
+        ("/chat/**", False),
+    ],
+)
+def test_which_subscriptions_need_the_token(pattern: str, guarded: bool) -> None:
+    assert covers_live_channels(pattern) is guarded
+
+
+def test_event_message_parses_json_properties() -> None:
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    msg = event_message({"event_id": "e", "properties": json.dumps({"a": [1]}), "time": at})
+    assert msg["properties"] == {"a": [1]}
+    assert msg["time"] == "2026-03-01T00:00:00+00:00"
