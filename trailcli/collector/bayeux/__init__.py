@@ -1,7 +1,7 @@
 """The Faye-compatible Bayeux server at `/faye`: `mount(app, settings)` adds it to the collector.
 
-The collector's runner must be started with `handler_cancellation=True`, so that a held
-long-poll whose client goes away is noticed at once (DESIGN.md `transport_closed`).
+A held long-poll whose client goes away is noticed at once when the runner has
+`handler_cancellation=True`, and within `WATCH_PERIOD` otherwise (DESIGN.md `transport_closed`).
 """
 
 from __future__ import annotations
@@ -20,22 +20,23 @@ from trailcli.collector.bayeux.transports import FayeEndpoint
 MOUNT = "/faye"
 BAYEUX_ENGINE = web.AppKey("bayeux_engine", Engine)
 BAYEUX_ENDPOINT = web.AppKey("bayeux_endpoint", FayeEndpoint)
+WATCH_PERIOD = 0.1  # seconds between checks for held long-polls whose client went away
 DEFAULT_CLIENT_JS = Path("node_modules/faye/client/faye-browser-min.js")
 
 
 def config_from_settings(settings: Any) -> EngineConfig:
     """The engine's settings from the collector's settings object (missing fields: defaults)."""
     defaults = EngineConfig()
-    fields = (
-        "timeout",
-        "grace",
-        "open_publish",
-        "max_message_bytes",
-        "max_queued_messages",
-        "max_clients",
-        "max_subscriptions",
-    )
-    values = {name: getattr(settings, name, getattr(defaults, name)) for name in fields}
+    names = {  # engine field: collector setting
+        "timeout": "bayeux_timeout",
+        "grace": "grace",
+        "open_publish": "open_publish",
+        "max_message_bytes": "bayeux_max_message_bytes",
+        "max_queued_messages": "bayeux_max_queued",
+        "max_clients": "bayeux_max_clients",
+        "max_subscriptions": "bayeux_max_subscriptions",
+    }
+    values = {f: getattr(settings, s, getattr(defaults, f)) for f, s in names.items()}
     return EngineConfig(secret=getattr(settings, "secret", None) or None, **values)
 
 
@@ -57,7 +58,7 @@ def mount(app: web.Application, settings: Any) -> Engine:
 
 async def _sweeping(app: web.Application) -> AsyncIterator[None]:
     """End sessions whose transport closed or that went silent, while the app runs."""
-    task = asyncio.create_task(_sweep_forever(app[BAYEUX_ENGINE]))
+    task = asyncio.create_task(_sweep_forever(app[BAYEUX_ENGINE], app[BAYEUX_ENDPOINT]))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -71,8 +72,14 @@ async def _end_sessions(app: web.Application) -> None:
     await app[BAYEUX_ENDPOINT].close_sockets()
 
 
-async def _sweep_forever(engine: Engine) -> None:
+async def _sweep_forever(engine: Engine, endpoint: FayeEndpoint) -> None:
     period = max(0.05, min(1.0, engine.config.grace / 4, engine.config.timeout / 4))
+    watch = WATCH_PERIOD
+    since_sweep = 0.0
     while True:
-        await asyncio.sleep(period)
-        engine.sweep()
+        await asyncio.sleep(watch)
+        endpoint.cancel_abandoned_holds()
+        since_sweep += watch
+        if since_sweep >= period:
+            since_sweep = 0.0
+            engine.sweep()

@@ -51,6 +51,8 @@ class FayeEndpoint:
         self.engine = engine
         self.client_js = client_js
         self.sockets: set[SocketSession] = set()
+        # held long-polls by the task serving them, watched for clients that went away
+        self.held: dict[asyncio.Task[Any], web.Request] = {}
         # A whole request may hold a batch of messages; each one is limited by the engine.
         self.max_body = engine.config.max_message_bytes * 4 + 4096
 
@@ -72,7 +74,7 @@ class FayeEndpoint:
         except web.HTTPRequestEntityTooLarge:
             return self._too_large(request)
         transport = "callback-polling" if jsonp else "long-polling"
-        items = await self._process(messages, self._context(request, transport))
+        items = await self._process(messages, self._context(request, transport), request)
         return self._respond(request, encode(items), jsonp)
 
     async def client_script(self, request: web.Request) -> web.StreamResponse:
@@ -110,18 +112,38 @@ class FayeEndpoint:
             raise BadRequest("the body is not text") from exc
         return _decode(form), None
 
-    async def _process(self, messages: list[Message], context: Context) -> list[Outgoing]:
+    async def _process(
+        self, messages: list[Message], context: Context, request: web.Request | None = None
+    ) -> list[Outgoing]:
         """Handle a request's messages; holds its connect, if any, until it is answered."""
         batch = await self.engine.handle(messages, context)
         if batch.connect is None:
             return batch.replies
         pending = batch.connect
+        task = asyncio.current_task()
+        if task is not None and request is not None:
+            self.held[task] = request
         try:
             return batch.replies + await self.engine.hold(pending)
         except asyncio.CancelledError:
-            # the client went away during the hold (aiohttp's handler_cancellation)
+            # the client went away during the hold
             self.engine.transport_closed(pending.client.id)
             raise
+        finally:
+            if task is not None:
+                self.held.pop(task, None)
+
+    def cancel_abandoned_holds(self) -> int:
+        """Cancel held long-polls whose connection closed; returns how many.
+
+        aiohttp cancels them itself when run with `handler_cancellation=True`; this check makes
+        the close noticed within a watch period without it.
+        """
+        gone = [t for t, r in self.held.items() if r.transport is None or r.transport.is_closing()]
+        for task in gone:
+            self.held.pop(task, None)
+            task.cancel()
+        return len(gone)
 
     def _respond(self, request: web.Request, body: str, jsonp: str | None) -> web.Response:
         headers = dict(_JSON_HEADERS)
