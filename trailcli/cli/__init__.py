@@ -8,6 +8,7 @@ import typer
 
 from trailcli import __version__
 from trailcli.cli import collect, sql_cmd
+from trailcli.cli.online import online_app
 
 app = typer.Typer(
     name="trail",
@@ -39,6 +40,7 @@ app.command("sql")(sql_cmd.sql)
 app.command("collect")(collect.collect)
 # Registrations of the other commands follow; each module stays cheap to import.
 app.add_typer(report_app, name="report")
+app.add_typer(online_app, name="online")
 
 
 def main() -> None:

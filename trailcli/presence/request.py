@@ -1,0 +1,107 @@
+"""One `trail online` request: its options checked and parsed, answered from the log or a collector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trailcli.errors import UsageError
+from trailcli.presence import online, remote
+from trailcli.timeparse import parse_duration, parse_time, parse_tz, utcnow
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What the user asked: an instant or a range, the counting options, maybe a collector URL."""
+
+    at: datetime | None
+    start: datetime | None
+    end: datetime | None
+    options: online.Options
+    now: datetime
+    url: str | None = None
+    token: str | None = None
+    at_text: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        at: str | None,
+        start: str | None,
+        end: str | None,
+        by: str,
+        channel: str | None,
+        grace: str,
+        users_only: bool,
+        url: str | None,
+        token: str | None,
+        tz: str,
+    ) -> Ask:
+        """Check the option combination and parse times (naive ones in `tz`)."""
+        zone, now = parse_tz(tz), utcnow()
+        if at is not None and (start or end):
+            raise UsageError(
+                "Pass either --at or --from/--to, not both.",
+                "trail online --at -1h, or --from -2h --to -1h",
+            )
+        if end and not start:
+            raise UsageError("--to needs --from.", "trail online --from 2026-01-31 --to 2026-02-01")
+        if url and (start or end or (at not in (None, "now")) or by != "person"):
+            raise UsageError(
+                "--url answers who is online now, per person.",
+                "drop --at/--from/--to/--by, or read the log with --data-dir",
+            )
+        opts = online.Options(
+            by=by, channel=channel, grace=parse_duration(grace), users_only=users_only
+        )
+        return cls(
+            at=parse_time(at, zone, now) if at else None,
+            start=parse_time(start, zone, now) if start else None,
+            end=parse_time(end, zone, now) if end else (now if start else None),
+            options=opts,
+            now=now,
+            url=url,
+            token=token,
+            at_text=at,
+        )
+
+    def refreshed(self) -> Ask:
+        """The same request with `now` (and a default or relative instant) moved to the present."""
+        if self.url or self.start is not None:
+            return self
+        now = utcnow()
+        at = parse_time(self.at_text, None, now) if self.at_text else now
+        return Ask(at, None, None, self.options, now, at_text=self.at_text)
+
+
+def answer(data_dir: Path, ask: Ask) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and columns of an instant or range request."""
+    ask = ask.refreshed()
+    if ask.url:
+        o = ask.options
+        return remote.fetch_online(ask.url, ask.token, o.channel, o.users_only), online.AT_COLUMNS
+    prefix = online.CLIENT_COLUMNS if ask.options.by == "client" else []
+    if ask.start is not None and ask.end is not None:
+        rows = online.online_between(Path(data_dir), ask.start, ask.end, ask.now, ask.options)
+        return rows, prefix + online.RANGE_COLUMNS
+    at = ask.at or ask.now
+    return online.online_at(Path(data_dir), at, ask.now, ask.options), prefix + online.AT_COLUMNS
+
+
+def parse_every(text: str) -> timedelta:
+    every = parse_duration(text)
+    if every <= timedelta(0):
+        raise UsageError("--every must be a positive duration.", "pass e.g. 5m or 1h")
+    return every
+
+
+def timeline(data_dir: Path, ask: Ask, every: timedelta) -> list[dict[str, Any]]:
+    """The timeline rows of a `--from/--to` request."""
+    if ask.start is None or ask.end is None:
+        raise UsageError(
+            "timeline needs --from (and --to, default now).",
+            "trail online timeline --from -1d --every 1h",
+        )
+    return online.timeline(Path(data_dir), ask.start, ask.end, every, ask.now, ask.options)
