@@ -65,6 +65,9 @@ def collect(
         str | None,
         typer.Option(help=f"Presence: time a closed transport has to return [15s]. {Dur}"),
     ] = None,
+    heartbeat_interval: Annotated[
+        str | None, typer.Option(help=f"Presence: node heartbeat interval [10s]. {Dur}")
+    ] = None,
     open_publish: Annotated[
         bool | None,
         typer.Option("--open-publish/--no-open-publish", help="Bayeux: clients may publish."),
@@ -83,6 +86,7 @@ def collect(
             "access_log": access_log, "open_publish": open_publish,
         }  # fmt: skip
         durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout, "grace": grace}
+        durations["heartbeat_interval"] = heartbeat_interval
         for name, text in durations.items():
             flags[name] = None if text is None else coerce(name, text, "--" + name)
         settings = load_settings(flags, os.environ, config)
