@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from trailcli import __version__
-from trailcli.cli import collect, sql_cmd
+from trailcli.cli import collect, compact, sql_cmd
 from trailcli.cli.online import online_app
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ def _root(
 
 
 app.command("sql")(sql_cmd.sql)
+app.command("compact")(compact.compact)
 app.command("collect")(collect.collect)
 # Registrations of the other commands follow; each module stays cheap to import.
 app.add_typer(report_app, name="report")

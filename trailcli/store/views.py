@@ -55,7 +55,7 @@ def _bind_raw(con: duckdb.DuckDBPyConnection, data_dir: Path, kind: Kind) -> Non
     from trailcli.store import maintenance
 
     files = tables.file_list(data_dir, kind.name)
-    clean = maintenance.clean_dates(data_dir, kind.name)
+    clean = maintenance.clean_dates_of(files)  # from the same file list: one consistent snapshot
     clean_files = [f for f in files if _date_of(f) in clean]
     dirty_files = [f for f in files if _date_of(f) not in clean]
     _files_relation(con, kind, f"_clean_{kind.name}", clean_files)
@@ -92,8 +92,9 @@ def connect(
         )
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for name in VIEW_ORDER:
-        _bind_raw(con, data_dir, KINDS[name])
+    with reading():  # binding a view reads the Parquet footers
+        for name in VIEW_ORDER:
+            _bind_raw(con, data_dir, KINDS[name])
     con.execute("CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM raw_identities")
     con.execute(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
     for name in ("visits", "events", "presence"):
@@ -123,12 +124,14 @@ def reading() -> Iterator[None]:
 
     try:
         yield
-    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+    except duckdb.Error as exc:  # DuckDB 2 reports unreadable footers as a plain duckdb.Error
         match = _FILE_IN_ERROR.search(str(exc))
         if match:
+            path = match.group(1)
+            reason = str(exc).splitlines()[0].replace(f" in file '{path}'", "")
             raise CorruptDataError(
-                f"Cannot read {match.group(1)}: {str(exc).splitlines()[0]}",
-                "restore the file from a backup or remove it from the table with 'trail repair'",
+                f"Cannot read {path}: {reason}",
+                "restore that file from a backup; the table's other files are intact",
             ) from exc
         raise
 

@@ -1,0 +1,113 @@
+"""The views over the tables: missing tables, dedup of dirty partitions only, corrupt files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trailcli.errors import CorruptDataError, NoDataError
+from trailcli.store import maintenance, tables, views
+from trailcli.store.schema import KINDS
+
+T = dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
+Write = Callable[[str, list[dict[str, Any]]], None]
+
+
+def ev(event_id: str, at: dt.datetime, received: dt.datetime, name: str = "x") -> dict[str, Any]:
+    return {"event_id": event_id, "name": name, "time": at, "received_at": received}
+
+
+def test_a_missing_table_reads_as_an_empty_view_with_its_columns(
+    data_dir: Path, write_rows: Write
+) -> None:
+    write_rows("events", [ev("a", T, T)])
+    con = views.connect(data_dir)
+    for kind in ("visits", "presence", "identities"):
+        assert con.execute(f"SELECT count(*) FROM {kind}").fetchall() == [(0,)]
+        columns = [d[0] for d in con.execute(f"SELECT * FROM raw_{kind}").description]
+        assert columns == KINDS[kind].table_schema.names
+    assert con.execute("SELECT count(*) FROM events").fetchall() == [(1,)]
+
+
+def test_no_table_at_all_is_no_data_naming_what_was_looked_for(data_dir: Path) -> None:
+    with pytest.raises(NoDataError) as err:
+        views.connect(data_dir, need=("events", "visits"))
+    assert str(data_dir / "events") in err.value.message
+    assert str(data_dir / "visits") in err.value.message
+
+
+def test_dirty_partitions_keep_the_earliest_receipt_of_each_key(
+    data_dir: Path, write_rows: Write
+) -> None:
+    write_rows("events", [ev("a", T, T + dt.timedelta(seconds=9), name="late copy")])
+    write_rows("events", [ev("a", T, T + dt.timedelta(seconds=1), name="original")])
+    write_rows("events", [ev("b", T, T)])
+    con = views.connect(data_dir)
+    rows = con.execute("SELECT event_id, name FROM events ORDER BY 1").fetchall()
+    assert rows == [("a", "original"), ("b", "x")]
+
+
+def test_a_duplicate_in_another_day_is_not_removed(data_dir: Path, write_rows: Write) -> None:
+    write_rows("events", [ev("a", T, T)])
+    write_rows("events", [ev("a", T + dt.timedelta(days=1), T + dt.timedelta(days=1))])
+    maintenance.compact(data_dir, older_than=T + dt.timedelta(days=5))
+    con = views.connect(data_dir)
+    assert con.execute("SELECT date FROM events ORDER BY 1").fetchall() == [
+        ("2026-03-01",),
+        ("2026-03-02",),
+    ]
+
+
+def test_clean_partitions_are_read_as_stored(data_dir: Path, write_rows: Write) -> None:
+    write_rows("events", [ev("a", T, T)])
+    maintenance.compact(data_dir, older_than=T + dt.timedelta(days=1))
+    (clean,) = tables.file_list(data_dir, "events")
+    assert Path(clean).name.startswith(maintenance.CLEAN_PREFIX)
+    assert maintenance.clean_dates(data_dir, "events") == {"2026-03-01"}
+    con = views.connect(data_dir)
+    plan = con.execute("EXPLAIN SELECT * FROM raw_events").fetchall()
+    assert con.execute("SELECT count(*) FROM _dirty_events").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM _clean_events").fetchall() == [(1,)]
+    assert plan  # the view binds
+
+
+def test_clean_dates_of_a_file_list() -> None:
+    files = [
+        "/d/events/date=2026-03-01/trail-clean-1.zstd.parquet",
+        "/d/events/date=2026-03-02/trail-clean-2.zstd.parquet",
+        "/d/events/date=2026-03-02/part-00000-x-c000.zstd.parquet",
+        "/d/events/date=2026-03-03/part-00000-y-c000.zstd.parquet",
+    ]
+    assert maintenance.clean_dates_of(files) == {"2026-03-01"}
+    assert maintenance.clean_dates_of([]) == set()
+
+
+def corrupt_one_file(data_dir: Path, write_rows: Write) -> Path:
+    write_rows("events", [ev("a", T, T)])
+    write_rows("events", [ev("b", T, T)])
+    victim = Path(tables.file_list(data_dir, "events")[1])
+    victim.write_bytes(b"PAR1 truncated PAR1")
+    return victim
+
+
+def test_a_corrupt_file_is_a_corrupt_data_error_naming_it(
+    data_dir: Path, write_rows: Write
+) -> None:
+    victim = corrupt_one_file(data_dir, write_rows)
+    with pytest.raises(CorruptDataError) as err:
+        views.run(views.connect(data_dir), "SELECT count(*) FROM events").fetchall()
+    assert err.value.message.startswith(f"Cannot read {victim}: ")
+
+
+def test_trail_sql_exits_1_naming_a_corrupt_file(
+    data_dir: Path, write_rows: Write, run_cli: Callable[..., Any]
+) -> None:
+    victim = corrupt_one_file(data_dir, write_rows)
+    result = run_cli("sql", "--data-dir", data_dir, "SELECT count(*) AS n FROM events")
+    assert result.exit_code == 1
+    assert str(victim) in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,55 @@
+"""`trail compact`: rewrite closed partitions into large deduplicated files, then vacuum."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trailcli.cli.common import (
+    DEFAULT_DATA_DIR,
+    DURATION_HELP,
+    DataDir,
+    Tz,
+    cli_errors,
+    warn,
+)
+from trailcli.timeparse import TIME_FORMS
+
+
+def compact(
+    *,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help=f"Compact the UTC days that ended by this time: {TIME_FORMS}.",
+        ),
+    ] = "today",
+    retention: Annotated[
+        str,
+        typer.Option("--retention", help=f"Delete replaced files after this long. {DURATION_HELP}"),
+    ] = "24h",
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            help="Only this log kind: visits, events, presence or identities (repeatable).",
+        ),
+    ] = None,
+    tz: Tz = "UTC",
+) -> None:
+    """Compact closed days into large deduplicated files and vacuum old ones."""
+    with cli_errors():
+        from trailcli.store.maintenance import compact as run_compact
+        from trailcli.timeparse import parse_duration, parse_time, parse_tz
+
+        summary = run_compact(
+            data_dir,
+            older_than=parse_time(older_than, parse_tz(tz)),
+            kinds=kind or None,
+            retention=parse_duration(retention),
+            progress=warn,
+        )
+        warn(summary.line())
