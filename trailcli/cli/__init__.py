@@ -9,6 +9,8 @@ import typer
 from trailcli import __version__
 from trailcli.cli import collect, compact, sql_cmd
 from trailcli.cli.online import online_app
+from trailcli.cli.replay import replay as replay_command
+from trailcli.cli.report_referrers import referrers
 
 app = typer.Typer(
     name="trail",
@@ -40,6 +42,8 @@ app.command("sql")(sql_cmd.sql)
 app.command("compact")(compact.compact)
 app.command("collect")(collect.collect)
 # Registrations of the other commands follow; each module stays cheap to import.
+app.command("replay")(replay_command)
+report_app.command("referrers")(referrers)
 app.add_typer(report_app, name="report")
 app.add_typer(online_app, name="online")
 

@@ -1,0 +1,124 @@
+"""`trail report referrers` on the command line: options, formats and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data" / "referrer_db"
+
+
+@pytest.fixture
+def site(data_dir: Path, write_rows) -> Path:
+    write_rows(
+        "visits",
+        [
+            {
+                "visit_token": "1",
+                "visitor_token": "A",
+                "started_at": "2026-01-01T10:00:00Z",
+                "landing_page": "https://shop.example.com/",
+                "referrer": "https://chirp.it/x",
+            },
+            {
+                "visit_token": "2",
+                "visitor_token": "B",
+                "started_at": "2026-01-02T10:00:00Z",
+                "landing_page": "https://shop.example.com/",
+                "referrer": "https://blog.example.com/",
+            },
+            {
+                "visit_token": "3",
+                "visitor_token": "B",
+                "started_at": "2026-01-03T10:00:00Z",
+                "landing_page": "https://shop.example.com/",
+                "referrer": "https://www.google.com/",
+            },
+        ],
+    )
+    write_rows(
+        "events",
+        [
+            {
+                "event_id": "e",
+                "visit_token": "3",
+                "visitor_token": "B",
+                "name": "signup",
+                "time": "2026-01-03T10:01:00Z",
+            }
+        ],
+    )
+    return data_dir
+
+
+def _json(result) -> list[dict]:
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_default_by_source(run_cli, site: Path) -> None:
+    rows = _json(run_cli("report", "referrers", "--data-dir", site, "-f", "json"))
+    assert {r["source"]: r["visits"] for r in rows} == {
+        "chirp.it": 1,
+        "blog.example.com": 1,
+        "Google": 1,
+    }
+    assert set(rows[0]) == {"source", "visits", "visitors", "share"}
+
+
+def test_site_host_referrer_db_goal_and_range(run_cli, site: Path) -> None:
+    rows = _json(
+        run_cli(
+            "report",
+            "referrers",
+            "--data-dir",
+            site,
+            "-f",
+            "json",
+            "--by",
+            "channel",
+            "--site-host",
+            "example.com",
+            "--referrer-db",
+            DATA / "Socials.yml",
+            "--goal",
+            "signup",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-04",
+        )
+    )
+    assert {r["channel"]: (r["visits"], r["conversions"]) for r in rows} == {
+        "Organic Social": (1, 0),
+        "Direct": (1, 0),
+        "Organic Search": (1, 1),
+    }
+
+
+def test_csv_and_limit(run_cli, site: Path) -> None:
+    result = run_cli("report", "referrers", "--data-dir", site, "-f", "csv", "--limit", "1")
+    assert result.stdout.splitlines()[0] == "source,visits,visitors,share"
+    assert len(result.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--by", "planet"],
+        ["--goal", "=x"],
+        ["--referrer-db", "/no/such.yml"],
+        ["--from", "2026-02-01", "--to", "2026-01-01"],
+        ["--limit", "0"],
+    ],
+)
+def test_usage_errors_exit_2(run_cli, site: Path, args) -> None:
+    result = run_cli("report", "referrers", "--data-dir", site, *args)
+    assert result.exit_code == 2, result.stdout
+    assert result.stdout == ""
+
+
+def test_missing_data_exits_3(run_cli, tmp_path: Path) -> None:
+    assert run_cli("report", "referrers", "--data-dir", tmp_path / "x").exit_code == 3
