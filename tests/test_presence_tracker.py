@@ -461,3 +461,17 @@ def test_event_message_parses_json_properties() -> None:
     msg = event_message({"event_id": "e", "properties": json.dumps({"a": [1]}), "time": at})
     assert msg["properties"] == {"a": [1]}
     assert msg["time"] == "2026-03-01T00:00:00+00:00"
+
+
+async def test_trail_online_url_reads_the_same_rows(collector: Client) -> None:
+    from trailcli.presence.remote import fetch_online
+
+    cid = await handshake(collector, {"trail": {"visitor_token": "vis-url"}})
+    await subscribe(collector, cid, "/room/1")
+    base = str(collector.make_url("/")).rstrip("/")
+    rows = await asyncio.to_thread(fetch_online, base, API_TOKEN, "/room/*")
+    assert [(r["visitor_token"], r["clients"], r["channels"]) for r in rows] == [
+        ("vis-url", 1, ["/room/1"])
+    ]
+    assert rows[0]["online_since"].tzinfo is not None
+    assert await asyncio.to_thread(fetch_online, base, API_TOKEN, "/other/*") == []

@@ -36,6 +36,8 @@ EVENTS_CHANNEL = "/trail/events"
 MAX_CLIENT_ID = 64
 MAX_PENDING_ROWS = 200_000  # rows waiting for the store before new ones are dropped (counted)
 TICK_SECONDS = 0.5  # how often due leaves are published
+MAX_OUTBOX = 10_000  # live-channel messages waiting to be published before new ones are dropped
+WARN_EVERY_SECONDS = 60.0  # ignored claims are counted always, logged at most this often
 
 Clock = Callable[[], datetime]
 
@@ -155,7 +157,8 @@ class PresenceTracker:
         self._seq = 0
         self._rows: list[tuple[str, dict[str, Any]]] = []
         self._rows_ready = asyncio.Event()
-        self._outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(MAX_OUTBOX)
+        self._warned_at = -WARN_EVERY_SECONDS
         self._tasks: list[asyncio.Task[None]] = []
         self._side_writes: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -297,7 +300,7 @@ class PresenceTracker:
                         r.get("visit_token"), r.get("name"), r.get("properties"), when
                     )
                 if watched:
-                    self._outbox.put_nowait((EVENTS_CHANNEL, event_message(r)))
+                    self._publish_later(EVENTS_CHANNEL, event_message(r))
         elif kind == "identities":
             now = self.clock()
             for r in records:
@@ -319,8 +322,13 @@ class PresenceTracker:
     def count_ignored(self, ignored: list[str], where: str) -> None:
         for claim in ignored:
             self.metrics.inc("presence_ignored_claims_total", {"claim": claim, "where": where})
+        if ignored and _time.monotonic() - self._warned_at >= WARN_EVERY_SECONDS:
+            self._warned_at = _time.monotonic()
             log.warning(
-                "ignored %s in a presence %s (only signed user tokens bind users)", claim, where
+                "ignored %s in a presence %s (only signed user tokens bind users; counted in "
+                "trail_presence_ignored_claims_total, logged at most once a minute)",
+                ", ".join(ignored),
+                where,
             )
 
     def _enqueue(
@@ -363,9 +371,15 @@ class PresenceTracker:
     def _announce(self, changes: list[Change]) -> None:
         if changes and self._has_watchers(PRESENCE_CHANNEL):
             for change in changes:
-                self._outbox.put_nowait((PRESENCE_CHANNEL, change.message()))
+                self._publish_later(PRESENCE_CHANNEL, change.message())
         for change in changes:
             self.metrics.inc("presence_changes_total", {"type": change.type})
+
+    def _publish_later(self, channel: str, data: dict[str, Any]) -> None:
+        try:
+            self._outbox.put_nowait((channel, data))
+        except asyncio.QueueFull:
+            self.metrics.inc("drops_total", {"reason": "live_channel_backlog"})
 
     def _has_watchers(self, channel: str) -> bool:
         if self.engine is None:
