@@ -1,0 +1,26 @@
+-- funnel_events: the events one funnel reads, each with its counting unit, the bit mask of the
+-- steps it satisfies (bit k-1 for step k), whether it matches an --exclude step, and its
+-- breakdown value. The double-brace slots are filled by trailcli/reports/funnel.py from allow-listed
+-- names and fixed fragments (trailcli/reports/steps.py); every value in them is bound.
+-- returns: unit, time, event_id, mask, excluded, breakdown, visitor_token, visit_token, user_id
+-- params: $scan_from, $scan_to, $date_from, $date_to
+WITH scanned AS (
+    SELECT
+        {{unit}} AS unit,
+        e.time,
+        e.event_id,
+        {{mask}} AS mask,
+        {{excluded}} AS excluded,
+        {{breakdown}} AS breakdown,
+        e.visitor_token,
+        e.visit_token,
+        e.user_id
+    FROM {{source}} AS e
+    {{visit_join}}
+    WHERE e.date BETWEEN $date_from AND $date_to
+        AND e.time BETWEEN $scan_from AND $scan_to
+        AND e.event_id IS NOT NULL
+        {{bot_filter}}
+)
+SELECT * FROM scanned
+WHERE unit IS NOT NULL {{relevant}}

@@ -1,0 +1,357 @@
+"""Conversion funnels over the event log (`trail report funnel`): counts, timings, drop-outs.
+
+Events are read once into `_funnel_events` (queries/funnel_events.sql) with the bit mask of the
+steps each satisfies. Ordered funnels with the window from the first step run as an ASOF-join
+chain in DuckDB (queries/funnel_ordered.sql); every other mode runs the pure matcher of
+`funnel_match` over each unit's events. Both give `_funnel_units` (one chosen attempt per unit),
+which queries/funnel_counts.sql and queries/funnel_dropped.sql turn into results.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trailcli import sql
+from trailcli.errors import NoDataError, UsageError
+from trailcli.reports import funnel_match, sessions, steps
+from trailcli.reports.frames import fetch_arrow
+from trailcli.reports.steps import Params, Step
+from trailcli.store import tables, views
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+UNITS = {
+    "visitor": "e.visitor_token",
+    "visit": "e.visit_token",
+    "user": "e.user_id",
+    "session": "e.session_id",
+}
+ORDERS = funnel_match.ORDERS
+WINDOW_FROM = funnel_match.WINDOW_FROM
+MIN_STEPS, MAX_STEPS = 2, 20
+OUTPUT_COLUMNS = [
+    "step",
+    "name",
+    "reached",
+    "dropoff",
+    "conv_total",
+    "conv_step",
+    "median_seconds",
+    "p90_seconds",
+]
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+_VISIT_JOIN = (
+    "LEFT JOIN (SELECT * FROM visits QUALIFY row_number() OVER "
+    "(PARTITION BY visit_token ORDER BY started_at) = 1) AS v ON v.visit_token = e.visit_token"
+)
+_BOT_FILTER = (
+    "AND NOT EXISTS (SELECT 1 FROM visits AS b "
+    "WHERE b.visit_token = e.visit_token AND b.device_type = 'Bot')"
+)
+_CHAIN_STEP = (
+    "j{k} AS (SELECT j.*, "
+    "CASE WHEN s.time <= j.deadline THEN s.time END AS t{k}, "
+    "CASE WHEN s.time <= j.deadline THEN s.event_id END AS i{k} "
+    "FROM j{p} AS j ASOF LEFT JOIN "
+    "(SELECT unit, time, event_id FROM _funnel_events WHERE mask & {bit} <> 0) AS s "
+    "ON j.unit = s.unit AND (j.t{p}, j.i{p}) < (s.time, s.event_id))"
+)
+
+
+@dataclass(frozen=True)
+class FunnelQuery:
+    """What to count: the steps and every option of `trail report funnel`."""
+
+    steps: tuple[Step, ...]
+    unit: str = "visitor"
+    order: str = "ordered"
+    window: timedelta = timedelta(days=1)
+    window_from: str = "first"
+    start: datetime | None = None
+    end: datetime | None = None
+    exclude: tuple[Step, ...] = ()
+    breakdown: str | None = None
+    breakdown_limit: int = 10
+    include_bots: bool = False
+    session_timeout: timedelta | None = None
+
+    def check(self) -> None:
+        """Raise UsageError for a combination that cannot be counted."""
+        if not MIN_STEPS <= len(self.steps) <= MAX_STEPS:
+            raise UsageError(
+                f"A funnel has {MIN_STEPS} to {MAX_STEPS} steps, not {len(self.steps)}.",
+                "pass --step once per step, in order",
+            )
+        _one_of("--unit", self.unit, tuple(UNITS))
+        _one_of("--order", self.order, ORDERS)
+        _one_of("--window-from", self.window_from, WINDOW_FROM)
+        if self.window <= timedelta(0):
+            raise UsageError("The window must be positive.", "use e.g. --window 1d")
+        if self.order == "any" and self.window_from == "prior":
+            raise UsageError(
+                "--window-from prior needs steps in order.",
+                "use --order ordered or strict, or --window-from first with --order any",
+            )
+        if self.breakdown_limit < 1:
+            raise UsageError(
+                "--breakdown-limit must be at least 1.", "use e.g. --breakdown-limit 10"
+            )
+        if self.breakdown is not None:
+            steps.breakdown_sql(self.breakdown, Params())
+
+    @property
+    def span(self) -> timedelta:
+        """How long after the first step the last step may come."""
+        if self.window_from == "prior":
+            return self.window * (len(self.steps) - 1)
+        return self.window
+
+    @property
+    def fast_path(self) -> bool:
+        return self.order == "ordered" and self.window_from == "first"
+
+
+def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(f"{option} {value!r} is not known.", f"use one of {', '.join(allowed)}")
+
+
+def fill(template: str, **slots: str) -> str:
+    """Put fixed fragments into a query's {{slot}} markers; every marker must be filled."""
+    text = template
+    for name, fragment in slots.items():
+        text = text.replace("{{" + name + "}}", fragment)
+    left = re.findall(r"\{\{(\w+)\}\}", text)
+    if left:
+        raise ValueError(f"unfilled query slots: {left}")
+    return text
+
+
+def _mask_sql(query: FunnelQuery, params: Params) -> str:
+    parts = [
+        f"(CASE WHEN {steps.step_sql(step, params)} THEN {1 << k} ELSE 0 END)"
+        for k, step in enumerate(query.steps)
+    ]
+    return "CAST(" + " + ".join(parts) + " AS BIGINT)"
+
+
+def _events_sql(query: FunnelQuery, params: Params) -> str:
+    """The statement that reads the funnel's events (queries/funnel_events.sql, filled)."""
+    needs_visit = any(s.needs_visit for s in (*query.steps, *query.exclude)) or (
+        query.breakdown is not None and query.breakdown.startswith(steps.VISIT_PREFIX)
+    )
+    excluded = " OR ".join(steps.step_sql(s, params) for s in query.exclude) or "false"
+    breakdown = (
+        steps.breakdown_sql(query.breakdown, params) if query.breakdown else "CAST(NULL AS VARCHAR)"
+    )
+    return fill(
+        sql.load("funnel_events"),
+        unit=UNITS[query.unit],
+        mask=_mask_sql(query, params),
+        excluded=f"coalesce({excluded}, false)",
+        breakdown=breakdown,
+        source="session_events" if query.unit == "session" else "events",
+        visit_join=_VISIT_JOIN if needs_visit else "",
+        bot_filter="" if query.include_bots else _BOT_FILTER,
+        relevant="" if query.order == "strict" else "AND (mask <> 0 OR excluded)",
+    )
+
+
+def _scan_bounds(query: FunnelQuery) -> dict[str, Any]:
+    lo = query.start or EARLIEST
+    hi = query.end + query.span if query.end else LATEST
+    return {
+        "scan_from": lo,
+        "scan_to": hi,
+        "date_from": lo.astimezone(UTC).date().isoformat(),
+        "date_to": hi.astimezone(UTC).date().isoformat(),
+    }
+
+
+def _require_partitions(data_dir: Path, query: FunnelQuery) -> None:
+    """NoDataError when a range is given and no events partition overlaps it."""
+    if query.start is None and query.end is None:
+        return
+    bounds = _scan_bounds(query)
+    dates = {d for d in (views._date_of(f) for f in tables.file_list(data_dir, "events")) if d}
+    if not any(bounds["date_from"] <= d <= bounds["date_to"] for d in dates):
+        raise NoDataError(
+            "No events in the requested range.",
+            "widen --from/--to, or run 'trail sql \"SELECT min(time), max(time) FROM events\"'",
+        )
+
+
+def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
+    """The fast path: `_funnel_chosen` by an ASOF-join chain, then `_funnel_units`."""
+    n = len(query.steps)
+    chain = ",\n".join(_CHAIN_STEP.format(k=k, p=k - 1, bit=1 << (k - 1)) for k in range(2, n + 1))
+    level = "1 + " + " + ".join(f"(t{k} IS NOT NULL)::INT" for k in range(2, n + 1))
+    text = fill(
+        sql.load("funnel_ordered"),
+        chain=chain,
+        level=level,
+        times=", ".join(f"t{k}" for k in range(1, n + 1)),
+        ids=", ".join(f"i{k}" for k in range(1, n + 1)),
+        last=f"j{n}",
+    )
+    params = {
+        "window": query.window,
+        "anchor_from": query.start or EARLIEST,
+        "anchor_to": query.end or LATEST,
+    }
+    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen AS {text}", params)
+    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_units AS {sql.load('funnel_units')}")
+
+
+def _matched_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
+    """Every other mode: the pure matcher over each unit's events, into `_funnel_units`."""
+    import pyarrow as pa
+
+    events = fetch_arrow(
+        con,
+        "SELECT unit, epoch_us(time) AS us, time, event_id, mask, excluded, breakdown "
+        "FROM _funnel_events ORDER BY unit, time, event_id",
+    )
+    cols = {name: events.column(name).to_pylist() for name in events.column_names}
+    rows = list(_match_rows(cols, query))
+    schema = pa.schema(
+        [
+            ("unit", pa.string()),
+            ("level", pa.int64()),
+            ("breakdown", pa.string()),
+            ("times", pa.list_(pa.timestamp("us", tz="UTC"))),
+            ("ids", pa.list_(pa.string())),
+            ("first_time", pa.timestamp("us", tz="UTC")),
+            ("first_id", pa.string()),
+            ("last_time", pa.timestamp("us", tz="UTC")),
+            ("last_id", pa.string()),
+            ("excluded", pa.bool_()),
+        ]
+    )
+    con.register("_funnel_units_arrow", pa.Table.from_pylist(rows, schema=schema))
+    views.run(
+        con, "CREATE OR REPLACE TEMP TABLE _funnel_units AS SELECT * FROM _funnel_units_arrow"
+    )
+    con.unregister("_funnel_units_arrow")
+
+
+def _to_us(moment: datetime | None) -> int | None:
+    if moment is None:
+        return None
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _match_rows(cols: dict[str, list[Any]], query: FunnelQuery) -> Any:
+    """One `_funnel_units` row per unit that starts an attempt in the range."""
+    units, us = cols["unit"], cols["us"]
+    window = query.window // timedelta(microseconds=1)
+    lo, hi = _to_us(query.start), _to_us(query.end)
+    start = 0
+    while start < len(units):
+        stop = start
+        while stop < len(units) and units[stop] == units[start]:
+            stop += 1
+        found = funnel_match.match_unit(
+            us[start:stop],
+            cols["mask"][start:stop],
+            len(query.steps),
+            query.order,
+            window,
+            query.window_from,
+            lo,
+            hi,
+        )
+        if found is not None:
+            at = [start + p for p in found.positions]
+            yield {
+                "unit": units[start],
+                "level": found.level,
+                "breakdown": cols["breakdown"][at[0]],
+                "times": [cols["time"][p] for p in at],
+                "ids": [cols["event_id"][p] for p in at],
+                "first_time": cols["time"][at[0]],
+                "first_id": cols["event_id"][at[0]],
+                "last_time": cols["time"][at[-1]],
+                "last_id": cols["event_id"][at[-1]],
+                "excluded": funnel_match.excluded(
+                    found, cols["excluded"][start:stop], query.order, len(query.steps)
+                ),
+            }
+        start = stop
+
+
+def prepare(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> duckdb.DuckDBPyConnection:
+    """A connection holding `_funnel_events` and `_funnel_units` for `query`.
+
+    `engine` "auto" takes the ASOF fast path where it applies; "match" forces the pure matcher.
+    """
+    query.check()
+    con = views.connect(data_dir, need=("events",))
+    _require_partitions(data_dir, query)
+    sessions.use_timeout(con, query.session_timeout)
+    params = Params()
+    text = _events_sql(query, params)
+    views.run(
+        con,
+        f"CREATE OR REPLACE TEMP TABLE _funnel_events AS {text}",
+        {**params.values, **_scan_bounds(query)},
+    )
+    if engine == "auto" and query.fast_path:
+        _ordered_units(con, query)
+    else:
+        _matched_units(con, query)
+    return con
+
+
+def funnel(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> pl.DataFrame:
+    """One row per step (per breakdown value when asked): reached, drop-off, conversion, timing."""
+    import polars as pl
+
+    con = prepare(data_dir, query, engine)
+    params = {
+        "steps": len(query.steps),
+        "limit": query.breakdown_limit,
+        "timed": query.order != "any",
+        "by": query.breakdown is not None,
+    }
+    table = fetch_arrow(con, sql.load("funnel_counts"), params)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    names = pl.Series("name", [s.text for s in query.steps])
+    frame = frame.with_columns(name=names.gather(frame["step"] - 1))
+    columns = OUTPUT_COLUMNS + (["breakdown"] if query.breakdown is not None else [])
+    return frame.select(columns)
+
+
+def dropped_at(data_dir: Path, query: FunnelQuery, step: int, engine: str = "auto") -> pa.Table:
+    """The units that reached `step` but not the next, with the event that reached it."""
+    if not 1 <= step < len(query.steps):
+        raise UsageError(
+            f"--dropped-at {step} is not a step that can be dropped at.",
+            f"use a step number from 1 to {len(query.steps) - 1}",
+        )
+    con = prepare(data_dir, query, engine)
+    return fetch_arrow(con, sql.load("funnel_dropped"), {"level": step})
+
+
+def with_bars(frame: pl.DataFrame, width: int = 30) -> pl.DataFrame:
+    """The frame with a `bar` column drawing `reached` against the first step, for tables."""
+    import polars as pl
+
+    from trailcli.render import bar
+
+    tops = frame.select(
+        pl.col("reached").max().over("breakdown")
+        if "breakdown" in frame.columns
+        else pl.col("reached").max()
+    ).to_series()
+    bars = [bar(r, t, width) for r, t in zip(frame["reached"], tops, strict=True)]
+    return frame.with_columns(bar=pl.Series(bars, dtype=pl.String))
