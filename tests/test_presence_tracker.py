@@ -475,3 +475,42 @@ async def test_trail_online_url_reads_the_same_rows(collector: Client) -> None:
     ]
     assert rows[0]["online_since"].tzinfo is not None
     assert await asyncio.to_thread(fetch_online, base, API_TOKEN, "/other/*") == []
+
+
+async def test_a_reload_publishes_no_leave_and_the_leave_waits_for_the_grace(
+    collector: Client,
+) -> None:
+    watcher = await handshake(collector, {"trail": {"token": API_TOKEN}})
+    assert (await subscribe(collector, watcher, "/trail/presence"))["successful"]
+    page = {"trail": {"visit_token": "v-r", "visitor_token": "reloader"}}
+    before = await handshake(collector, page)
+    await bayeux(collector, {"channel": "/meta/disconnect", "clientId": before})
+    after = await handshake(collector, page)  # the reloaded page, well inside the 0.5 s grace
+    await asyncio.sleep(0.8)
+    got = await deliveries(collector, watcher, "/trail/presence", 1)
+    assert [(m["type"], m["clients"]) for m in got] == [("join", 1)]
+    await bayeux(collector, {"channel": "/meta/disconnect", "clientId": after})
+    ended = datetime.now(UTC)
+    got = await deliveries(collector, watcher, "/trail/presence", 1)
+    assert [m["type"] for m in got] == ["leave"]
+    assert datetime.now(UTC) - ended >= timedelta(seconds=0.5)
+    assert abs(datetime.fromisoformat(got[0]["time"]) - ended) < timedelta(seconds=0.2)
+
+
+async def test_a_closed_websocket_ends_transport_closed_at_the_close(
+    collector: Client, data_dir: Path
+) -> None:
+    cid = await handshake(collector, {"trail": {"visitor_token": "ws-user"}})
+    ws = await collector.ws_connect("/faye")
+    await ws.send_json(
+        [{"channel": "/meta/connect", "clientId": cid, "connectionType": "websocket", "id": "2"}]
+    )
+    await asyncio.sleep(0.2)
+    await ws.close()
+    closed = datetime.now(UTC)
+    await asyncio.sleep(1.2)  # grace 0.5 s plus the engine's sweep
+    flush(collector)
+    (row,) = presence_rows(data_dir, f"client_id = '{cid}' AND transition = 'offline'")
+    assert row["reason"] == "transport_closed"
+    assert abs(row["time"] - closed) < timedelta(seconds=0.2)
+    assert row["detected_at"] - row["time"] >= timedelta(seconds=0.5)
