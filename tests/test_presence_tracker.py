@@ -228,6 +228,11 @@ async def test_identify_binds_a_live_session_of_this_node(
         "/api/presence/identify", json={"client_id": cid, "visit_token": "v9"}
     )
     assert again.status == 200
+    other = await collector.post(
+        "/api/presence/identify", json={"client_id": cid, "visit_token": "v10"}
+    )
+    assert other.status == 409
+    assert "another visit" in (await other.json())["error"]
     await bayeux(collector, {"channel": "/meta/disconnect", "clientId": cid})
     await asyncio.sleep(0.1)
     flush(collector)

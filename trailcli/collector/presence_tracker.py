@@ -34,6 +34,7 @@ log = logging.getLogger("trail.presence")
 PRESENCE_CHANNEL = "/trail/presence"
 EVENTS_CHANNEL = "/trail/events"
 MAX_CLIENT_ID = 64
+IDENTIFIED, UNKNOWN_CLIENT, OTHER_VISIT = "identified", "unknown_client", "other_visit"
 MAX_PENDING_ROWS = 200_000  # rows waiting for the store before new ones are dropped (counted)
 TICK_SECONDS = 0.5  # how often due leaves are published
 MAX_OUTBOX = 10_000  # live-channel messages waiting to be published before new ones are dropped
@@ -269,11 +270,14 @@ class PresenceTracker:
 
     # -- identify (POST /api/presence/identify) --------------------------------------------------
 
-    def identify(self, client_id: str, binding: Binding, user_id: str | None) -> bool:
-        """Bind a live session to a visit; False when the session is not open on this node."""
+    def identify(self, client_id: str, binding: Binding, user_id: str | None) -> str:
+        """Bind a live session to a visit: `IDENTIFIED`, or why not (`UNKNOWN_CLIENT` when the
+        session is not open on this node, `OTHER_VISIT` when it is bound to another visit)."""
         before = self.live.session_binding(client_id)
         if before is None or self._stopping:
-            return False
+            return UNKNOWN_CLIENT
+        if before.visit_token and binding.visit_token not in (None, before.visit_token):
+            return OTHER_VISIT
         now = self.clock()
         changes = self.live.bind(client_id, binding, now)
         after = self.live.session_binding(client_id)
@@ -281,7 +285,7 @@ class PresenceTracker:
             self._enqueue("identify", time=now, client_id=client_id, binding=after)
         self._announce(changes)
         self._bind_user(after or binding, user_id, now)
-        return True
+        return IDENTIFIED
 
     # -- records accepted by the rest of the collector (visits, events, identities) ---------------
 
@@ -597,9 +601,14 @@ async def identify_session(request: web.Request) -> web.Response:
         return _json_error(
             400, "visit_token is required.", "ahoy.js keeps it in the ahoy_visit cookie"
         )
-    if not tracker.identify(client_id, binding, user_id):
+    outcome = tracker.identify(client_id, binding, user_id)
+    if outcome == UNKNOWN_CLIENT:
         return _json_error(
             404, "No open session with this client_id on this node.", "handshake first"
+        )
+    if outcome == OTHER_VISIT:
+        return _json_error(
+            409, "This session is already bound to another visit.", "handshake a new session"
         )
     return web.json_response({"client_id": client_id, "visit_token": binding.visit_token})
 

@@ -45,11 +45,12 @@ class Binding:
         return person_key(self.user_id, self.visitor_token)
 
     def merged(self, newer: Binding) -> Binding:
-        """This binding updated by the non-empty fields of `newer`."""
+        """This binding with its missing fields taken from `newer`; a known field never changes
+        (as `trail online` reads a session: the first value of each column wins)."""
         return Binding(
-            visit_token=newer.visit_token or self.visit_token,
-            visitor_token=newer.visitor_token or self.visitor_token,
-            user_id=newer.user_id or self.user_id,
+            visit_token=self.visit_token or newer.visit_token,
+            visitor_token=self.visitor_token or newer.visitor_token,
+            user_id=self.user_id or newer.user_id,
         )
 
 
