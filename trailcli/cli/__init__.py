@@ -10,6 +10,7 @@ from trailcli import __version__
 from trailcli.cli import collect, compact, sql_cmd
 from trailcli.cli.online import online_app
 from trailcli.cli.replay import replay as replay_command
+from trailcli.cli.report_funnel import funnel as funnel_command
 from trailcli.cli.report_pages import pages
 from trailcli.cli.report_paths import paths
 from trailcli.cli.report_referrers import referrers
@@ -46,6 +47,7 @@ app.command("collect")(collect.collect)
 # Registrations of the other commands follow; each module stays cheap to import.
 app.command("replay")(replay_command)
 report_app.command("referrers")(referrers)
+report_app.command("funnel")(funnel_command)
 report_app.command("paths")(paths)
 report_app.command("pages")(pages)
 app.add_typer(report_app, name="report")

@@ -348,10 +348,9 @@ def with_bars(frame: pl.DataFrame, width: int = 30) -> pl.DataFrame:
 
     from trailcli.render import bar
 
-    tops = frame.select(
-        pl.col("reached").max().over("breakdown")
-        if "breakdown" in frame.columns
-        else pl.col("reached").max()
-    ).to_series()
+    top = pl.col("reached").max()
+    if "breakdown" in frame.columns:
+        top = top.over("breakdown")
+    tops = frame.with_columns(_top=top)["_top"]
     bars = [bar(r, t, width) for r, t in zip(frame["reached"], tops, strict=True)]
     return frame.with_columns(bar=pl.Series(bars, dtype=pl.String))

@@ -1,0 +1,184 @@
+"""`trail report funnel` on the command line: formats, options, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def _events(unit: str, names: str, gap_minutes: int = 10) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": f"{unit}-{i}",
+            "visit_token": f"visit-{unit}",
+            "visitor_token": unit,
+            "name": name,
+            "properties": json.dumps({"page": "/product/1"}) if name == "$view" else None,
+            "time": T0 + timedelta(minutes=gap_minutes * i),
+            "received_at": T0,
+        }
+        for i, name in enumerate(names.split())
+    ]
+
+
+@pytest.fixture
+def shop(data_dir: Path, write_rows: Callable[..., None]) -> Path:
+    write_rows(
+        "events",
+        _events("a", "$view add_to_cart purchase")
+        + _events("b", "$view add_to_cart")
+        + _events("c", "$view")
+        + _events("d", "$view add_to_cart purchase", gap_minutes=120),
+    )
+    return data_dir
+
+
+STEPS = ["--step", "$view page=/product/*", "--step", "add_to_cart", "--step", "purchase"]
+
+
+def test_json_output(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli("report", "funnel", *STEPS, "--data-dir", shop, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["reached"] for r in rows] == [4, 3, 2]
+    assert rows[0]["name"] == "$view page=/product/*"
+    assert set(rows[0]) == {
+        "step",
+        "name",
+        "reached",
+        "dropoff",
+        "conv_total",
+        "conv_step",
+        "median_seconds",
+        "p90_seconds",
+    }
+
+
+def test_table_draws_a_bar_per_step(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli("report", "funnel", *STEPS, "--data-dir", shop)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "bar" in lines[0]
+    bars = [line.count("█") for line in lines[2:]]
+    assert bars[0] == 30 and bars[0] > bars[1] > bars[2] > 0
+
+
+def test_window_option(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli(
+        "report", "funnel", *STEPS, "--window", "1h", "--data-dir", shop, "--format", "csv"
+    )
+    assert result.exit_code == 0, result.stderr
+    reached = [line.split(",")[2] for line in result.stdout.splitlines()[1:]]
+    assert reached == ["4", "2", "1"]  # d's steps are two hours apart
+
+
+def test_dropped_at_as_csv(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli(
+        "report", "funnel", *STEPS, "--dropped-at", "2", "--data-dir", shop, "--format", "csv"
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "visitor_token,visit_token,user_id,reached_at"
+    assert lines[1].startswith("b,visit-b,,2026-03-01T10:10:00+00:00")
+    assert len(lines) == 2
+
+
+def test_times_print_in_tz(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli(
+        "report",
+        "funnel",
+        *STEPS,
+        "--dropped-at",
+        "1",
+        "--data-dir",
+        shop,
+        "--format",
+        "ndjson",
+        "--tz",
+        "Europe/Paris",
+    )
+    assert json.loads(result.stdout)["reached_at"] == "2026-03-01T11:00:00+01:00"
+
+
+def test_every_option_is_accepted(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli(
+        "report",
+        "funnel",
+        *STEPS,
+        "--unit",
+        "session",
+        "--order",
+        "strict",
+        "--window",
+        "2h",
+        "--window-from",
+        "prior",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-02",
+        "--exclude",
+        "refund",
+        "--breakdown",
+        "visit.device_type",
+        "--breakdown-limit",
+        "3",
+        "--include-bots",
+        "--session-timeout",
+        "3h",
+        "--data-dir",
+        shop,
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["reached"] for r in rows] == [4, 3, 2]
+    assert {r["breakdown"] for r in rows} == {None}
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--step", "a"], "2 to 20 steps"),
+        (["--step", "a", "--step", "b c~d"], "c~d"),
+        (["--step", "a", "--step", "b", "--window", "soon"], "duration"),
+        (["--step", "a", "--step", "b", "--order", "any", "--window-from", "prior"], "prior"),
+        (["--step", "a", "--step", "b", "--dropped-at", "2"], "dropped-at"),
+        (["--step", "a", "--step", "b", "--from", "tomorrowish"], "time"),
+    ],
+)
+def test_usage_errors_exit_2(
+    shop: Path, run_cli: Callable[..., Any], args: list[str], needle: str
+) -> None:
+    result = run_cli("report", "funnel", *args, "--data-dir", shop)
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_enum_value_exits_2(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli(
+        "report", "funnel", "--step", "a", "--step", "b", "--unit", "x", "--data-dir", shop
+    )
+    assert result.exit_code == 2
+
+
+def test_no_data_exits_3(data_dir: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli("report", "funnel", "--step", "a", "--step", "b", "--data-dir", data_dir)
+    assert result.exit_code == 3
+    assert "trail sample" in result.stderr
+
+
+def test_range_outside_the_data_exits_3(shop: Path, run_cli: Callable[..., Any]) -> None:
+    result = run_cli(
+        "report", "funnel", *STEPS, "--from", "2025-01-01", "--to", "2025-02-01", "--data-dir", shop
+    )
+    assert result.exit_code == 3
