@@ -519,3 +519,24 @@ async def test_a_closed_websocket_ends_transport_closed_at_the_close(
     assert row["reason"] == "transport_closed"
     assert abs(row["time"] - closed) < timedelta(seconds=0.2)
     assert row["detected_at"] - row["time"] >= timedelta(seconds=0.5)
+
+
+async def test_an_unreadable_presence_file_does_not_stop_the_collector(
+    aiohttp_client: ClientFactory,
+    data_dir: Path,
+    write_rows: Callable[[str, list[dict[str, Any]]], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    at = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    write_rows(
+        "presence",
+        [{"time": at, "seq": 1, "node_id": NODE, "client_id": "c", "transition": "online"}],
+    )
+    (damaged,) = (data_dir / "presence").rglob("*.parquet")
+    damaged.write_bytes(b"not parquet at all")
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    assert (await client.get("/health")).status == 200
+    assert client.app[METRICS].value("presence_recovery_errors_total") == 1
+    assert str(damaged) in caplog.text
+    await handshake(client, {"trail": {"visitor_token": "still-works"}})
+    assert client.app[TRACKER].live.persons_count() == 1

@@ -27,6 +27,7 @@ from trailcli.collector.ahoy_payload import sanitize_token
 from trailcli.collector.bayeux import BAYEUX_ENGINE, channels
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
+from trailcli.errors import TrailError
 from trailcli.presence.live import Binding, Change, LiveView
 
 log = logging.getLogger("trail.presence")
@@ -169,7 +170,14 @@ class PresenceTracker:
 
     async def start(self, engine: Any | None) -> None:
         """Close what a crash left open, write the start heartbeat, then begin observing."""
-        recovered = await asyncio.to_thread(unclosed_sessions, self.settings.data_dir, self.node_id)
+        try:
+            recovered = await asyncio.to_thread(
+                unclosed_sessions, self.settings.data_dir, self.node_id
+            )
+        except TrailError as exc:  # collecting goes on; the sessions stay open in the log
+            self.metrics.inc("presence_recovery_errors_total")
+            log.error("cannot close the sessions a crash left open: %s", exc)
+            recovered = Recovered([], None, 0)
         now = self.clock()
         self._seq = max(recovered.max_seq + 1, _micros(now))
         for session in recovered.sessions:
