@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import random
 import shutil
@@ -16,9 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trailcli.errors import TrailError, UsageError
 from trailcli.store import layout, tables, views, wal
+from trailcli.store.schema import KINDS
 from trailcli.store.wal import LogWriter
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -159,7 +163,7 @@ def test_append_after_close_is_refused(data_dir: Path) -> None:
         ("events", [{"event_id": "x", "time": "yesterday-ish"}], "Cannot store"),
         ("events", [{"event_id": "x", "time": T0, "properties": {"t": T0}}], "Cannot store"),
         ("visits", [{"visit_token": "v", "screen_width": "wide"}], "Cannot store"),
-        ("events", ["not a dict"], "must be objects"),
+        ("events", ["not a dict"], "not an object"),
     ],
 )
 def test_bad_records_are_refused_and_lose_nothing(
@@ -178,6 +182,39 @@ def test_invalid_flush_settings_are_refused(data_dir: Path) -> None:
         LogWriter.open(data_dir, "n1", flush_interval=0)
     with pytest.raises(UsageError, match="node id"):
         LogWriter.open(data_dir, "../escape")
+
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.datetimes(timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5))])),
+    st.datetimes(),
+    st.dates(),
+    st.sampled_from(["2026-03-01T10:00:00+00:00", "2026-03-01", "1e400", "-15m"]),
+    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(KINDS)),
+    values=st.dictionaries(
+        st.sampled_from(sorted({c for k in KINDS.values() for c in k.schema.names})), ANY_VALUE
+    ),
+)
+def test_what_append_accepts_the_tables_can_store(kind: str, values: dict) -> None:
+    try:
+        tables.check_records(kind, [values])
+    except ValueError:
+        return
+    direct = tables.to_arrow(kind, [values])
+    frame = wal.encode_frame(kind, [values])
+    (replayed,) = json.loads(frame[8:])["r"]  # what a commit reads back from the segment
+    assert tables.to_arrow(kind, [replayed]).equals(direct)
 
 
 def test_a_segment_committed_but_not_deleted_is_not_applied_again(data_dir: Path) -> None:
@@ -233,6 +270,23 @@ def test_torn_tail_is_dropped_and_intact_frames_are_committed(data_dir: Path) ->
     with open_writer(data_dir) as writer:
         writer.append("events", [event("e")])
     assert sorted(event_ids(data_dir)) == ["a", "b", "e"]
+    assert wal.segment_numbers(wal_dir) == []
+
+
+def test_a_record_the_table_cannot_hold_is_set_aside_not_blocking(data_dir: Path) -> None:
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    wal_dir.mkdir(parents=True)
+    bad = {"event_id": "bad", "time": "not a time"}
+    frames = wal.encode_frame("events", [event("a"), bad]) + wal.encode_frame(
+        "events", [event("b")]
+    )
+    wal.segment_path(wal_dir, 1).write_bytes(wal.MAGIC + frames)
+
+    open_writer(data_dir).close()
+
+    assert sorted(event_ids(data_dir)) == ["a", "b"]
+    rejected = (wal_dir / "rejected-000000000001-events.ndjson").read_text().splitlines()
+    assert [json.loads(line)["event_id"] for line in rejected] == ["bad"]
     assert wal.segment_numbers(wal_dir) == []
 
 

@@ -39,6 +39,70 @@ def _timestamp(value: Any) -> Any:
     return value
 
 
+def _check_json(value: Any) -> bool:
+    if value is None or isinstance(value, str):
+        return True
+    json.dumps(value, ensure_ascii=False)  # raises on what JSON cannot hold
+    return True
+
+
+def _check_time(value: Any) -> bool:
+    if value is None or isinstance(value, datetime):
+        return True
+    if isinstance(value, str):
+        datetime.fromisoformat(value)
+        return True
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        datetime.fromtimestamp(value, tz=UTC)
+        return True
+    return False
+
+
+def _int_checker(bits: int) -> Any:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1)
+    return lambda v: (
+        v is None or (isinstance(v, int) and not isinstance(v, bool) and low <= v < high)
+    )
+
+
+def _checker(field: pa.Field) -> Any:
+    if field.name in ("properties", "extra"):
+        return _check_json
+    if pa.types.is_timestamp(field.type):
+        return _check_time
+    if pa.types.is_int32(field.type):
+        return _int_checker(32)
+    if pa.types.is_int64(field.type):
+        return _int_checker(64)
+    if pa.types.is_floating(field.type):
+        return lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    return lambda v: v is None or isinstance(v, str)
+
+
+_CHECKERS = {name: [(f.name, _checker(f)) for f in kind.schema] for name, kind in KINDS.items()}
+
+
+def check_records(kind: str, records: Iterable[Any]) -> None:
+    """Raise ValueError naming the first record and column `to_arrow` could not store.
+
+    Stricter than `to_arrow` where they differ, and far cheaper per record than converting.
+    """
+    checkers = _CHECKERS[kind]
+    for n, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise ValueError(f"record {n} is a {type(record).__name__}, not an object")
+        for column, ok in checkers:
+            value = record.get(column)
+            try:
+                good = ok(value)
+            except (ValueError, TypeError, OverflowError, OSError):
+                good = False
+            if not good:
+                raise ValueError(
+                    f"record {n}: {column} cannot be {value!r} ({type(value).__name__})"
+                )
+
+
 def to_arrow(kind: Kind | str, records: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Records (dicts) as an Arrow table of the kind's stored schema, `date` partition included.
 

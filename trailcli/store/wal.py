@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,6 +101,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _split_storable(
+    kind: str, rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows `to_arrow` can convert, and those it cannot."""
+    good, bad = [], []
+    for row in rows:
+        try:
+            tables.to_arrow(kind, [row])
+            good.append(row)
+        except Exception:
+            bad.append(row)
+    return good, bad
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -109,12 +123,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @dataclass
 class _Segment:
-    """The open segment: its file, and its records already converted to Arrow, by kind."""
+    """The open segment: its file descriptor, its size and how many rows it holds."""
 
     number: int
     fd: int
     size: int
-    batches: dict[str, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))
     rows: int = 0
     first_append: float | None = None
 
@@ -217,21 +230,7 @@ class LogWriter:
             default=0,
         )
         for number in segment_numbers(self.wal_dir):
-            path = segment_path(self.wal_dir, number)
-            contents = read_segment(path)
-            if contents.dropped_bytes:
-                log.warning(
-                    "WAL segment %s: dropped a torn tail of %d bytes (never acknowledged)",
-                    path,
-                    contents.dropped_bytes,
-                )
-            batches = {
-                kind: [tables.to_arrow(kind, rows)]
-                for kind, rows in contents.records.items()
-                if rows
-            }
-            self._commit_batches(number, batches)
-            self._delete_segment(path)
+            self._commit_segment(number)
             last = max(last, number)
         return last
 
@@ -251,7 +250,13 @@ class LogWriter:
             raise UsageError(f"Unknown log kind {kind!r}.", f"use one of {', '.join(KINDS)}")
         if not records:
             return
-        batch = self._validated(kind, records)
+        try:
+            tables.check_records(kind, records)
+        except ValueError as exc:
+            raise UsageError(
+                f"Cannot store these {kind} records: {exc}",
+                "give each column the type docs/data-model.md lists (times as datetimes or ISO-8601)",
+            ) from exc
         try:
             frame = encode_frame(kind, records)
         except (TypeError, ValueError) as exc:
@@ -267,7 +272,6 @@ class LogWriter:
             seg = self._segment
             _write_all(seg.fd, frame)
             seg.size += len(frame)
-            seg.batches[kind].append(batch)
             seg.rows += len(records)
             seg.first_append = seg.first_append or time.monotonic()
             self._written += len(frame)
@@ -289,23 +293,6 @@ class LogWriter:
                     )
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.append, kind, records)
-
-    @staticmethod
-    def _validated(kind: str, records: list[dict[str, Any]]) -> pa.Table:
-        """The records as Arrow, so a record the tables cannot hold fails here, not at commit."""
-        if not all(isinstance(r, Mapping) for r in records):
-            raise UsageError(f"{kind} records must be objects (dicts).")
-        try:
-            return tables.to_arrow(kind, records)
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            raise UsageError(
-                f"Cannot store these {kind} records: {exc}",
-                "give each column the type DESIGN.md lists (times as datetimes or ISO-8601)",
-            ) from exc
-        except Exception as exc:  # pyarrow's own conversion errors
-            if type(exc).__module__.startswith("pyarrow"):
-                raise UsageError(f"Cannot store these {kind} records: {exc}") from exc
-            raise
 
     def _wait_durable(self, position: int) -> None:
         """Block until the WAL is fsynced up to byte `position`; one caller fsyncs for all waiting."""
@@ -372,26 +359,52 @@ class LogWriter:
 
     def _commit_closed(self) -> None:
         while self._closed_segments:
-            seg = self._closed_segments[0]
-            batches = {kind: parts for kind, parts in seg.batches.items() if parts}
-            self._commit_batches(seg.number, batches)
-            self._delete_segment(segment_path(self.wal_dir, seg.number))
+            self._commit_segment(self._closed_segments[0].number)
             with self._write_lock:
                 self._closed_segments.pop(0)
 
-    def _commit_batches(self, number: int, batches: Mapping[str, list[pa.Table]]) -> None:
-        """Commit one segment's records, one transaction per kind, skipping kinds already holding it."""
-        import pyarrow as pa
+    def _commit_segment(self, number: int) -> None:
+        """Commit a closed segment file to the tables, one transaction per kind, then delete it.
 
+        Kinds whose table already holds this segment (an earlier run committed it and stopped
+        before deleting the file) are skipped. Live commits and recovery share this path.
+        """
+        path = segment_path(self.wal_dir, number)
+        contents = read_segment(path)
+        if contents.dropped_bytes:
+            log.warning(
+                "WAL segment %s: dropped a torn tail of %d bytes (never acknowledged)",
+                path,
+                contents.dropped_bytes,
+            )
         started = time.monotonic()
         for kind in KINDS:
-            parts = batches.get(kind)
-            if not parts:
-                continue
-            table = pa.concat_tables(parts)
-            if tables.append_once(self.data_dir, kind, table, self.node_id, number):
+            rows = contents.records.get(kind)
+            table = self._convert(kind, rows, number) if rows else None
+            if table is not None and tables.append_once(
+                self.data_dir, kind, table, self.node_id, number
+            ):
                 self._commits += 1
         self._last_commit_seconds = time.monotonic() - started
+        self._delete_segment(path)
+
+    def _convert(self, kind: str, rows: list[dict[str, Any]], number: int) -> pa.Table | None:
+        """The rows as Arrow. Rows the table cannot hold are set aside in a rejected file, so
+        one bad record never blocks the WAL (append checks records; this is the last guard)."""
+        try:
+            return tables.to_arrow(kind, rows)
+        except Exception:
+            good, bad = _split_storable(kind, rows)
+        rejected = self.wal_dir / f"rejected-{number:012d}-{kind}.ndjson"
+        rejected.write_text("".join(json.dumps(r, default=str) + "\n" for r in bad))
+        log.error(
+            "WAL segment %d: %d %s record(s) cannot be stored; kept in %s",
+            number,
+            len(bad),
+            kind,
+            rejected,
+        )
+        return tables.to_arrow(kind, good) if good else None
 
     def _delete_segment(self, path: Path) -> None:
         path.unlink(missing_ok=True)
