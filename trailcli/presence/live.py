@@ -9,6 +9,7 @@ flaps. The clock is passed in; nothing here does I/O.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -147,7 +148,8 @@ class LiveView:
         self.grace = grace
         self._sessions: dict[str, _Session] = {}
         self._persons: dict[str, _Person] = {}
-        self._leaving: set[str] = set()  # persons with no open session, leave not yet due
+        # (leave due, person) for persons with no open session; stale entries are skipped
+        self._leaving: list[tuple[datetime, str]] = []
         self._visits = _Bounded(max_visits)  # visit_token -> visit fields
         self._visit_users = _Bounded(max_visits)  # visit_token -> first bound user id
         self._pages = _Bounded(max_visits)  # visit_token -> (time, page)
@@ -207,12 +209,13 @@ class LiveView:
 
     def due(self, now: datetime) -> list[Change]:
         """Leaves of persons whose last session ended at least `grace` before `now`."""
-        gone = [self._persons[k] for k in self._leaving]
-        gone = [p for p in gone if p.leave_due is not None and p.leave_due <= now]
         changes = []
-        for person in sorted(gone, key=lambda p: (p.leave_due, p.key)):
-            del self._persons[person.key]
-            self._leaving.discard(person.key)
+        while self._leaving and self._leaving[0][0] <= now:
+            due, key = heapq.heappop(self._leaving)
+            person = self._persons.get(key)
+            if person is None or person.leave_due != due:
+                continue  # came back, or left later again: a newer entry stands for it
+            del self._persons[key]
             assert person.last_alive is not None
             changes.append(self._change("leave", person, person.last_alive))
         return changes
@@ -307,7 +310,6 @@ class LiveView:
         else:
             joined = False
             person.leave_due = None
-            self._leaving.discard(key)
         person.clients.add(session.client_id)
         person.last_binding = session.binding
         return [self._change("join", person, person.online_since)] if joined else []
@@ -321,7 +323,7 @@ class LiveView:
         person.last_alive = max(person.last_alive or last_alive, last_alive)
         if not person.clients:
             person.leave_due = person.last_alive + self.grace
-            self._leaving.add(key)
+            heapq.heappush(self._leaving, (person.leave_due, key))
 
     def _last_page(self, person: _Person) -> str | None:
         tokens = {self._sessions[c].binding.visit_token for c in person.clients}
