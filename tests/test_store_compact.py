@@ -250,6 +250,23 @@ def test_a_reader_during_compaction_sees_every_row_exactly_once(
     assert set(counts) == {(expected, expected)}
 
 
+def test_an_append_landing_during_compaction_is_kept(data_dir: Path, write_rows: Write) -> None:
+    rows = generated_events(16, 300, 1, 0.1)
+    write_in_batches(write_rows, "events", rows, batches=3)
+    late = {**rows[0], "event_id": "late", "received_at": LATER}
+
+    def append_meanwhile(_line: str) -> None:  # after compaction took its file list
+        write_rows("events", [late])
+
+    maintenance.compact(data_dir, older_than=LATER, progress=append_meanwhile)
+
+    assert read_events(data_dir) == expected_events([*rows, late])
+    assert maintenance.clean_dates(data_dir, "events") == set()  # dirty again: the late file
+    maintenance.compact(data_dir, older_than=LATER)
+    assert read_events(data_dir) == expected_events([*rows, late])
+    assert maintenance.clean_dates(data_dir, "events") == {"2026-03-01"}
+
+
 def test_vacuum_deletes_replaced_files_only_past_the_retention(
     data_dir: Path, write_rows: Write
 ) -> None:
