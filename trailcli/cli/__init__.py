@@ -8,6 +8,7 @@ import typer
 
 from trailcli import __version__
 from trailcli.cli import collect, compact, sql_cmd
+from trailcli.cli import sample as sample_cmd
 from trailcli.cli.online import online_app
 from trailcli.cli.replay import replay as replay_command
 from trailcli.cli.report_funnel import funnel as funnel_command
@@ -43,6 +44,7 @@ def _root(
 
 app.command("sql")(sql_cmd.sql)
 app.command("compact")(compact.compact)
+app.command("sample")(sample_cmd.sample)
 app.command("collect")(collect.collect)
 # Registrations of the other commands follow; each module stays cheap to import.
 app.command("replay")(replay_command)

@@ -1,0 +1,76 @@
+"""`trail sample` on the command line: options, output streams and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trailcli.store import tables
+
+
+def test_sample_writes_tables_summary_and_ground_truth(run_cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    args = ["sample", "--out", out, "--seed", "4", "--end", "2026-05-01", "--days", "2"]
+    result = run_cli(*args, "--visitors", "200", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    summary = {r["table"]: r["rows"] for r in json.loads(result.stdout)}
+    assert set(summary) == {"visits", "events", "presence", "identities"}
+    assert all(n > 0 for n in summary.values())
+    assert "day 2/2" in result.stderr  # progress goes to stderr, never stdout
+    doc = json.loads((out / "ground_truth.json").read_text())
+    assert doc["generator"]["end"] == "2026-05-01T00:00:00Z"
+    assert doc["generator"]["data_dir"] == str(out)
+    assert doc["funnel"]["command"].startswith(f"trail report funnel --data-dir {out} --step")
+    assert doc["peak"]["from"] == "2026-04-29T00:00:00Z"
+
+
+def test_data_dir_env_and_tables_subset(run_cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "env"
+    result = run_cli(
+        "sample", "--days", "1", "--visitors", "50", "--tables", "presence",
+        env={"TRAIL_DATA_DIR": str(out)},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert tables.table_exists(out, "presence")
+    assert not tables.table_exists(out, "events")
+
+
+def test_default_end_is_the_last_utc_midnight(run_cli: Any, tmp_path: Path) -> None:
+    from trailcli.sample.generator import last_midnight
+
+    out = tmp_path / "d"
+    assert run_cli("sample", "--data-dir", out, "--days", "1", "--visitors", "20").exit_code == 0
+    doc = json.loads((out / "ground_truth.json").read_text())
+    assert doc["generator"]["end"] == last_midnight().isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--visitors", "10", "--events", "100"],
+        ["--visitors", "10", "--peak-online", "5"],
+        ["--days", "0"],
+        ["--visitors", "-3"],
+        ["--tables", "visits,bogus"],
+        ["--end", "next tuesday"],
+        ["--days", "many"],
+    ],
+)
+def test_bad_options_exit_2(run_cli: Any, tmp_path: Path, args: list[str]) -> None:
+    result = run_cli("sample", "--data-dir", tmp_path / "bad", *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert not (tmp_path / "bad").exists()
+
+
+def test_existing_tables_are_left_alone(run_cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "twice"
+    assert run_cli("sample", "--out", out, "--days", "1", "--visitors", "30").exit_code == 0
+    before = (out / "ground_truth.json").read_text()
+    result = run_cli("sample", "--out", out, "--days", "1", "--visitors", "30", "--seed", "9")
+    assert result.exit_code == 2
+    assert "already holds" in result.stderr
+    assert (out / "ground_truth.json").read_text() == before
