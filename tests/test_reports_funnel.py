@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import funnel_reference as reference
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trailcli.errors import NoDataError, UsageError
 from trailcli.reports.funnel import FunnelQuery, dropped_at, funnel
@@ -440,3 +444,112 @@ def test_twenty_steps_work(data_dir: Path, write_rows: Callable[..., None]) -> N
     write_rows("events", events_of("u", " ".join(f"A{i}" for i in range(20))))
     assert reached(data_dir, query(*["A"] * 20)) == [1] * 20
     assert reached(data_dir, query(*["A"] * 20, order="strict")) == [1] * 20
+
+
+# --- property: the engine agrees with an exhaustive reference on random logs -------------------
+
+VISITS = {"v0": ("p", "u1"), "v1": ("p", None), "v2": ("q", "u1")}
+MODES = [
+    ("ordered", "first", "auto"),
+    ("ordered", "first", "match"),
+    ("ordered", "prior", "auto"),
+    ("strict", "first", "auto"),
+    ("strict", "prior", "auto"),
+    ("any", "first", "auto"),
+]
+
+
+@st.composite
+def random_logs(draw: st.DrawFn) -> dict[str, Any]:
+    size = draw(st.integers(1, 9))
+    ids = draw(st.permutations(range(size)))
+    events = []
+    for i in range(size):
+        visit = draw(st.sampled_from(sorted(VISITS)))
+        events.append(
+            {
+                "id": f"e{ids[i]:02d}",
+                "visit": visit,
+                "visitor": VISITS[visit][0],
+                "user": VISITS[visit][1],
+                "name": draw(st.sampled_from("ABCXE")),
+                "t": draw(st.integers(0, 150)),
+                "plan": draw(st.sampled_from([None, "x", "y"])),
+            }
+        )
+    exclude = draw(st.sampled_from([None, "E"]))
+    alphabet = "ABC" if exclude else "ABC*"
+    steps = draw(st.lists(st.sampled_from(alphabet), min_size=2, max_size=3))
+    lo = draw(st.sampled_from([None, 0, 20]))
+    hi = draw(st.sampled_from([None, 60, 100]))
+    return {
+        "events": events,
+        "steps": steps,
+        "exclude": exclude,
+        "window": draw(st.sampled_from([30, 60])),
+        "unit": draw(st.sampled_from(["visitor", "visit", "user", "session"])),
+        "lo": lo,
+        "hi": hi,
+    }
+
+
+def _engine_groups(frame: Any) -> dict[Any, dict[str, list[Any]]]:
+    out: dict[Any, dict[str, list[Any]]] = {}
+    for row in frame.iter_rows(named=True):
+        group = out.setdefault(row["breakdown"], {"reached": [], "median": []})
+        group["reached"].append(row["reached"])
+        group["median"].append(row["median_seconds"])
+    return out
+
+
+@settings(
+    max_examples=int(os.environ.get("TRAIL_FUNNEL_EXAMPLES", "30")),  # more: set it higher
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(log=random_logs())
+def test_engine_matches_the_reference(log: dict[str, Any], tmp_path_factory: Any) -> None:
+    from trailcli.store import tables
+
+    data_dir = tmp_path_factory.mktemp("funnel")
+    rows = [
+        {
+            "event_id": e["id"],
+            "visit_token": e["visit"],
+            "visitor_token": e["visitor"],
+            "user_id": e["user"],
+            "name": e["name"],
+            "properties": json.dumps({"plan": e["plan"]}) if e["plan"] else None,
+            "time": T0 + e["t"] * MIN,
+            "received_at": T0,
+        }
+        for e in log["events"]
+    ]
+    tables.bulk_write(data_dir, "events", tables.to_arrow("events", rows))
+    for order, window_from, engine in MODES:
+        q = query(
+            *log["steps"],
+            unit=log["unit"],
+            order=order,
+            window_from=window_from,
+            window=log["window"] * MIN,
+            exclude=tuple(parse_steps([log["exclude"]])) if log["exclude"] else (),
+            breakdown="plan",
+            start=None if log["lo"] is None else T0 + log["lo"] * MIN,
+            end=None if log["hi"] is None else T0 + log["hi"] * MIN,
+        )
+        expected = reference.funnel(
+            log["events"],
+            log["steps"],
+            {"visitor": "visitor", "visit": "visit", "user": "user", "session": "session"}[
+                log["unit"]
+            ],
+            order,
+            log["window"],
+            window_from == "prior",
+            log["exclude"],
+            log["lo"],
+            log["hi"],
+        )
+        got = _engine_groups(funnel(data_dir, q, engine))
+        assert got == expected, (order, window_from, engine)

@@ -282,7 +282,13 @@ def _match_rows(cols: dict[str, list[Any]], query: FunnelQuery) -> Any:
                 "last_time": cols["time"][at[-1]],
                 "last_id": cols["event_id"][at[-1]],
                 "excluded": funnel_match.excluded(
-                    found, cols["excluded"][start:stop], query.order, len(query.steps)
+                    found,
+                    cols["excluded"][start:stop],
+                    us[start:stop],
+                    len(query.steps),
+                    query.order,
+                    window,
+                    query.window_from,
                 ),
             }
         start = stop

@@ -165,15 +165,25 @@ def match_unit(
     return Match(best) if best else None
 
 
-def excluded(match: Match, flags: Sequence[bool], order: str = "ordered", n: int = 0) -> bool:
+def excluded(
+    match: Match,
+    flags: Sequence[bool],
+    times: Sequence[int],
+    n: int,
+    order: str = "ordered",
+    window: int = 0,
+    window_from: str = "first",
+) -> bool:
     """Whether an excluded event lies strictly between the chain's first and last event.
 
-    A strict chain that stops short of `n` steps ends at the event that broke it, so an
-    excluded event there counts too.
+    A strict chain that stops short of `n` steps ends at the event right after it when that
+    event is within the window (it is what broke the chain), so an excluded event there counts.
     """
     first, last = match.positions[0], match.positions[-1]
     stop = last  # exclusive
-    if order == "strict" and match.level < n:
-        stop = min(last + 2, len(flags))  # the event right after the chain broke it
+    nxt = last + 1
+    if order == "strict" and match.level < n and nxt < len(flags):
+        if _fits(times, first, last, nxt, window, window_from == "prior"):
+            stop = nxt + 1
     inside = set(match.positions)
     return any(flags[p] and p not in inside for p in range(first + 1, stop))
