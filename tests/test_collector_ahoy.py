@@ -498,3 +498,18 @@ async def test_trailing_slash_and_options_preflight(start: Start) -> None:
     assert pre.headers["Access-Control-Allow-Credentials"] == "true"
     assert "POST" in pre.headers["Access-Control-Allow-Methods"]
     assert pre.headers["Access-Control-Allow-Headers"] == "content-type"
+
+
+async def test_slow_body_gets_408(start: Start) -> None:
+    import asyncio
+
+    c = await start(body_timeout=0.3)
+
+    async def slow():
+        yield b"["
+        await asyncio.sleep(1.0)
+        yield b"]"
+
+    resp = await c.post("/ahoy/events?visit_token=a&visitor_token=b", data=slow())
+    assert resp.status == 408
+    assert await resp.text() == "Request body timeout\n"

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from trailcli.collector import ahoy_payload as payload
 from trailcli.collector import enrich, identity
@@ -24,6 +26,8 @@ log = logging.getLogger("trail.collect.ahoy")
 MISSING_PARAMS = "Missing required parameters\n"
 INVALID_PARAMS = "Invalid parameters\n"
 TOO_LARGE = "Payload too large\n"
+BAD_BODY = "Unreadable request body\n"
+SLOW_BODY = "Request body timeout\n"
 AHOY_COOKIES = ("ahoy_visit", "ahoy_visitor", "ahoy_track")
 
 
@@ -82,9 +86,23 @@ class Reply(Exception):
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, or Reply(413) when Content-Length or the bytes read exceed `limit`."""
+    """The body, or Reply(413) when Content-Length or the bytes read exceed `limit`.
+
+    A body that cannot be decoded (bad gzip) gives 400; one that does not arrive within the
+    body timeout gives 408.
+    """
     if request.content_length is not None and request.content_length > limit:
         raise Reply(413, TOO_LARGE)
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
+            return await _read_upto(request, limit)
+    except (RequestPayloadError, HttpProcessingError):
+        raise Reply(400, BAD_BODY) from None
+    except TimeoutError:
+        raise Reply(408, SLOW_BODY) from None
+
+
+async def _read_upto(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 AHOY_NAMESPACE = uuid.UUID("a82ae811-5011-45ab-a728-569df7499c5f")
 TOKEN_MAX = 64
 _NOT_TOKEN = re.compile(r"[^A-Za-z0-9-]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MISSING_TOKENS = ("null", "undefined")
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_term", "utm_content", "utm_campaign")
 TEXT_FIELDS = ("landing_page", "referrer", "platform", "app_version", "os_version")
@@ -52,7 +53,7 @@ def clean_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        value = value.encode("utf-8", "replace").decode("utf-8")
+        value = _SURROGATE.sub("\ufffd", value)
     return value.replace("\x00", "\ufffd")
 
 

@@ -148,12 +148,15 @@ def _clean_user_id(value: object) -> str | None:
 
 async def identify(request: web.Request) -> web.Response:
     """Bind a visit to a user id on behalf of the app server (needs the secret)."""
-    from trailcli.collector.ahoy_payload import sanitize_token
+    from trailcli.collector.ahoy import Reply, read_body
+    from trailcli.collector.ahoy_payload import loads, sanitize_token
 
     require_secret(request)
     try:
-        body = json.loads(await request.read() or b"null")
-    except (ValueError, RecursionError):
+        body = loads(await read_body(request, request.app[SETTINGS].max_content_length) or b"null")
+    except Reply as reply:
+        return reply.response()
+    except (ValueError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict):
         raise _json_error(

@@ -86,6 +86,10 @@ class Settings:
     max_content_length: int = field(
         default=8192, metadata=_meta("Largest accepted request body in bytes (else 413).")
     )
+    body_timeout: float = field(
+        default=10.0,
+        metadata=_meta("Time a client has to send its request body (else 408).", duration=True),
+    )
     max_events_per_request: int = field(
         default=10, metadata=_meta("Events kept per request; the rest are dropped.")
     )
