@@ -338,37 +338,51 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_and_kill(data_dir: Path, prefix: str, workers: int, rng: random.Random) -> set[str]:
-    """Start an appending child, SIGKILL it at a random moment; the ids it acknowledged."""
+def run_and_kill(
+    data_dir: Path, prefix: str, workers: int, delay: float, after_ready: bool
+) -> set[str]:
+    """Start an appending child and SIGKILL it `delay` seconds after it is ready (or after it
+    started, which may land in its own recovery); the ids it acknowledged."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(data_dir), str(workers), prefix],
         stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
     )
     assert child.stdout is not None
-    assert child.stdout.readline() == b"ready\n"
-    time.sleep(rng.uniform(0.3, 2.0))
+    if after_ready:
+        assert child.stdout.readline() == b"ready\n"
+    time.sleep(delay)
     child.send_signal(signal.SIGKILL)
     out = child.stdout.read()
     child.wait()
     lines = out.split(b"\n")[:-1]  # the piece after the last newline may be partial
-    return {line.decode() for line in lines}
+    return {line.decode() for line in lines} - {"ready"}
+
+
+def check_exactly_once(data_dir: Path, acknowledged: set[str], seed: int) -> None:
+    stored = event_ids(data_dir)
+    assert len(stored) == len(set(stored)), f"a record was committed twice (seed {seed})"
+    missing = acknowledged - set(stored)
+    assert not missing, f"{len(missing)} acknowledged records lost (seed {seed})"
+    visits = stored_keys(data_dir, "visits", "visit_token")
+    assert len(visits) == len(set(visits)), f"a visit was committed twice (seed {seed})"
+    assert {i for i in acknowledged if i.endswith("-0")} <= set(visits)
 
 
 def test_sigkill_at_random_moments_loses_and_repeats_nothing(data_dir: Path) -> None:
+    """Children append from 1-4 threads and are killed at random; some rounds leave their WAL
+    to the next child, whose own recovery may be killed too."""
     seed = int(os.environ.get("TRAIL_CRASH_SEED", time.time_ns() % 1_000_000))
     rng = random.Random(seed)
     acknowledged: set[str] = set()
-    for round_no in range(4):
-        ids = run_and_kill(data_dir, f"r{round_no}", 1 + round_no % 4, rng)
-        assert ids, "the child acknowledged nothing before it was killed"
-        acknowledged |= ids
-        LogWriter.open(data_dir, "crashy").close()  # recovery
-        stored = event_ids(data_dir)
-        assert len(stored) == len(set(stored)), f"a record was committed twice (seed {seed})"
-        missing = acknowledged - set(stored)
-        assert not missing, f"{len(missing)} acknowledged records lost (seed {seed})"
-        visits = stored_keys(data_dir, "visits", "visit_token")
-        assert len(visits) == len(set(visits))
-        assert {i for i in acknowledged if i.endswith("-0")} <= set(visits)
+    for round_no in range(6):
+        after_ready = round_no % 3 != 2
+        delay = rng.uniform(0.2, 1.5) if after_ready else rng.uniform(0.3, 1.5)
+        acknowledged |= run_and_kill(data_dir, f"r{round_no}", 1 + round_no % 4, delay, after_ready)
+        if round_no % 2:
+            LogWriter.open(data_dir, "crashy").close()  # recovery in this process
+            check_exactly_once(data_dir, acknowledged, seed)
+    LogWriter.open(data_dir, "crashy").close()
+    check_exactly_once(data_dir, acknowledged, seed)
+    assert len(acknowledged) > 100, "the children acknowledged too little to test anything"
     assert wal.segment_numbers(layout.wal_dir(data_dir, "crashy")) == []
