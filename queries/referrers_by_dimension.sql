@@ -1,23 +1,17 @@
 -- referrers_by_dimension: visits, visitors, share and goal conversions per dimension value, from
--- the visits of _ref_visits joined to the classified keys of _ref_keys (column `dim`).
+-- the visits of _ref_visits joined by key_hash to the classified keys of _ref_keys (key_hash,
+-- dim; one row per hash, which the caller checks).
 -- returns: dim, visits, visitors, share, conversions, conversion_rate
 -- params: $limit
-WITH attributed AS (
-    SELECT k.dim, r.visitor_token, r.converted
-    FROM _ref_visits AS r
-    JOIN _ref_keys AS k USING (
-        utm_source, utm_medium, utm_campaign, utm_term, click_id,
-        ref_scheme, ref_host, ref_path, ref_query, landing_host, landing_path
-    )
-),
-grouped AS (
+WITH grouped AS (
     SELECT
-        dim,
+        k.dim,
         count(*) AS visits,
-        count(DISTINCT visitor_token) AS visitors,
-        count(*) FILTER (WHERE converted) AS conversions
-    FROM attributed
-    GROUP BY dim
+        count(DISTINCT r.visitor_token) AS visitors,
+        count(*) FILTER (WHERE r.converted) AS conversions
+    FROM _ref_visits AS r
+    JOIN _ref_keys AS k USING (key_hash)
+    GROUP BY k.dim
 )
 SELECT
     dim,

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from trailcli import sql
-from trailcli.errors import UsageError
+from trailcli.errors import TrailError, UsageError
 from trailcli.reports.frames import fetch_arrow
 from trailcli.reports.referrer_db import ReferrerDB, Source, load_db
 
@@ -44,7 +44,7 @@ class Attribution:
 
 def normalise_host(host: str | None) -> str:
     """Lower case, no port, no trailing dot, no leading `www.`; '' when there is no host."""
-    text = (host or "").strip().lower()
+    text = re.split(r"[?#]", (host or "").strip().lower(), maxsplit=1)[0]
     text = text.rsplit("@", 1)[-1]
     if text.startswith("["):
         return ""
@@ -154,7 +154,7 @@ class Classifier:
         return self._from_referrer(key, campaign)
 
     def _from_referrer(self, key: VisitKey, campaign: str | None) -> Attribution:
-        scheme = key.ref_scheme.lower()
+        scheme = key.ref_scheme.strip().lower()
         host = normalise_host(key.ref_host)
         if scheme not in REFERRER_SCHEMES or not host or not _HOST_OK.match(host):
             return Attribution(DIRECT, NONE, "Direct", campaign=campaign)
@@ -271,20 +271,25 @@ KEY_COLUMNS = (*tuple(VisitKey.__dataclass_fields__), "landing_host", "landing_p
 
 
 def _classify_keys(keys: Any, query: ReferrersQuery, db: ReferrerDB) -> Any:
-    """An Arrow table (key columns..., dim) with the dimension value of each distinct key."""
+    """An Arrow table (key_hash, dim) with the dimension value of each distinct key."""
     import pyarrow as pa
 
     rows = keys.to_pylist()
     site_hosts = query.site_hosts or tuple({r["landing_host"] for r in rows if r["landing_host"]})
     classifier = Classifier(db, site_hosts)
     fields = VisitKey.__dataclass_fields__
-    dims = [
-        _dimension_value(
-            classifier.classify(VisitKey(**{f: r[f] for f in fields})), query.by, r["landing_path"]
-        )
-        for r in rows
-    ]
-    return keys.append_column("dim", pa.array(dims, pa.string()))
+    dims: dict[int, str] = {}
+    for r in rows:
+        att = classifier.classify(VisitKey(**{f: r[f] for f in fields}))
+        dim = _dimension_value(att, query.by, r["landing_path"])
+        if dims.setdefault(r["key_hash"], dim) != dim:
+            raise TrailError(
+                "Two different referrer keys share one hash; the report cannot tell them apart.",
+                "run the report with a narrower --from/--to",
+            )
+    return pa.table(
+        {"key_hash": pa.array(list(dims), pa.uint64()), "dim": pa.array(list(dims.values()))}
+    )
 
 
 def _goal_visits_sql(goal: str | None) -> tuple[str, dict[str, Any]]:
@@ -327,12 +332,12 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
         "with_query": query.by == "term",
         "with_landing_path": query.by == "landing_page",
         "click_re": _click_regex(db.click_ids),
-        "path_hosts": sorted(db.paths),
+        "path_hosts": sorted({p for h in db.paths for p in (h, "www." + h)}),
     }
     visits_sql = sql.load("referrers_visits")
     views.run(con, f"CREATE TEMP TABLE _ref_visits AS {visits_sql}", params)
     cols = ", ".join(KEY_COLUMNS)
-    keys = fetch_arrow(con, f"SELECT DISTINCT {cols} FROM _ref_visits")
+    keys = fetch_arrow(con, f"SELECT DISTINCT key_hash, {cols} FROM _ref_visits")
     con.register("_ref_keys", _classify_keys(keys, query, db))
     result = fetch_arrow(con, sql.load("referrers_by_dimension"), {"limit": query.limit})
     result = result.rename_columns([query.by, *result.column_names[1:]])
