@@ -8,6 +8,7 @@ import typer
 
 from trailcli import __version__
 from trailcli.cli import collect, compact, sql_cmd
+from trailcli.cli import publish as publish_cmd
 from trailcli.cli import sample as sample_cmd
 from trailcli.cli.online import online_app
 from trailcli.cli.replay import replay as replay_command
@@ -48,6 +49,7 @@ app.command("sample")(sample_cmd.sample)
 app.command("collect")(collect.collect)
 # Registrations of the other commands follow; each module stays cheap to import.
 app.command("replay")(replay_command)
+app.command("publish")(publish_cmd.publish)
 report_app.command("referrers")(referrers)
 report_app.command("funnel")(funnel_command)
 report_app.command("paths")(paths)
