@@ -160,13 +160,14 @@ async def test_a_session_writes_online_subscribe_unsubscribe_and_offline_rows(
 async def test_heartbeats_are_written_at_start_and_every_interval(
     collector: Client, data_dir: Path
 ) -> None:
-    await asyncio.sleep(0.75)
+    await asyncio.sleep(1.0)
     flush(collector)
     beats = presence_rows(data_dir, "transition = 'heartbeat'")
     assert len(beats) >= 3
     assert all(b["client_id"] is None and b["node_id"] == NODE for b in beats)
     gaps = [(b["time"] - a["time"]).total_seconds() for a, b in itertools.pairwise(beats)]
-    assert all(0.1 <= g <= 0.6 for g in gaps), gaps
+    assert min(gaps) >= 0.15, gaps  # never more often than the 0.2 s interval
+    assert sum(gaps) / len(gaps) <= 0.5, gaps
 
 
 async def test_unsigned_user_claims_are_ignored_and_counted(
@@ -499,7 +500,8 @@ async def test_a_reload_publishes_no_leave_and_the_leave_waits_for_the_grace(
     got = await deliveries(collector, watcher, "/trail/presence", 1)
     assert [m["type"] for m in got] == ["leave"]
     assert datetime.now(UTC) - ended >= timedelta(seconds=0.5)
-    assert abs(datetime.fromisoformat(got[0]["time"]) - ended) < timedelta(seconds=0.2)
+    left = datetime.fromisoformat(got[0]["time"])  # the disconnect, not the publication
+    assert ended - timedelta(seconds=1) < left <= ended
 
 
 async def test_a_closed_websocket_ends_transport_closed_at_the_close(
@@ -517,7 +519,7 @@ async def test_a_closed_websocket_ends_transport_closed_at_the_close(
     flush(collector)
     (row,) = presence_rows(data_dir, f"client_id = '{cid}' AND transition = 'offline'")
     assert row["reason"] == "transport_closed"
-    assert abs(row["time"] - closed) < timedelta(seconds=0.2)
+    assert abs(row["time"] - closed) < timedelta(seconds=1)
     assert row["detected_at"] - row["time"] >= timedelta(seconds=0.5)
 
 

@@ -39,6 +39,7 @@ IDENTIFIED, UNKNOWN_CLIENT, OTHER_VISIT = "identified", "unknown_client", "other
 MAX_PENDING_ROWS = 200_000  # rows waiting for the store before new ones are dropped (counted)
 TICK_SECONDS = 0.5  # how often due leaves are published
 MAX_OUTBOX = 10_000  # live-channel messages waiting to be published before new ones are dropped
+COALESCE_SECONDS = 0.02  # rows gathered this long before an append (they answer no request)
 WARN_EVERY_SECONDS = 60.0  # ignored claims are counted always, logged at most this often
 
 Clock = Callable[[], datetime]
@@ -402,6 +403,8 @@ class PresenceTracker:
     async def _write_loop(self) -> None:
         while not (self._stopping and not self._rows):
             await self._rows_ready.wait()
+            if not self._stopping:
+                await asyncio.sleep(COALESCE_SECONDS)  # fewer, larger appends under load
             self._rows_ready.clear()
             await self._write_pending()
 
