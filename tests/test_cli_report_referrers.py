@@ -122,3 +122,20 @@ def test_usage_errors_exit_2(run_cli, site: Path, args) -> None:
 
 def test_missing_data_exits_3(run_cli, tmp_path: Path) -> None:
     assert run_cli("report", "referrers", "--data-dir", tmp_path / "x").exit_code == 3
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+@pytest.mark.skipif(
+    not (SAMPLE / "ground_truth.json").exists(),
+    reason="sample_data/ground_truth.json not built yet",
+)
+def test_visits_per_source_match_the_sample_ground_truth(run_cli) -> None:
+    import shlex
+
+    truth = json.loads((SAMPLE / "ground_truth.json").read_text())["visits_by_source"]
+    args = shlex.split(truth["command"])[1:]
+    args[args.index("--data-dir") + 1] = str(SAMPLE)
+    rows = _json(run_cli(*args))
+    assert {r["source"]: r["visits"] for r in rows} == truth["visits"]
