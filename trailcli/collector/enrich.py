@@ -25,8 +25,15 @@ def _parse_ip(text: str | None) -> IPAddress | None:
         return None
 
 
+PROXY_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+
 def _is_proxy(ip: IPAddress) -> bool:
-    return ip.is_private or ip.is_loopback or ip.is_link_local
+    """Loopback, link-local and private networks: where a trusted reverse proxy sits."""
+    return ip.is_loopback or ip.is_link_local or any(ip in net for net in PROXY_NETWORKS)
 
 
 def client_ip(remote: str | None, forwarded_for: str | None, trust_proxy: bool) -> str | None:
@@ -79,14 +86,17 @@ def _family(name: str | None) -> str | None:
 def parse_user_agent(user_agent: str | None) -> Device:
     """Browser and OS family names and the device type (Desktop, Mobile, Tablet, Bot, Other).
 
-    An empty user agent counts as a bot (Ahoy's bot detection v2).
+    As Ahoy's bot detection v2, a bot is what the parser flags, an empty user agent, or one
+    with neither a known OS nor a known device (HTTP libraries, scripts).
     """
     if not user_agent or not user_agent.strip():
         return EMPTY_UA
     from user_agents import parse
 
     ua = parse(user_agent)
-    if ua.is_bot:
+    os_family = _family(ua.os.family)
+    unknown_device = not (ua.is_tablet or ua.is_mobile or ua.is_pc)
+    if ua.is_bot or (os_family is None and unknown_device):
         kind = "Bot"
     elif ua.is_tablet:
         kind = "Tablet"
@@ -96,7 +106,7 @@ def parse_user_agent(user_agent: str | None) -> Device:
         kind = "Desktop"
     else:
         kind = "Other"
-    return Device(_family(ua.browser.family), _family(ua.os.family), kind, kind == "Bot")
+    return Device(_family(ua.browser.family), os_family, kind, kind == "Bot")
 
 
 class UserAgentCache:
@@ -133,7 +143,7 @@ class GeoIP:
 
         try:
             self._reader = maxminddb.open_database(str(path))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
             raise UsageError(
                 f"Cannot open GeoIP database {path}: {exc}.", "pass a MaxMind .mmdb file to --geoip"
             ) from None

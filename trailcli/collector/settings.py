@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -15,6 +16,7 @@ from trailcli.errors import UsageError
 from trailcli.timeparse import DURATION_FORMS, parse_duration
 
 COOKIE_MODES = ("js", "none")
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")  # a bare number of seconds
 SECRET_FIELDS = ("secret", "api_token")
 
 
@@ -177,7 +179,8 @@ def coerce(name: str, value: Any, source: str) -> Any:
         if f.metadata.get("duration"):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
-            return parse_duration(str(value)).total_seconds()
+            text = str(value).strip()
+            return float(text) if _NUMBER.match(text) else parse_duration(text).total_seconds()
         if kind is tuple:
             items = value if isinstance(value, list) else str(value).split(",")
             return tuple(str(v).strip() for v in items if str(v).strip())
