@@ -111,3 +111,17 @@ def test_trail_sql_exits_1_naming_a_corrupt_file(
     assert result.exit_code == 1
     assert str(victim) in result.stderr
     assert result.stdout == ""
+
+
+def test_a_data_dir_with_spaces_reads_and_compacts(tmp_path: Path) -> None:
+    from trailcli.store.wal import LogWriter
+
+    data_dir = tmp_path / "my trail data"
+    with LogWriter.open(data_dir, "n1") as writer:
+        writer.append("events", [ev("a", T, T), ev("a", T, T + dt.timedelta(seconds=1))])
+    assert all(Path(f).exists() for f in tables.file_list(data_dir, "events"))
+    count = "SELECT count(*) FROM events"
+    assert views.connect(data_dir).execute(count).fetchall() == [(1,)]
+    maintenance.compact(data_dir, older_than=T + dt.timedelta(days=1), retention=dt.timedelta(0))
+    assert views.connect(data_dir).execute(count).fetchall() == [(1,)]
+    assert maintenance.clean_dates(data_dir, "events") == {"2026-03-01"}

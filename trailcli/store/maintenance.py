@@ -15,6 +15,7 @@ import importlib
 import json
 import math
 import os
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from trailcli.errors import CorruptDataError, NoDataError, TrailError, UsageError
 from trailcli.store import layout, tables
@@ -204,13 +206,14 @@ def _compact_table(
 ) -> None:
     from deltalake import DeltaTable
 
-    table = DeltaTable(str(layout.table_path(data_dir, kind.name)))
+    root = layout.table_path(data_dir, kind.name)
+    table = DeltaTable(str(root))
     closed = {d: files for d, files in partitions(table).items() if d < before}
     todo = {d: f for d, f in closed.items() if not all(is_clean_file(x.path) for x in f)}
     summary.partitions_skipped += len(closed) - len(todo)
     for i, (day, files) in enumerate(sorted(todo.items()), 1):
         say(f"{kind.name} {day}: {len(files)} file(s) ({i}/{len(todo)})")
-        rows_before, rows_after, new_files = _compact_partition(table, kind, day, files)
+        rows_before, rows_after, new_files = _compact_partition(table, root, kind, day, files)
         summary.partitions_compacted += 1
         summary.files_before += len(files)
         summary.files_after += new_files
@@ -219,21 +222,24 @@ def _compact_table(
 
 
 def _compact_partition(
-    table: DeltaTable, kind: Kind, day: str, files: list[PartitionFile]
+    table: DeltaTable, root: Path, kind: Kind, day: str, files: list[PartitionFile]
 ) -> tuple[int, int, int]:
     """Rewrite one partition as a deduplicated, sorted clean file and swap it in, atomically."""
     import duckdb
 
-    root = Path(table.table_uri.removeprefix("file://"))
     relative = f"date={day}/{CLEAN_PREFIX}{uuid.uuid4().hex}.zstd.parquet"
     target = root / relative
     con = duckdb.connect()
+    spill = tempfile.TemporaryDirectory(prefix="trail-compact-")
     try:
-        _write_deduplicated(con, kind, [str(root / f.path) for f in files], target)
-        rows_before = _rows_in(con, [root / f.path for f in files], files)
+        con.execute("SET temp_directory = $dir", {"dir": spill.name})  # sorts larger than memory
+        paths = [root / unquote(f.path) for f in files]  # the log percent-encodes paths
+        _write_deduplicated(con, kind, [str(p) for p in paths], target)
+        rows_before = _rows_in(con, paths, files)
         rows_after = _parquet_rows(con, [target])
     finally:
         con.close()
+        spill.cleanup()
     try:
         _swap_files(table, kind, day, files, relative, target, rows_after)
     except BaseException:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -210,4 +211,5 @@ def file_list(data_dir: Path, kind: str) -> list[str]:
     path = str(layout.table_path(data_dir, kind))
     if not DeltaTable.is_deltatable(path):
         return []
-    return [uri.removeprefix("file://") for uri in DeltaTable(path).file_uris()]
+    # file_uris() percent-encodes (a space is %20); DuckDB wants the plain local path
+    return [unquote(uri.removeprefix("file://")) for uri in DeltaTable(path).file_uris()]
