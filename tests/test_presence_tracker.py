@@ -542,3 +542,22 @@ async def test_an_unreadable_presence_file_does_not_stop_the_collector(
     assert str(damaged) in caplog.text
     await handshake(client, {"trail": {"visitor_token": "still-works"}})
     assert client.app[TRACKER].live.persons_count() == 1
+
+
+async def test_identify_with_a_signed_user_token_binds_the_visit(
+    collector: Client, data_dir: Path
+) -> None:
+    cid = await handshake(collector, {"trail": {"visitor_token": "vis-u"}})
+    token = sign_user_id("u-77", SECRET)
+    body = {"client_id": cid, "visit_token": "v-u", "user_token": token}
+    assert (await collector.post("/api/presence/identify", json=body)).status == 200
+    await asyncio.sleep(0.2)
+    flush(collector)
+    (row,) = presence_rows(data_dir, f"client_id = '{cid}' AND transition = 'identify'")
+    assert (row["visit_token"], row["visitor_token"], row["user_id"]) == ("v-u", "vis-u", "u-77")
+    con = views.connect(data_dir, need=("identities",))
+    assert con.execute("SELECT visit_token, user_id, source FROM identities").fetchall() == [
+        ("v-u", "u-77", "presence")
+    ]
+    (person,) = collector.app[TRACKER].live.online()
+    assert person["user_id"] == "u-77"
