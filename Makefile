@@ -32,8 +32,8 @@ demo: setup
 	$(BIN)/trail collect --data-dir $(DATA)
 
 lint: setup
-	$(BIN)/ruff check trailcli tests bench
-	$(BIN)/ruff format --check trailcli tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: setup
 	$(BIN)/mypy
