@@ -76,3 +76,109 @@ def test_usage_errors_exit_2(run_cli, log: Path, args) -> None:  # noqa: F811
 def test_missing_data_exits_3(run_cli, tmp_path: Path) -> None:
     result = run_cli("replay", "--visitor", "A", "--data-dir", tmp_path / "none")
     assert result.exit_code == 3
+
+
+def _start_collector(data_dir: Path, token: str):
+    """`trail collect` on a free loopback port; returns (process, base URL)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRAIL_API_TOKEN": token, "TRAIL_SECRET": "s3cret-for-tests"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from trailcli.cli import main; main()",
+            "collect",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for _ in range(200):
+        line = proc.stdout.readline()
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return proc, match.group(1)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("trail collect did not start")
+
+
+@pytest.mark.timeout(60)
+def test_follow_prints_an_event_posted_after_it_started(tmp_path: Path) -> None:
+    """A live collector: `trail replay --follow` prints the person's new event, not others'."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    token = "follow-read-token"
+    collector, base = _start_collector(tmp_path / "live", token)
+    follower = None
+    try:
+        follower = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from trailcli.cli import main; main()",
+                "replay",
+                "--visitor",
+                "vis-live",
+                "--follow",
+                f"{base}/faye",
+                "--token",
+                token,
+                "--format",
+                "ndjson",
+                "--data-dir",
+                str(tmp_path / "empty"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TRAIL_API_TOKEN": ""},
+        )
+        assert follower.stderr is not None and follower.stdout is not None
+        assert "Following" in follower.stderr.readline()
+        for visitor, name in (("someone-else", "ignored"), ("vis-live", "signup")):
+            body = json.dumps(
+                {
+                    "visit_token": f"v-{visitor}",
+                    "visitor_token": visitor,
+                    "events": [{"id": f"e-{visitor}", "name": name, "properties": {"plan": "pro"}}],
+                }
+            ).encode()
+            request = urllib.request.Request(
+                f"{base}/ahoy/events",
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+                },
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+        row = json.loads(follower.stdout.readline())
+        assert (row["kind"], row["name"], row["visit_token"]) == ("event", "signup", "v-vis-live")
+        assert row["detail"] == {"plan": "pro"}
+    finally:
+        for proc in (follower, collector):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()

@@ -118,4 +118,9 @@ def _follow(data_dir: Any, query: Any, url: str, token: str | None, fmt: Format,
             write(row)
     except NoDataError:
         pass
-    asyncio.run(follow(url, token, query.person, write))
+    from trailcli.cli.common import warn
+
+    def ready() -> None:
+        warn(f"Following {url} (Ctrl-C to stop).")
+
+    asyncio.run(follow(url, token, query.person, write, on_ready=ready))
