@@ -87,18 +87,20 @@ class Figures:
         self.reached = [a + b for a, b in zip(self.reached, counts, strict=True)]
 
     def add_sources(self, traffic: Traffic, visits: pa.Table) -> None:
-        """Visits per source, the rule applied to the stored landing page and referrer."""
+        """Visits per source, the rule applied to the stored landing page and referrer.
+
+        A source depends only on the referrer URL and the landing query, which are fixed per
+        (referrer, search term) pair, so each pair is classified once, from a stored row."""
         v = traffic.visits
         human = ~self._bot_agent[traffic.visitors.agent[v.visitor]]
-        key = (v.referrer * len(catalog.SEARCH_TERMS) + v.term) * len(catalog.pages().paths)
-        key = np.where(human, key + v.landing, -1)
+        key = np.where(human, v.referrer * len(catalog.SEARCH_TERMS) + v.term, -1)
         uniq, first, count = np.unique(key, return_index=True, return_counts=True)
-        landing = visits["landing_page"].to_pylist()
-        referrer = visits["referrer"].to_pylist()
-        for k, i, c in zip(uniq.tolist(), first.tolist(), count.tolist(), strict=True):
+        picked = pa.array(first)
+        landing = visits["landing_page"].take(picked).to_pylist()
+        referrer = visits["referrer"].take(picked).to_pylist()
+        for k, lp, ref, c in zip(uniq.tolist(), landing, referrer, count.tolist(), strict=True):
             if k >= 0:
-                source = truth.visit_source(landing[i], referrer[i], {catalog.SITE_HOST})
-                self.sources[source] += c
+                self.sources[truth.visit_source(lp, ref, {catalog.SITE_HOST})] += c
 
     def add_presence(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import numpy as np
@@ -14,6 +15,7 @@ from trailcli.sample import catalog
 from trailcli.sample.ids import arrow_strings, numeric_strings, prefix, uuid4s
 from trailcli.sample.presence import OFFLINE_REASONS, Sessions
 from trailcli.sample.traffic import (
+    DAY,
     DUPLICATE_SHARE,
     EVENT_NAMES,
     LATE_SHARE,
@@ -24,7 +26,6 @@ from trailcli.sample.traffic import (
     all_agents,
 )
 from trailcli.store.schema import KINDS
-from trailcli.store.tables import with_date
 
 TS = pa.timestamp("us", tz="UTC")
 SOURCES = ("api", "user_token")
@@ -43,10 +44,26 @@ def _pool(values: Sequence[str | None]) -> pa.Array:
 
 
 def _finish(kind: str, columns: dict[str, pa.Array]) -> pa.Table:
+    """The kind's stored table: missing columns null, plus the UTC `date` partition column."""
     k = KINDS[kind]
     n = len(next(iter(columns.values())))
     arrays = [columns.get(f.name, _nulls(n, f.type)) for f in k.schema]
-    return with_date(k, pa.Table.from_arrays(arrays, schema=k.schema))
+    arrays.append(utc_dates(columns[k.time_column]))
+    return pa.Table.from_arrays(arrays, schema=k.table_schema)
+
+
+def utc_dates(stamps: pa.Array) -> pa.Array:
+    """`YYYY-MM-DD` of each timestamp, looked up per day (formatting each row is slow)."""
+    days = np.floor_divide(stamps.cast(pa.int64()).to_numpy(), DAY)
+    if not len(days):
+        return pa.array([], pa.string())
+    first = int(days.min())
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    names = [
+        (epoch + timedelta(days=first + i)).date().isoformat()
+        for i in range(int(days.max()) - first + 1)
+    ]
+    return pa.array(names, pa.string()).take(pa.array(days - first))
 
 
 @cache
@@ -124,7 +141,7 @@ def visits_table(seed: int, day_index: int, traffic: Traffic) -> pa.Table:
         "latitude": pa.array([p[3] for p in catalog.PLACES], pa.float64()).take(place_idx),
         "longitude": pa.array([p[4] for p in catalog.PLACES], pa.float64()).take(place_idx),
         **{key: col.take(refs) for key, col in utm.items()},
-        "platform": pa.array(np.full(n, "Web"), pa.string()),
+        "platform": _constant("Web", n),
         "os_version": _pool([a.os_version for a in agents]).take(agent_idx),
         "screen_width": pa.array(screen_w, pa.int32(), mask=~has_screen),
         "screen_height": pa.array(screen_h, pa.int32(), mask=~has_screen),
@@ -188,13 +205,7 @@ def events_table(seed: int, day_index: int, traffic: Traffic, ids: np.ndarray) -
     e, v, who = traffic.events, traffic.visits, traffic.visitors
     n = len(e.time)
     visit = pa.array(e.visit)
-    views, tails = _event_property_pools()
-    props = pc.if_else(
-        pa.array(e.kind == VIEW),
-        views.take(pa.array(np.maximum(e.page, 0))),
-        tails.take(pa.array(np.maximum(e.product, 0) * 4 + e.kind)),
-    )
-    props = pc.if_else(pa.array(e.first_of_visit), _landing_properties(traffic), props)
+    props = _event_properties(traffic)
     user = who.user[v.visitor[e.visit]]
     login = v.login_at[e.visit]
     delay = rng.uniform(0.05, 2.0, n) * SECOND
@@ -223,16 +234,22 @@ def events_table(seed: int, day_index: int, traffic: Traffic, ids: np.ndarray) -
     return pa.concat_tables([table, resent])
 
 
-def _landing_properties(traffic: Traffic) -> pa.Array:
-    """Per event: the JSON of its visit's landing view with the full landing URL (others unused)."""
+def _event_properties(traffic: Traffic) -> pa.Array:
+    """Each event's JSON properties: a page's view, a product's cart/checkout/purchase, or the
+    landing view with its full URL (query included), all taken from one pool in one pass."""
     e, v = traffic.events, traffic.visits
     pages = catalog.pages()
-    url = landing_pages(traffic).take(pa.array(e.visit))
-    path = _pool(pages.paths).take(pa.array(v.landing[e.visit]))
-    title = _pool(pages.titles).take(pa.array(v.landing[e.visit]))
-    return pc.binary_join_element_wise(
+    views, tails = _event_property_pools()
+    url = landing_pages(traffic)
+    path = _pool(pages.paths).take(pa.array(v.landing))
+    title = _pool(pages.titles).take(pa.array(v.landing))
+    landing = pc.binary_join_element_wise(
         '{"url":"', url, '","page":"', path, '","title":"', title, '"}', ""
     )
+    pool = pa.concat_arrays([views, tails, landing])
+    index = np.where(e.kind == VIEW, e.page, len(views) + np.maximum(e.product, 0) * 4 + e.kind)
+    index = np.where(e.first_of_visit, len(views) + len(tails) + e.visit, index)
+    return pool.take(pa.array(index))
 
 
 def identities_table(traffic: Traffic, end: int) -> pa.Table:
@@ -287,7 +304,7 @@ def presence_table(traffic: Traffic, s: Sessions, anonymous: np.ndarray) -> pa.T
 
 
 def _constant(value: str, n: int) -> pa.Array:
-    return pa.array(np.full(n, value), pa.string())
+    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, np.int64)))
 
 
 def _presence_rows(
@@ -319,8 +336,8 @@ def heartbeat_table(node: str, beats: np.ndarray) -> pa.Table:
         {
             "time": times(beats),
             "seq": pa.array(np.zeros(n, np.int64)),
-            "node_id": pa.array(np.full(n, node), pa.string()),
-            "transition": pa.array(np.full(n, "heartbeat"), pa.string()),
+            "node_id": _constant(node, n),
+            "transition": _constant("heartbeat", n),
             "detected_at": times(beats),
         },
     )

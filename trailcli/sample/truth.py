@@ -100,17 +100,23 @@ def funnel_reached(
     window: int,
     n_steps: int,
 ) -> list[int]:
-    """Units reaching each step, from step-matching events of the units (step in 1..n_steps)."""
+    """Units reaching each step, from step-matching events of the units (step in 1..n_steps).
+
+    A unit with a step-1 event but no step-2 event is at level 1 without matching."""
+    has_first = np.unique(unit[step == 1])
+    chained = np.intersect1d(has_first, unit[step == 2])
+    pick = np.isin(unit, chained)
+    unit, time, event_id, step = unit[pick], time[pick], event_id[pick], step[pick]
     order = np.lexsort((event_id, time, unit))
     unit, time, step = unit[order], time[order], step[order]
     bounds = np.flatnonzero(np.diff(unit)) + 1
-    levels = []
+    counts = np.zeros(n_steps + 1, np.int64)
+    counts[1] = len(has_first) - len(chained)
     for lo, hi in zip(
         np.concatenate(([0], bounds)), np.concatenate((bounds, [len(unit)])), strict=True
     ):
         if hi > lo:
-            levels.append(funnel_level(step[lo:hi].tolist(), time[lo:hi].tolist(), window, n_steps))
-    counts = np.bincount(np.asarray(levels, dtype=np.int64), minlength=n_steps + 1)
+            counts[funnel_level(step[lo:hi].tolist(), time[lo:hi].tolist(), window, n_steps)] += 1
     return [int(counts[k:].sum()) for k in range(1, n_steps + 1)]
 
 

@@ -21,11 +21,11 @@ _TRANSITION_ORDER = pa.array(
 
 
 class BatchWriter:
-    """Appends each kind's rows to its Delta table through the bulk path (no WAL).
+    """Appends each kind's rows to its Delta table through the bulk path (no WAL), in batches
+    of about `batch_rows` rows.
 
-    Rows wait until `close_before(t)` says nothing earlier than `t` can still arrive; then
-    presence rows get heartbeats and per-node `seq` numbers in time order, and full batches
-    are written.
+    Presence rows wait until `close_before(t)` says nothing earlier than `t` can still arrive;
+    then they get the nodes' heartbeats and per-node `seq` numbers in time order.
     """
 
     def __init__(
@@ -62,12 +62,14 @@ class BatchWriter:
             self.closed_until = boundary
 
     def _settle(self, kind: str, boundary: int | None) -> None:
-        """Move the kind's rows before `boundary` from pending to ready."""
+        """Move the kind's rows before `boundary` from pending to ready. Only presence rows wait
+        for their time to close (they are numbered in time order); the others are ready at once."""
         parts = self.pending[kind]
-        if kind == "presence":
-            parts = [*parts, self._heartbeats(boundary)]
-        if not parts:
+        if kind != "presence":
+            self.ready[kind] += parts
+            self.pending[kind] = []
             return
+        parts = [*parts, self._heartbeats(boundary)]
         table = pa.concat_tables(parts)
         if boundary is None:
             final, rest = table, table.slice(0, 0)
