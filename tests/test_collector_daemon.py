@@ -1,0 +1,143 @@
+"""The daemon as users run it: a `trail collect` process, its startup line, SIGTERM and SIGKILL."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collector_support import BROWSER_UA, stored
+
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+), writing to (.+) \(node (\S+)\)")
+
+
+class Daemon:
+    """A `trail collect` subprocess on a free loopback port."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect", "--host", "127.0.0.1", "--port", "0",
+               "--data-dir", str(data_dir), "--node-id", "daemon-test", "--no-compact", *args]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline() if self.proc.stderr else ""
+            if not line:
+                raise AssertionError("collector exited: " + "".join(self.lines))
+            self.lines.append(line)
+            match = LISTENING.search(line)
+            if match:
+                self.port = int(match.group(1))
+                self.startup = line
+                break
+        else:
+            raise AssertionError("no startup line")
+        self._drain = threading.Thread(target=self._read_rest, daemon=True)
+        self._drain.start()
+
+    def _read_rest(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(60)
+        self._drain.join(5)
+        return code
+
+
+def request(port: int, method: str, path: str, body: Any = None) -> int:
+    """Send one request on a fresh connection; the status code."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        data = None if body is None else json.dumps(body)
+        headers = {"User-Agent": BROWSER_UA, "Content-Type": "application/json"}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def post_event(port: int, event_id: str) -> int:
+    body = {"visit_token": "kill-visit", "visitor_token": "kill-visitor",
+            "events": [{"name": "tick", "id": event_id, "time": time.time(), "properties": {}}]}  # fmt: skip
+    return request(port, "POST", "/ahoy/events", body)
+
+
+def test_startup_line_and_clean_sigterm(data_dir: Path) -> None:
+    daemon = Daemon(data_dir, "--no-access-log")
+    assert f"writing to {data_dir}" in daemon.startup
+    assert "(node daemon-test)" in daemon.startup
+    visit = {"visit_token": "v1", "visitor_token": "u1", "landing_page": "https://x.test/"}
+    status = request(daemon.port, "POST", "/ahoy/visits", visit)
+    assert status == 200
+    assert post_event(daemon.port, "e1") == 200
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert sorted(v["visit_token"] for v in stored(data_dir, "visits")) == ["kill-visit", "v1"]
+    assert [e["event_id"] for e in stored(data_dir, "events")] == ["e1"]
+
+
+def test_sigint_exits_zero_and_access_log_goes_to_stderr(data_dir: Path) -> None:
+    daemon = Daemon(data_dir)
+    assert request(daemon.port, "GET", "/health") == 200
+    assert daemon.stop(signal.SIGINT) == 0
+    assert any('"GET /health HTTP/1.1" 200' in line for line in daemon.lines)
+
+
+@pytest.mark.slow
+def test_sigkill_under_load_loses_and_repeats_nothing(data_dir: Path) -> None:
+    daemon = Daemon(data_dir, "--no-access-log")
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            event_id = str(uuid.uuid4())
+            try:
+                status = post_event(daemon.port, event_id)
+            except OSError:
+                return  # the daemon is gone
+            if status == 200:
+                with lock:
+                    acked.append(event_id)
+
+    workers = [threading.Thread(target=stream) for _ in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(2.5)  # several WAL commits (every 2 s) happen under the stream
+    daemon.proc.kill()
+    daemon.proc.wait(30)
+    stop.set()
+    for w in workers:
+        w.join(30)
+    assert len(acked) > 50
+
+    again = Daemon(data_dir, "--no-access-log")  # recovers the WAL left by the killed process
+    assert again.stop() == 0
+    ids = [e["event_id"] for e in stored(data_dir, "events")]
+    counts: dict[str, int] = {}
+    for event_id in ids:
+        counts[event_id] = counts.get(event_id, 0) + 1
+    missing = [e for e in acked if e not in counts]
+    repeated = {e: n for e, n in counts.items() if n > 1}
+    assert missing == []
+    assert repeated == {}
+    assert json.dumps(sorted(set(acked) - set(ids))) == "[]"
