@@ -1,8 +1,8 @@
 """`trail report pages` and `trail report paths` beside hand-written DuckDB window-function queries.
 
 $view events are generated for `--events` events (visitors with sessions of a few page views, Zipf
-page popularity). Both sides read the same `events` view; the baselines sessionize with LAG and a
-running sum, then aggregate. Run: python bench/paths_pages.py [--events 10000000] [--repeat 2]
+page popularity). Both sides read the same `events` view and leave out bot visits; the baselines
+sessionize with LAG and a running sum, then aggregate. Run: python bench/paths_pages.py [--events 10000000] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def generate_events(n_events: int, seed: int = 11) -> pa.Table:
 
 SESSIONIZED = """
 WITH g AS (
-    SELECT visitor_token, time, event_id, page,
+    SELECT visitor_token, visit_token, time, event_id, name, page,
            CASE WHEN time - lag(time) OVER w < INTERVAL 30 MINUTE THEN 0 ELSE 1 END AS new_session
     FROM events WHERE visitor_token IS NOT NULL
     WINDOW w AS (PARTITION BY visitor_token ORDER BY time, event_id)
@@ -64,7 +64,10 @@ s AS (
 PAGES_BASELINE = (
     SESSIONIZED
     + """
-, v AS (SELECT * FROM s WHERE page IS NOT NULL),
+, v AS (
+    SELECT s.* FROM s LEFT JOIN visits AS vi ON vi.visit_token = s.visit_token
+    WHERE s.name = '$view' AND s.page IS NOT NULL AND vi.device_type IS DISTINCT FROM 'Bot'
+),
 ends AS (
     SELECT arg_min(page, (time, event_id)) AS entry, arg_max(page, (time, event_id)) AS exit
     FROM v GROUP BY visitor_token, sn
@@ -82,9 +85,10 @@ PATHS_BASELINE = (
     SESSIONIZED
     + """
 , c AS (
-    SELECT visitor_token, sn, time, event_id, page,
-           lag(page) OVER (PARTITION BY visitor_token, sn ORDER BY time, event_id) AS prev
-    FROM s WHERE page IS NOT NULL
+    SELECT s.visitor_token, s.sn, s.time, s.event_id, s.page,
+           lag(s.page) OVER (PARTITION BY s.visitor_token, s.sn ORDER BY s.time, s.event_id) AS prev
+    FROM s LEFT JOIN visits AS vi ON vi.visit_token = s.visit_token
+    WHERE s.name = '$view' AND s.page IS NOT NULL AND vi.device_type IS DISTINCT FROM 'Bot'
 ),
 n AS (
     SELECT visitor_token, sn, page,

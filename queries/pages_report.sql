@@ -6,8 +6,8 @@
 -- params: $since, $until, $include_bots, $by_title, $limit
 WITH page_views AS (
     SELECT
-        e.session_id,
         e.visitor_token,
+        e.session_start,
         e.time,
         e.event_id,
         CASE WHEN $by_title THEN nullif(json_extract_string(e.properties, '$.title'), '')
@@ -27,7 +27,7 @@ per_session AS (
         arg_min(page, (time, event_id)) AS entry_page,
         arg_max(page, (time, event_id)) AS exit_page
     FROM named
-    GROUP BY session_id
+    GROUP BY visitor_token, session_start
 ),
 entries AS (
     SELECT entry_page AS page, count(*) AS entries FROM per_session GROUP BY entry_page
