@@ -177,6 +177,49 @@ def test_bad_records_are_refused_and_lose_nothing(
     assert sorted(event_ids(data_dir)) == ["after", "kept"]
 
 
+def test_a_failed_write_leaves_no_partial_frame(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        if len(data) > 200:
+            real_write(fd, bytes(data)[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    writer = open_writer(data_dir)
+    writer.append("events", [event("before")])
+    monkeypatch.setattr(wal.os, "write", half_then_full)
+    with pytest.raises(TrailError, match="No space left"):
+        writer.append("events", [event("lost", T0)] * 3)
+    monkeypatch.undo()
+    writer.append("events", [event("after")])
+    writer.close()
+    assert sorted(event_ids(data_dir)) == ["after", "before"]
+
+
+def test_a_failed_fsync_stops_acknowledging(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = open_writer(data_dir)
+    writer.append("events", [event("acked")])
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(wal.os, "fsync", failing_fsync)
+    with pytest.raises(TrailError, match="failed to sync"):
+        writer.append("events", [event("unsure")])
+    monkeypatch.undo()
+    with pytest.raises(TrailError, match="no further records") as err:
+        writer.append("events", [event("refused")])
+    assert err.value.hint and "restart" in err.value.hint
+    writer.close()  # what the WAL holds is still committed
+    assert "acked" in event_ids(data_dir)
+    assert "refused" not in event_ids(data_dir)
+
+
 def test_invalid_flush_settings_are_refused(data_dir: Path) -> None:
     with pytest.raises(UsageError):
         LogWriter.open(data_dir, "n1", flush_interval=0)

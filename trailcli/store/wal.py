@@ -168,6 +168,7 @@ class LogWriter:
         self._fsyncs = 0
         self._last_commit_seconds = 0.0
         self._last_error: str | None = None
+        self._broken: str | None = None  # set when an fsync failed: nothing more is acknowledged
 
     # -- opening and recovery -------------------------------------------------------------
 
@@ -267,10 +268,17 @@ class LogWriter:
                 f"append at most {MAX_FRAME} bytes at a time",
             )
         with self._write_lock:
-            if self._closed or self._segment is None:
-                raise TrailError(f"The WAL writer of node {self.node_id!r} is closed.")
+            self._check_usable()
             seg = self._segment
-            _write_all(seg.fd, frame)
+            assert seg is not None
+            try:
+                _write_all(seg.fd, frame)
+            except OSError as exc:
+                os.ftruncate(seg.fd, seg.size)  # no partial frame before later ones
+                raise TrailError(
+                    f"Cannot write to the WAL at {self.wal_dir}: {exc}",
+                    "free disk space or fix the folder's permissions; nothing was acknowledged",
+                ) from exc
             seg.size += len(frame)
             seg.rows += len(records)
             seg.first_append = seg.first_append or time.monotonic()
@@ -283,14 +291,24 @@ class LogWriter:
         if full:
             self._wake.set()
 
+    def _check_usable(self) -> None:
+        if self._closed or self._segment is None:
+            raise TrailError(f"The WAL writer of node {self.node_id!r} is closed.")
+        if self._broken:
+            raise TrailError(
+                f"The WAL of node {self.node_id!r} failed to sync ({self._broken}); "
+                "no further records are accepted.",
+                "restart 'trail collect': it recovers every record the WAL still holds",
+            )
+
     async def append_async(self, kind: str, records: list[dict[str, Any]]) -> None:
         """`append` for asyncio: runs on the writer's threads, never blocking the event loop."""
-        if self._executor is None:
-            with self._write_lock:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=32, thread_name_prefix=f"trail-wal-append-{self.node_id}"
-                    )
+        with self._write_lock:
+            self._check_usable()
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=32, thread_name_prefix=f"trail-wal-append-{self.node_id}"
+                )
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.append, kind, records)
 
@@ -298,6 +316,8 @@ class LogWriter:
         """Block until the WAL is fsynced up to byte `position`; one caller fsyncs for all waiting."""
         with self._sync_cond:
             while self._synced < position:
+                if self._broken:
+                    self._check_usable()
                 if not self._sync_leader:
                     self._sync_leader = True
                     break
@@ -311,6 +331,12 @@ class LogWriter:
                 fd = self._segment.fd if self._segment else -1
             if fd >= 0:
                 os.fsync(fd)
+        except OSError as exc:
+            # after a failed fsync the kernel may have dropped the pages: a retry could report
+            # success for data that is gone, so this writer acknowledges nothing more
+            target = 0
+            self._broken = str(exc)
+            self._check_usable()
         except BaseException:
             target = 0
             raise
