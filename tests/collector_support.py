@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -140,3 +147,48 @@ def write_mmdb(path: Path, networks: dict[str, dict[str, Any]]) -> Path:
     }
     path.write_bytes(tree + bytes(16) + data + b"\xab\xcd\xefMaxMind.com" + mmdb_encode(meta))
     return path
+
+
+# --- a real `trail collect` process ------------------------------------------------------------
+
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+), writing to (.+) \(node (\S+)\)")
+
+
+class Daemon:
+    """A `trail collect` subprocess on a free loopback port."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect", "--host", "127.0.0.1", "--port", "0",
+               "--data-dir", str(data_dir), "--node-id", "daemon-test", "--no-compact", *args]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline() if self.proc.stderr else ""
+            if not line:
+                raise AssertionError("collector exited: " + "".join(self.lines))
+            self.lines.append(line)
+            match = LISTENING.search(line)
+            if match:
+                self.port = int(match.group(1))
+                self.startup = line
+                break
+        else:
+            raise AssertionError("no startup line")
+        self._drain = threading.Thread(target=self._read_rest, daemon=True)
+        self._drain.start()
+
+    def _read_rest(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(60)
+        self._drain.join(5)
+        return code

@@ -70,7 +70,26 @@ def collect(
     ] = None,
     open_publish: Annotated[
         bool | None,
-        typer.Option("--open-publish/--no-open-publish", help="Bayeux: clients may publish."),
+        typer.Option(
+            "--open-publish/--no-open-publish",
+            help="Bayeux: accept back-end publishes (no client id) without the secret.",
+        ),
+    ] = None,
+    max_message_bytes: Annotated[
+        int | None, typer.Option(help="Bayeux: largest published message in bytes [32768].")
+    ] = None,
+    max_queued_messages: Annotated[
+        int | None, typer.Option(help="Bayeux: messages queued per client, oldest dropped [1000].")
+    ] = None,
+    max_clients: Annotated[
+        int | None, typer.Option(help="Bayeux: clients per node [50000].")
+    ] = None,
+    max_subscriptions: Annotated[
+        int | None, typer.Option(help="Bayeux: subscriptions per client [100].")
+    ] = None,
+    faye_client_js: Annotated[
+        Path | None,
+        typer.Option(help="Faye's client/faye-browser-min.js, served at /faye/client.js."),
     ] = None,
 ) -> None:
     """Run the collector daemon: Ahoy tracking API, Bayeux server, presence; stop with Ctrl-C."""
@@ -85,6 +104,11 @@ def collect(
             "max_events_per_request": max_events_per_request, "compact": compact,
             "access_log": access_log, "open_publish": open_publish,
         }  # fmt: skip
+        flags.update(
+            bayeux_max_message_bytes=max_message_bytes, bayeux_max_queued=max_queued_messages
+        )
+        flags.update(bayeux_max_clients=max_clients, bayeux_max_subscriptions=max_subscriptions)
+        flags["faye_client_js"] = faye_client_js
         durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout, "grace": grace}
         durations["heartbeat_interval"] = heartbeat_interval
         for name, text in durations.items():

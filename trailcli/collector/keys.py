@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from trailcli.collector.bayeux import BAYEUX_ENGINE as BAYEUX_ENGINE  # the Bayeux engine
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
 

@@ -18,6 +18,12 @@ from trailcli.timeparse import DURATION_FORMS, parse_duration
 COOKIE_MODES = ("js", "none")
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")  # a bare number of seconds
 SECRET_FIELDS = ("secret", "api_token")
+BAYEUX_LIMITS = (
+    "bayeux_max_message_bytes",
+    "bayeux_max_queued",
+    "bayeux_max_clients",
+    "bayeux_max_subscriptions",
+)
 
 
 def _meta(help: str, *, duration: bool = False, env: str | None = None) -> dict[str, Any]:
@@ -131,7 +137,24 @@ class Settings:
         default=10.0, metadata=_meta("Presence heartbeat interval.", duration=True)
     )
     open_publish: bool = field(
-        default=False, metadata=_meta("Let any connected client publish to non-/trail channels.")
+        default=False,
+        metadata=_meta("Accept back-end publishes (no client id) without the secret."),
+    )
+    bayeux_max_message_bytes: int = field(
+        default=32 * 1024, metadata=_meta("Largest published Bayeux message in bytes (else 407).")
+    )
+    bayeux_max_queued: int = field(
+        default=1000, metadata=_meta("Messages queued per Bayeux client; the oldest are dropped.")
+    )
+    bayeux_max_clients: int = field(
+        default=50_000, metadata=_meta("Bayeux clients per node; more handshakes are refused.")
+    )
+    bayeux_max_subscriptions: int = field(
+        default=100, metadata=_meta("Subscriptions per Bayeux client.")
+    )
+    faye_client_js: Path | None = field(
+        default=None,
+        metadata=_meta("The Faye browser client served at /faye/client.js (faye-browser-min.js)."),
     )
 
     def __post_init__(self) -> None:
@@ -139,7 +162,8 @@ class Settings:
             raise UsageError(
                 f"Invalid cookie mode {self.cookies!r}.", f"use one of {', '.join(COOKIE_MODES)}"
             )
-        for name in ("port", "max_content_length", "max_events_per_request"):
+        positive = ("max_content_length", "max_events_per_request", *BAYEUX_LIMITS)
+        for name in ("port", *positive):
             if getattr(self, name) < (0 if name == "port" else 1):
                 raise UsageError(f"Invalid {name}: {getattr(self, name)}.", "use a positive number")
 
