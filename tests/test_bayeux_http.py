@@ -387,3 +387,34 @@ async def test_shutdown_answers_held_connects_and_ends_sessions(
     assert (await response.json())[0]["successful"] is True
     assert time.monotonic() - started < 2.0
     assert closed.ends == [(client_id, "server_shutdown")]
+
+
+async def test_the_collector_app_serves_faye_with_its_settings_and_metrics(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from collector_support import make_settings
+
+    from trailcli.collector.app import create_app
+    from trailcli.collector.keys import BAYEUX_ENGINE as KEYED_ENGINE
+
+    settings = make_settings(
+        tmp_path / "data",
+        secret=SECRET,
+        bayeux_timeout=7.0,
+        bayeux_max_queued=2,
+        bayeux_max_subscriptions=3,
+    )
+    client = await aiohttp_client(create_app(settings))
+    engine = client.server.app[KEYED_ENGINE]
+    assert engine.config.timeout == 7.0
+    assert engine.config.max_queued_messages == 2
+    assert engine.config.max_subscriptions == 3
+    assert engine.config.secret == SECRET
+    client_id = await handshake(client)
+    await subscribe(client, client_id, "/m")
+    for n in range(3):
+        await post(client, {"channel": "/m", "data": n, "clientId": client_id})
+    text = await (await client.get("/metrics")).text()
+    assert "trail_bayeux_clients 1" in text
+    assert 'trail_bayeux_publishes_total{source="client"} 3' in text
+    assert 'trail_drops_total{reason="bayeux_queue_full"} 1' in text

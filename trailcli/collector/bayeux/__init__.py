@@ -53,7 +53,64 @@ def mount(app: web.Application, settings: Any) -> Engine:
     app.router.add_route("*", MOUNT + "/{tail:.*}", endpoint.handle)
     app.cleanup_ctx.append(_sweeping)
     app.on_shutdown.append(_end_sessions)
+    _export_metrics(app, engine, endpoint)
     return engine
+
+
+def _export_metrics(app: web.Application, engine: Engine, endpoint: FayeEndpoint) -> None:
+    """Publish the engine's counters and gauges through the collector's /metrics, if it has one."""
+    from trailcli.collector.keys import METRICS
+
+    if METRICS not in app:
+        return
+    metrics = app[METRICS]
+    for name, kind, text in METRICS_HELP:
+        metrics.describe(name, kind, text)
+
+    def scrape(m: Any) -> None:
+        stats = engine.stats
+        m.set("bayeux_clients", len(engine.clients))
+        m.set("bayeux_subscriptions", sum(len(c) for c in engine.subscribers.values()))
+        m.set("bayeux_queued_messages", sum(len(c.queue) for c in engine.clients.values()))
+        m.set("bayeux_held_connects", len(endpoint.held))
+        m.set("bayeux_websockets", len(endpoint.sockets))
+        for stat, (name, labels) in STAT_METRICS.items():
+            m.set(name, stats.get(stat, 0), labels)
+        for stat, count in list(stats.items()):
+            if stat.startswith("closed_"):
+                m.set("bayeux_sessions_closed_total", count, {"reason": stat[7:]})
+            elif stat.startswith("errors_"):
+                m.set("bayeux_errors_total", count, {"code": stat[7:]})
+
+    metrics.on_scrape(scrape)
+
+
+METRICS_HELP = [
+    ("bayeux_clients", "gauge", "Bayeux sessions open on this node."),
+    ("bayeux_subscriptions", "gauge", "Channel subscriptions of those sessions."),
+    ("bayeux_queued_messages", "gauge", "Messages queued for delivery."),
+    ("bayeux_held_connects", "gauge", "Long-poll connects being held."),
+    ("bayeux_websockets", "gauge", "Open Bayeux WebSockets."),
+    ("bayeux_messages_total", "counter", "Bayeux messages handled."),
+    ("bayeux_sessions_opened_total", "counter", "Successful handshakes."),
+    ("bayeux_sessions_closed_total", "counter", "Sessions ended, by reason."),
+    ("bayeux_publishes_total", "counter", "Messages published, by source."),
+    ("bayeux_deliveries_total", "counter", "Messages queued for subscribers."),
+    ("bayeux_errors_total", "counter", "Bayeux error replies, by code."),
+    ("bayeux_refused_total", "counter", "Requests refused by a limit, by limit."),
+]
+STAT_METRICS: dict[str, tuple[str, dict[str, str] | None]] = {
+    "messages": ("bayeux_messages_total", None),
+    "handshakes": ("bayeux_sessions_opened_total", None),
+    "publishes": ("bayeux_publishes_total", {"source": "client"}),
+    "server_publishes": ("bayeux_publishes_total", {"source": "server"}),
+    "deliveries": ("bayeux_deliveries_total", None),
+    "dropped_queue_full": ("drops_total", {"reason": "bayeux_queue_full"}),
+    "refused_clients": ("bayeux_refused_total", {"limit": "max_clients"}),
+    "refused_subscriptions": ("bayeux_refused_total", {"limit": "max_subscriptions"}),
+    "refused_too_large": ("bayeux_refused_total", {"limit": "max_message_bytes"}),
+    "bad_requests": ("bayeux_refused_total", {"limit": "bad_request"}),
+}
 
 
 async def _sweeping(app: web.Application) -> AsyncIterator[None]:
