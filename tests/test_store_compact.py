@@ -419,3 +419,30 @@ def test_cli_without_tables_exits_3(data_dir: Path, run_cli: Callable[..., Any])
     result = run_cli("compact", "--data-dir", data_dir)
     assert result.exit_code == 3
     assert str(data_dir / "events") in result.stderr
+
+
+def test_compaction_builds_the_presence_snapshots(data_dir: Path, write_rows: Write) -> None:
+    def row(seq: int, at: dt.datetime, transition: str, client: str | None) -> dict[str, Any]:
+        return {
+            "time": at,
+            "seq": seq,
+            "node_id": "n1",
+            "client_id": client,
+            "transition": transition,
+            "reason": "handshake" if transition == "online" else None,
+            "visitor_token": "vis1" if client else None,
+            "detected_at": at,
+        }
+
+    write_rows(
+        "presence",
+        [
+            row(1, DAY0 + dt.timedelta(hours=23), "heartbeat", None),
+            row(2, DAY0 + dt.timedelta(hours=23, minutes=1), "online", "c1"),
+            row(3, DAY0 + dt.timedelta(days=1, hours=1), "heartbeat", None),
+        ],
+    )
+    lines: list[str] = []
+    maintenance.compact(data_dir, older_than=LATER, progress=lines.append)
+    assert any(line.startswith("presence snapshot 2026-03-02") for line in lines), lines
+    assert any(layout.snapshot_dir(data_dir).iterdir())
