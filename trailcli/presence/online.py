@@ -7,6 +7,7 @@ every partition up to the request. The person rules are those of `presence.rules
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,47 +92,49 @@ def _require_presence(lake: Lake, hi: datetime) -> None:
         )
 
 
-def _beats_after(lake: Lake, nodes: set[str], after: datetime) -> dict[str, datetime]:
-    """A heartbeat later than `after` for each of `nodes` that has one (searched day by day)."""
-    found: dict[str, datetime] = {}
-    for day in [d for d in lake.dates("presence") if d >= snapshots.day_text(after)]:
-        if nodes <= found.keys():
-            break
-        lake.bind("presence", [day])
-        for row in lake.fetch("online_beats_after", {"after": after}):
-            if row["node_id"] in nodes:
-                found.setdefault(row["node_id"], row["beat"])
-    return found
-
-
 def _collect(
     lake: Lake, hi: datetime, now: datetime, carry: snapshots.Carry | None
-) -> list[Session]:
-    """Sessions up to `hi` (from the carry's midnight, or from the start), ends decided."""
+) -> list[Session] | None:
+    """Sessions up to `hi` (from the carry's midnight, or from the start), ends decided.
+
+    None when the carry turns out not to fit: a session it took for gone shows signs of life.
+    """
     since = snapshots.day_text(carry.midnight) if carry else ""
     dates = [d for d in lake.dates("presence") if since <= d <= snapshots.day_text(hi)]
     lake.bind("presence", dates)
     rows = lake.fetch("online_transitions", {"upto": hi})
-    tracker = track(rows, carry.sessions if carry else ())
+    gone = carry.gone if carry else set()
+    if any((r["node_id"], r["client_id"]) in gone for r in rows):
+        return None
+    tracker = track(rows, copy.deepcopy(carry.sessions) if carry else ())
     beats = dict(carry.beats) if carry else {}
     for node, beat in tracker.last_beat.items():
         beats[node] = max(beat, beats.get(node, beat))
-    pending = {s.node_id for s in tracker.open_sessions()}
-    for node, beat in _beats_after(lake, pending, hi).items():
-        beats[node] = max(beat, beats.get(node, beat))
-    return settle(tracker.closed + tracker.open_sessions(), beats, now)
+    pending = tracker.open_sessions()
+    seen = snapshots.seen_after(lake, pending, hi, gone)
+    if gone & seen.keys():
+        return None
+    for (node, client), at in seen.items():
+        if client == "":
+            beats[node] = max(at, beats.get(node, at))
+    for s in pending:
+        s.last_seen = max(s.last_seen, seen.get(s.key, s.last_seen))
+    return settle(tracker.closed + pending, beats, now)
 
 
 def load_window(data_dir: Path, lo: datetime, hi: datetime, now: datetime, opts: Options) -> Window:
-    """Every session that can touch `[lo, hi]`, users resolved (DESIGN.md identity rule)."""
+    """Every session that can touch `[lo, hi]` (or merge into it), users resolved (identity rule)."""
     lake = Lake(data_dir)
     _require_presence(lake, hi)
     carry = snapshots.load(lake, snapshots.midnight_of(lo)) if opts.snapshot_fits else None
+    hi = hi + opts.grace  # a session starting within the grace after `hi` closes a gap before it
     sessions = _collect(lake, hi, now, carry)
-    resolved = snapshots.resolve_users(lake, sessions)
-    if carry and any(resolved[k] != u for k, u in carry.resolved.items() if k in resolved):
-        carry = None  # a late identity changed a carried person: answer from the full log
-        sessions = _collect(lake, hi, now, None)
+    resolved = snapshots.resolve_users(lake, sessions or [])
+    if sessions is None or any(
+        resolved[k] != u for k, u in (carry.resolved if carry else {}).items() if k in resolved
+    ):
+        carry = None  # late rows or a late identity changed what the carry assumed: full log
+        sessions = _collect(lake, hi, now, None) or []
         resolved = snapshots.resolve_users(lake, sessions)
     for s in sessions:
         s.user_id = resolved[s.key]

@@ -17,13 +17,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailcli.presence.intervals import Membership, Session, settle, track
+from trailcli.presence.intervals import FOREVER, Membership, Session, settle, track
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
 from trailcli.presence.source import Lake
 from trailcli.store import layout
 
 FINGERPRINT_KINDS = ("presence", "events", "identities")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 Page = tuple[str, datetime]
 
 
@@ -36,6 +36,7 @@ class Carry:
     beats: dict[str, datetime] = field(default_factory=dict)
     pages: dict[str, Page] = field(default_factory=dict)
     resolved: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    gone: set[tuple[str, str]] = field(default_factory=set)  # taken as ended: no life after M
 
 
 def midnight_of(at: datetime) -> datetime:
@@ -102,6 +103,8 @@ def _read(data_dir: Path, midnight: datetime, meta: dict[str, Any]) -> Carry | N
         )
         carry.sessions.append(session)
         carry.resolved[session.key] = row["resolved_user_id"]
+        if row["gone"]:
+            carry.gone.add(session.key)
         if row["visit_token"] and row["last_page"] is not None:
             carry.pages[row["visit_token"]] = (row["last_page"], row["last_page_at"])
     return carry
@@ -128,6 +131,7 @@ def _write(data_dir: Path, carry: Carry, fp: dict[str, dict[str, int]]) -> None:
             ("channels", pa.string()),
             ("last_page", pa.string()),
             ("last_page_at", ts),
+            ("gone", pa.bool_()),
         ]
     )
     rows = []
@@ -150,6 +154,7 @@ def _write(data_dir: Path, carry: Carry, fp: dict[str, dict[str, int]]) -> None:
                 "channels": json.dumps(open_channels),
                 "last_page": page[0] if page else None,
                 "last_page_at": page[1] if page else None,
+                "gone": s.key in carry.gone,
             }
         )
     table_path, meta_path = _paths(data_dir, carry.midnight)
@@ -231,9 +236,34 @@ def stretch_starts(
     return starts
 
 
-def advance(
-    lake: Lake, base: Carry | None, midnight: datetime, final_beats: dict[str, datetime]
-) -> Carry:
+def seen_after(
+    lake: Lake,
+    pending: list[Session],
+    after: datetime,
+    gone: Iterable[tuple[str, str]] = (),
+) -> dict[tuple[str, str], datetime]:
+    """Proof of life after `after` for the nodes and sessions of `pending` (searched day by day).
+
+    Keys are `(node_id, client_id)` for a session's own rows and `(node_id, "")` for the node's
+    heartbeats; each value is the latest such row of the first day that has one. Sessions in
+    `gone` are looked for too (until the end of the log).
+    """
+    gone = set(gone)
+    wanted = {s.key for s in pending} | {(s.node_id, "") for s in pending} | gone
+    found: dict[tuple[str, str], datetime] = {}
+    nodes = {s.node_id for s in pending}
+    for day in [d for d in lake.dates("presence") if d >= day_text(after)]:
+        if not gone and (not nodes or nodes <= {n for n, c in found if c == ""}):
+            break
+        lake.bind("presence", [day])
+        for row in lake.fetch("online_seen_after", {"after": after}):
+            key = (row["node_id"], row["client_id"])
+            if key in wanted:
+                found.setdefault(key, row["seen"])
+    return found
+
+
+def advance(lake: Lake, base: Carry | None, midnight: datetime) -> Carry:
     """The state at `midnight` from `base` (an earlier midnight, or None: the start of the log)."""
     dates = [
         d
@@ -246,12 +276,10 @@ def advance(
     beats = dict(base.beats) if base else {}
     for node, beat in tracker.last_beat.items():
         beats[node] = max(beat, beats.get(node, beat))
-    dead = [
-        s
-        for s in tracker.open_sessions()
-        if final_beats.get(s.node_id, midnight - timedelta(1)) < midnight
-    ]
-    settle(dead, beats, midnight + timedelta(days=36500))  # a node gone before M: ends now
+    pending = tracker.open_sessions()
+    seen = seen_after(lake, pending, midnight - timedelta(microseconds=1))
+    dead = [s for s in pending if s.key not in seen and (s.node_id, "") not in seen]
+    settle(dead, beats, FOREVER)  # no sign of life from M on: ended at its last known moment
     sessions = tracker.closed + tracker.open_sessions()
     resolved = resolve_users(lake, sessions)
 
@@ -277,7 +305,8 @@ def advance(
     pages = merge_pages(
         base_pages, latest_pages(lake, tokens, event_dates, midnight - timedelta(microseconds=1))
     )
-    return Carry(midnight, kept, beats, pages, {s.key: resolved[s.key] for s in kept})
+    gone = {s.key for s in dead} & {s.key for s in kept}
+    return Carry(midnight, kept, beats, pages, {s.key: resolved[s.key] for s in kept}, gone)
 
 
 def dedup_counts(lake: Lake) -> dict[str, dict[str, int]]:
@@ -307,8 +336,6 @@ def build_snapshots(data_dir: Path, progress: Callable[[str], None] | None = Non
     if not dates:
         return []
     counts = dedup_counts(lake)
-    lake.bind("presence")
-    final_beats = {r["node_id"]: r["beat"] for r in lake.fetch("online_last_beats")}
     first = date.fromisoformat(dates[0]) + timedelta(days=1)
     last = date.fromisoformat(dates[-1])
     written: list[str] = []
@@ -322,7 +349,7 @@ def build_snapshots(data_dir: Path, progress: Callable[[str], None] | None = Non
             state = None  # fresh: a later rebuild starts from this one
         else:
             base = state or _previous(lake, midnight, counts)
-            state = advance(lake, base, midnight, final_beats)
+            state = advance(lake, base, midnight)
             _write(data_dir, state, fp)
             written.append(day.isoformat())
             if progress:
