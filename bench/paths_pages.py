@@ -18,6 +18,7 @@ import pyarrow as pa
 from trailcli.reports.pages import PagesQuery, pages_report
 from trailcli.reports.paths import PathsQuery, paths_report
 from trailcli.store import tables, views
+from trailcli.store.maintenance import compact
 from trailcli.store.schema import EVENTS
 
 PAGES = 2000
@@ -122,11 +123,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--no-compact",
+        action="store_true",
+        help="read the raw bulk-written files (deduplicated at read time) instead of compacted days",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         t0 = time.perf_counter()
         tables.bulk_write(data_dir, "events", generate_events(args.events))
+        if not args.no_compact:
+            compact(data_dir, kinds=["events"])
         print(f"generated {args.events:,} $view events in {time.perf_counter() - t0:.1f} s")
         pairs = {
             "pages": (

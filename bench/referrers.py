@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from trailcli.reports.referrers import ReferrersQuery, referrers_report
 from trailcli.store import tables, views
+from trailcli.store.maintenance import compact
 from trailcli.store.schema import VISITS
 
 EVENTS_PER_VISIT = 4
@@ -115,12 +116,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000, help="events the visits stand for")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--no-compact",
+        action="store_true",
+        help="read the raw bulk-written files (deduplicated at read time) instead of compacted days",
+    )
     args = parser.parse_args()
     n_visits = args.events // EVENTS_PER_VISIT
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         t0 = time.perf_counter()
         tables.bulk_write(data_dir, "visits", generate_visits(n_visits))
+        if not args.no_compact:
+            compact(data_dir, kinds=["visits"])
         print(
             f"generated {n_visits:,} visits ({args.events:,} events) in {time.perf_counter() - t0:.1f} s"
         )

@@ -3,9 +3,10 @@
 -- utm_* tags (else parsed from the landing page), the first known click id on the landing page,
 -- the referrer's scheme, authority, path (only for hosts with path rules) and query (only for
 -- --by term), the landing page's authority and path (only for --by landing_page), whether the
--- visit reached the goal (visits listed in the temp table _goal_visits), and key_hash, a hash of
--- the key columns. Text columns are '' rather than null so they join.
--- returns: visit_token, visitor_token, converted, key_hash, utm_source, utm_medium, utm_campaign,
+-- visit reached the goal (visits listed in the temp table _goal_visits), key_hash, a hash of the
+-- key columns, and check_hash, a second hash that tells apart keys whose key_hash collides.
+-- Text columns are '' rather than null.
+-- returns: visit_token, visitor_token, converted, key_hash, check_hash, utm_source, utm_medium, utm_campaign,
 --   utm_term, click_id, ref_scheme, ref_host, ref_path, ref_query, landing_host, landing_path
 -- params: $since, $until, $include_bots, $with_query, $with_landing_path, $click_re, $path_hosts
 WITH v AS (
@@ -62,6 +63,8 @@ SELECT
     converted,
     hash(utm_source, utm_medium, utm_campaign, utm_term, click_id, ref_scheme, ref_host,
          ref_path, ref_query, landing_host, landing_path) AS key_hash,
+    hash(landing_path, landing_host, ref_query, ref_path, ref_host, ref_scheme, click_id,
+         utm_term, utm_campaign, utm_medium, utm_source, 'check') AS check_hash,
     utm_source, utm_medium, utm_campaign, utm_term, click_id, ref_scheme, ref_host,
     ref_path, ref_query, landing_host, landing_path
 FROM keyed

@@ -267,29 +267,32 @@ def _dimension_value(att: Attribution, by: str, landing_path: str) -> str:
     return str(getattr(att, by))
 
 
-KEY_COLUMNS = (*tuple(VisitKey.__dataclass_fields__), "landing_host", "landing_path")
-
-
-def _classify_keys(keys: Any, query: ReferrersQuery, db: ReferrerDB) -> Any:
-    """An Arrow table (key_hash, dim) with the dimension value of each distinct key."""
+def _classify_keys(keys: Any, query: ReferrersQuery, db: ReferrerDB) -> tuple[Any, Any]:
+    """Arrow tables (key_hash, dim_id) for each distinct key and (dim_id, dim) for each value."""
     import pyarrow as pa
 
     rows = keys.to_pylist()
+    if any(r["collides"] for r in rows):
+        raise TrailError(
+            "Two different referrer keys share one hash; the report cannot tell them apart.",
+            "run the report over a narrower --from/--to",
+        )
     site_hosts = query.site_hosts or tuple({r["landing_host"] for r in rows if r["landing_host"]})
     classifier = Classifier(db, site_hosts)
     fields = VisitKey.__dataclass_fields__
-    dims: dict[int, str] = {}
+    ids: dict[str, int] = {}
+    dim_ids = []
     for r in rows:
         att = classifier.classify(VisitKey(**{f: r[f] for f in fields}))
         dim = _dimension_value(att, query.by, r["landing_path"])
-        if dims.setdefault(r["key_hash"], dim) != dim:
-            raise TrailError(
-                "Two different referrer keys share one hash; the report cannot tell them apart.",
-                "run the report with a narrower --from/--to",
-            )
-    return pa.table(
-        {"key_hash": pa.array(list(dims), pa.uint64()), "dim": pa.array(list(dims.values()))}
+        dim_ids.append(ids.setdefault(dim, len(ids)))
+    key_table = pa.table(
+        {"key_hash": keys.column("key_hash"), "dim_id": pa.array(dim_ids, pa.int32())}
     )
+    dim_table = pa.table(
+        {"dim_id": pa.array(list(ids.values()), pa.int32()), "dim": pa.array(list(ids))}
+    )
+    return key_table, dim_table
 
 
 def _goal_visits_sql(goal: str | None) -> tuple[str, dict[str, Any]]:
@@ -336,9 +339,9 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
     }
     visits_sql = sql.load("referrers_visits")
     views.run(con, f"CREATE TEMP TABLE _ref_visits AS {visits_sql}", params)
-    cols = ", ".join(KEY_COLUMNS)
-    keys = fetch_arrow(con, f"SELECT DISTINCT key_hash, {cols} FROM _ref_visits")
-    con.register("_ref_keys", _classify_keys(keys, query, db))
+    key_table, dim_table = _classify_keys(fetch_arrow(con, sql.load("referrers_keys")), query, db)
+    con.register("_ref_keys", key_table)
+    con.register("_ref_dims", dim_table)
     result = fetch_arrow(con, sql.load("referrers_by_dimension"), {"limit": query.limit})
     result = result.rename_columns([query.by, *result.column_names[1:]])
     if not query.goal:
