@@ -260,6 +260,26 @@ def test_what_append_accepts_the_tables_can_store(kind: str, values: dict) -> No
     assert tables.to_arrow(kind, [replayed]).equals(direct)
 
 
+def test_two_nodes_commit_to_the_same_tables_concurrently(data_dir: Path) -> None:
+    writers = [LogWriter.open(data_dir, f"node{n}", flush_interval=0.05) for n in (1, 2)]
+
+    def work(n: int) -> None:
+        for i in range(150):
+            writers[n].append("events", [event(f"node{n}-{i}")])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w in writers:
+        assert w.stats()["last_error"] is None
+        w.close()
+    assert sorted(event_ids(data_dir)) == sorted(f"node{n}-{i}" for n in (0, 1) for i in range(150))
+    for n in (1, 2):
+        assert (tables.transaction_version(data_dir, "events", f"node{n}") or 0) >= 1
+
+
 def test_a_segment_committed_but_not_deleted_is_not_applied_again(data_dir: Path) -> None:
     wal_dir = layout.wal_dir(data_dir, "n1")
     writer = open_writer(data_dir)
