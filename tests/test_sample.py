@@ -440,3 +440,8 @@ def test_refuses_a_data_dir_that_holds_tables(sample: tuple[Path, dict[str, Any]
 def test_events_target_is_approximate(tmp_path: Path) -> None:
     doc = make(tmp_path / "d", seed=2, events=20_000, days=2, tables=("events", "visits"))
     assert 16_000 <= doc["counts"]["events"] <= 24_000
+
+
+def test_peak_online_target_is_approximate(tmp_path: Path) -> None:
+    doc = make(tmp_path / "d", seed=2, peak_online=60, days=3, tables=("presence",))
+    assert 40 <= doc["peak"]["peak_online"] <= 85

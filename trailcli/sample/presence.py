@@ -147,7 +147,7 @@ def main_tabs(rng: np.random.Generator, traffic: Traffic, visits: np.ndarray) ->
     """The tab each visit runs in, split by reloads into consecutive client sessions."""
     v = traffic.visits
     ps = v.start[visits] + (rng.uniform(0.3, 2.5, len(visits)) * SECOND).astype(np.int64)
-    dwell = np.clip(rng.lognormal(np.log(120), 1.3, len(visits)), 1, 3 * 3600) * SECOND
+    dwell = np.clip(rng.lognormal(np.log(240), 1.4, len(visits)), 1, 4 * 3600) * SECOND
     pe = np.maximum(v.last_activity[visits] + dwell.astype(np.int64), ps + SECOND)
     reloads = np.minimum(rng.poisson(0.5, len(visits)), 3)
     cut_owner = np.repeat(np.arange(len(visits)), reloads)

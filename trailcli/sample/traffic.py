@@ -30,6 +30,7 @@ REGISTERED_SHARE = 0.3
 LATE_SHARE = 0.01
 DUPLICATE_SHARE = 0.005
 ZIPF_S = 1.1
+PRODUCT_VIEW_SHARE = 0.15  # share of views that land on a product page by browsing
 
 # diurnal rhythm: weight of each UTC hour, peaking mid-afternoon
 HOUR_WEIGHTS = 1 + 0.8 * np.sin(2 * np.pi * (np.arange(24) - 9) / 24)
@@ -197,7 +198,7 @@ def _funnel_tails(
     """Per visit: whether a product view opens a funnel, the first tail kind, the tail length."""
     n = len(vkind)
     human = vkind == HUMAN
-    product = human & (rng.random(n) < 0.45)
+    product = human & (rng.random(n) < 0.35)
     resume = human & ~product & returning & (rng.random(n) < 0.06)
     add = product & (rng.random(n) < 0.30)
     checkout = (add & (rng.random(n) < 0.55)) | resume
@@ -223,7 +224,10 @@ def make_events(
     in_tail = (pos > a) & (pos <= a + tail[visit])
     kind = np.where(in_tail, first_kind[visit] + (pos - a - 1), VIEW)
     n = len(visit)
-    page = draw(rng, zipf_cdf(len(pages.paths)), n)
+    others = np.flatnonzero(pages.product_of_page < 0)
+    browse = others[draw(rng, zipf_cdf(len(others)), n)]
+    product_view = pages.page_of_product[draw(rng, zipf_cdf(len(pages.page_of_product)), n)]
+    page = np.where(rng.random(n) < PRODUCT_VIEW_SHARE, product_view, browse)
     visit_product = draw(rng, zipf_cdf(len(pages.page_of_product)), n_visits)
     forced = (pos == a) & product[visit]
     page = np.where(forced, pages.page_of_product[visit_product[visit]], page)
