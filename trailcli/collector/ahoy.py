@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +45,9 @@ class AhoyState:
         self.visitor_visits: LRU[str, tuple[str, datetime]] = LRU(settings.visit_cache_size)
         self.event_ids: LRU[str, bool] = LRU(settings.dedup_size)
         self.agents = enrich.UserAgentCache(settings.ua_cache_size)
+        self.addresses: LRU[tuple[str | None, str | None], tuple[str | None, str | None]] = LRU(
+            settings.ua_cache_size
+        )
         self.geo = enrich.GeoIP(settings.geoip) if settings.geoip else None
         self.clock = clock or (lambda: datetime.now(UTC))
         self._last_warning: dict[str, float] = {}
@@ -127,10 +130,14 @@ async def read_params(request: web.Request) -> tuple[dict[str, Any], bytes]:
 
 
 def client_of(request: web.Request, state: AhoyState, settings: Settings) -> Client:
-    ip = enrich.client_ip(
-        request.remote, request.headers.get("X-Forwarded-For"), settings.trust_proxy
-    )
-    masked = enrich.mask_ip(ip)
+    forwarded = request.headers.get("X-Forwarded-For") if settings.trust_proxy else None
+    key = (request.remote, forwarded)
+    addresses = state.addresses.get(key)
+    if addresses is None:
+        ip = enrich.client_ip(request.remote, forwarded, settings.trust_proxy)
+        addresses = (ip, enrich.mask_ip(ip))
+        state.addresses.put(key, addresses)
+    ip, masked = addresses
     ua = payload.text_or_none(request.headers.get("User-Agent"), 2048)
     return Client(
         ip=masked if settings.mask_ips else ip,
@@ -418,9 +425,16 @@ async def _append(
     )
 
 
+async def _warm_parser(app: web.Application) -> AsyncIterator[None]:
+    """Compile the user-agent parser's patterns before serving (the first parse takes ~1 s)."""
+    await asyncio.to_thread(enrich.parse_user_agent, "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0")
+    yield
+
+
 def mount(app: web.Application, settings: Settings) -> None:
     """Add the two Ahoy endpoints (with and without a trailing slash) and their state."""
     app[AHOY] = AhoyState(settings)
+    app.cleanup_ctx.append(_warm_parser)
     app[EVENT_HOOKS] = []
     for path in ("/ahoy/visits", "/ahoy/visits/"):
         app.router.add_post(path, post_visit)

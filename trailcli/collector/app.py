@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from trailcli.collector import cors
+from trailcli.collector.batching import BatchingWriter
 from trailcli.collector.keys import (
     METRICS,
     NODE_ID,
@@ -99,12 +100,14 @@ def _store_ctx(factory: WriterFactory) -> Callable[[web.Application], AsyncItera
         settings = app[SETTINGS]
         node_id = resolve_node_id(settings.data_dir, settings.node_id)
         opened = factory(settings, node_id)
-        writer = await opened if inspect.isawaitable(opened) else opened
+        store = await opened if inspect.isawaitable(opened) else opened
+        writer = BatchingWriter(store)
         app[NODE_ID] = node_id
         app[WRITER] = writer
         _writer_gauges(app[METRICS], writer)
         yield
-        await asyncio.to_thread(writer.close)  # commits what the WAL holds
+        await writer.drain()
+        await asyncio.to_thread(store.close)  # commits what the WAL holds
 
     return store
 

@@ -1,0 +1,189 @@
+"""Benchmark `trail collect`: wrk posts single-event ahoy.js beacons at 64 connections, side by side
+with a no-op aiohttp handler in the same run; events/s, p50/p99 latency, the ratio; `--soak` also
+samples the collector's RSS over a longer run.
+
+    python bench/collect.py                  # 30 s per server (the recorded size)
+    python bench/collect.py --duration 10    # quicker
+    python bench/collect.py --soak 300       # plus a 5-minute RSS soak of the collector
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "beacon.lua"
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+NOOP_SERVER = """
+import sys
+from aiohttp import web
+
+async def noop(request):
+    await request.read()
+    return web.json_response({})
+
+app = web.Application()
+app.router.add_post("/ahoy/events", noop)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server on port {port} did not come up")
+
+
+def start_collector(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
+    cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect",
+           "--port", "0", "--data-dir", str(data_dir), "--no-access-log", "--no-compact",
+           "--node-id", "bench"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        match = LISTENING.search(line)
+        if match:
+            return proc, int(match.group(1))
+    raise SystemExit("collector did not start: " + (proc.stderr.read() or ""))
+
+
+def start_noop() -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", NOOP_SERVER, str(port)], text=True)
+    wait_http(port)
+    return proc, port
+
+
+def run_wrk(name: str, port: int, duration: int, connections: int, threads: int) -> Result:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+           "-s", str(LUA), f"http://127.0.0.1:{port}/ahoy/events"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    data = json.loads(line.removeprefix("RESULT "))
+    errors = sum(v for k, v in data.items() if k.startswith("errors_"))
+    return Result(name, data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000,
+                  data["p99_us"] / 1000, errors)  # fmt: skip
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(120)
+
+
+def stored_events(data_dir: Path) -> int:
+    from trailcli.store import views
+
+    con = views.connect(data_dir, need=())
+    return int(con.execute("SELECT count(*) FROM raw_events").fetchone()[0])
+
+
+def soak(data_dir: Path, seconds: int, connections: int, threads: int) -> list[tuple[float, float]]:
+    """Run wrk against the collector in 30 s rounds for `seconds`; (elapsed s, RSS MiB) samples."""
+    proc, port = start_collector(data_dir)
+    samples: list[tuple[float, float]] = []
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < seconds:
+            run_wrk("soak", port, 30, connections, threads)
+            samples.append((time.monotonic() - started, rss_mib(proc.pid)))
+            print(f"  soak {samples[-1][0]:6.0f}s  RSS {samples[-1][1]:7.1f} MiB", flush=True)
+    finally:
+        stop(proc)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=30, help="seconds of wrk per server")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--soak", type=int, default=0, help="also soak the collector N seconds")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+
+    work = Path(tempfile.mkdtemp(prefix="trail-bench-"))
+    noop, noop_port = start_noop()
+    try:
+        baseline = run_wrk(
+            "no-op aiohttp handler", noop_port, args.duration, args.connections, args.threads
+        )
+    finally:
+        stop(noop)
+    collector, port = start_collector(work / "data")
+    try:
+        start_rss = rss_mib(collector.pid)
+        measured = run_wrk("trail collect", port, args.duration, args.connections, args.threads)
+        end_rss = rss_mib(collector.pid)
+    finally:
+        code = stop(collector)
+    print(f"machine: {os.cpu_count()} cores; wrk -t{args.threads} -c{args.connections} "
+          f"-d{args.duration}s, single-event multipart beacons")  # fmt: skip
+    print(f"{'server':<24}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for r in (baseline, measured):
+        print(f"{r.name:<24}{r.rate:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}")
+    print(f"ratio trail collect / no-op: {measured.rate / baseline.rate:.2f}")
+    print(
+        f"collector RSS: {start_rss:.1f} MiB at start, {end_rss:.1f} MiB after the run; exit {code}"
+    )
+    print(f"events stored: {stored_events(work / 'data')} of {measured.requests} requests")
+    if args.soak:
+        samples = soak(work / "soak", args.soak, args.connections, args.threads)
+        first, last = samples[0][1], samples[-1][1]
+        print(
+            f"soak RSS: first {first:.1f} MiB, last {last:.1f} MiB, change {100 * (last / first - 1):+.1f}%"
+        )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
