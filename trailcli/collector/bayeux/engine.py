@@ -16,7 +16,7 @@ import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from trailcli.collector.bayeux import channels
@@ -755,6 +755,4 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 
 def _utc_now() -> datetime:
-    from datetime import UTC
-
     return datetime.now(UTC)
