@@ -162,7 +162,13 @@ def test_append_after_close_is_refused(data_dir: Path) -> None:
         ("clicks", [{"a": 1}], "Unknown log kind"),
         ("events", [{"event_id": "x", "time": "yesterday-ish"}], "Cannot store"),
         ("events", [{"event_id": "x", "time": T0, "properties": {"t": T0}}], "Cannot store"),
-        ("visits", [{"visit_token": "v", "screen_width": "wide"}], "Cannot store"),
+        (
+            "visits",
+            [{"visit_token": "v", "started_at": T0, "screen_width": "wide"}],
+            "screen_width",
+        ),
+        ("visits", [{"visit_token": "v", "started_at": T0, "screen_width": 2**40}], "screen_width"),
+        ("events", [{"event_id": "x", "received_at": T0}], "time is required"),
         ("events", ["not a dict"], "not an object"),
     ],
 )

@@ -208,7 +208,7 @@ def _compact_table(
 
     root = layout.table_path(data_dir, kind.name)
     table = DeltaTable(str(root))
-    closed = {d: files for d, files in partitions(table).items() if d < before}
+    closed = {d: f for d, f in partitions(table).items() if d is not None and d < before}
     todo = {d: f for d, f in closed.items() if not all(is_clean_file(x.path) for x in f)}
     summary.partitions_skipped += len(closed) - len(todo)
     for i, (day, files) in enumerate(sorted(todo.items()), 1):

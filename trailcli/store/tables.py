@@ -89,9 +89,12 @@ def check_records(kind: str, records: Iterable[Any]) -> None:
     Stricter than `to_arrow` where they differ, and far cheaper per record than converting.
     """
     checkers = _CHECKERS[kind]
+    time_column = KINDS[kind].time_column
     for n, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise ValueError(f"record {n} is a {type(record).__name__}, not an object")
+        if record.get(time_column) is None:
+            raise ValueError(f"record {n}: {time_column} is required (it decides the partition)")
         for column, ok in checkers:
             value = record.get(column)
             try:
