@@ -248,6 +248,13 @@ def _compact_partition(
     return rows_before, rows_after, 1
 
 
+def first_wins_order(kind: Kind) -> str:
+    """Which of a key's rows is kept: the earliest `first_wins_by`, then the other columns, so
+    the views and compaction keep the same row even on ties."""
+    rest = [c for c in kind.schema.names if c != kind.first_wins_by and c not in kind.key]
+    return ", ".join(f"{c} NULLS LAST" for c in [kind.first_wins_by, *rest])
+
+
 def _order_by(kind: Kind) -> str:
     columns = [c for c in ("visitor_token", kind.time_column, *kind.key) if c in kind.schema.names]
     return ", ".join(dict.fromkeys(columns))
@@ -268,7 +275,7 @@ def _write_deduplicated(
     try:
         relation = con.sql(
             f"SELECT * FROM ({source}) QUALIFY row_number() OVER (PARTITION BY {key} "
-            f"ORDER BY {kind.first_wins_by} NULLS LAST) = 1 ORDER BY {_order_by(kind)}"
+            f"ORDER BY {first_wins_order(kind)}) = 1 ORDER BY {_order_by(kind)}"
         )
         target.parent.mkdir(parents=True, exist_ok=True)
         relation.write_parquet(str(target), compression="zstd", row_group_size=ROW_GROUP_ROWS)

@@ -43,10 +43,12 @@ def _files_relation(
 
 
 def _dedup_sql(kind: Kind, source: str) -> str:
+    from trailcli.store.maintenance import first_wins_order
+
     key = ", ".join(kind.key)
     return (
         f"SELECT * FROM {source} QUALIFY row_number() OVER "
-        f"(PARTITION BY date, {key} ORDER BY {kind.first_wins_by} NULLS LAST) = 1"
+        f"(PARTITION BY date, {key} ORDER BY {first_wins_order(kind)}) = 1"
     )
 
 
