@@ -110,7 +110,7 @@ class SocketBinding(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Client:
     """One Bayeux session (a Faye `clientId`)."""
 
@@ -121,7 +121,8 @@ class Client:
     ping_at: datetime
     subscriptions: set[str] = field(default_factory=set)
     queue: deque[Delivery] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # the held long-poll waiting for messages, resolved to answer it
+    waiter: asyncio.Future[None] | None = None
     held: int = 0
     hold_token: object = None
     transport_closed_at: datetime | None = None
@@ -408,7 +409,7 @@ class Engine:
         client = pending.client
         token = object()
         if client.held:
-            client.wake.set()  # a newer connect answers the one still held
+            _wake(client)  # a newer connect answers the one still held
         client.hold_token = token
         client.held += 1
         loop = asyncio.get_running_loop()
@@ -435,8 +436,15 @@ class Engine:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            client.wake.clear()
-            await _wait(client.wake, remaining)
+            waiter: asyncio.Future[None] = loop.create_future()
+            client.waiter = waiter
+            timer = loop.call_later(remaining, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if client.waiter is waiter:
+                    client.waiter = None
         if client.queue and not client.ended:
             # let publishes of the same tick join this reply (Faye's MAX_DELAY of 0)
             await asyncio.sleep(0)
@@ -579,7 +587,7 @@ class Engine:
         for channel in list(client.subscriptions):
             self._drop_subscription(client, channel)
         client.queue.clear()
-        client.wake.set()
+        _wake(client)
         if client.socket is not None:
             client.socket.close()
             client.socket = None
@@ -695,8 +703,8 @@ class Engine:
             queue.append(delivery)
             if client.socket is not None:
                 client.socket.wake()
-            else:
-                client.wake.set()
+            elif client.waiter is not None:
+                _wake(client)
         self.stats["deliveries"] += len(recipients)
         return len(recipients)
 
@@ -745,6 +753,17 @@ def _delivered_form(message: Message) -> Message:
         else:
             del out["ext"]
     return out
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _wake(client: Client) -> None:
+    """Answer the client's held long-poll, if one is waiting."""
+    if client.waiter is not None:
+        _resolve(client.waiter)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
