@@ -671,6 +671,16 @@ class _ObservedWriter:
         return getattr(self._inner, name)
 
 
+COUNTERS = {
+    "presence_rows_total": "Presence rows written, by transition.",
+    "presence_changes_total": "Per-person joins and leaves of the live view.",
+    "presence_ignored_claims_total": "Unsigned or badly signed user claims ignored, by claim.",
+    "presence_refused_watchers_total": "Subscriptions to /trail/** refused for lack of the token.",
+    "presence_write_errors_total": "Failed appends of presence rows (retried).",
+    "presence_recovery_errors_total": "Starts where the node_lost recovery could not read the log.",
+}
+
+
 def _tracker_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
         writer = app[keys.WRITER]
@@ -689,6 +699,8 @@ def _tracker_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterato
             "presence_sessions", lambda: len(tracker.live.session_ids()), "Open Bayeux sessions."
         )
         metrics.gauge_fn("presence_persons", tracker.live.persons_count, "Persons online now.")
+        for name, help in COUNTERS.items():
+            metrics.describe(name, "counter", help)
         await tracker.start(app.get(BAYEUX_ENGINE))
         yield
         await tracker.stop()
