@@ -418,3 +418,24 @@ async def test_the_collector_app_serves_faye_with_its_settings_and_metrics(
     assert "trail_bayeux_clients 1" in text
     assert 'trail_bayeux_publishes_total{source="client"} 3' in text
     assert 'trail_drops_total{reason="bayeux_queue_full"} 1' in text
+
+
+async def test_a_large_message_arriving_in_pieces_is_read_whole(client: Any) -> None:
+    client_id = await handshake(client)
+    await subscribe(client, client_id, "/big")
+    data = "x" * 30_000
+    body = json.dumps({"channel": "/big", "data": data, "clientId": client_id}).encode()
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    )
+    for start in range(0, len(body), 4096):  # in pieces, with pauses between them
+        writer.write(body[start : start + 4096])
+        await writer.drain()
+        await asyncio.sleep(0.01)
+    response = await reader.read()
+    writer.close()
+    assert b'"successful":true' in response
+    [delivered] = [d.message for d in engine_of(client).clients[client_id].queue]
+    assert delivered["data"] == data

@@ -101,9 +101,7 @@ class FayeEndpoint:
             return _decode(request.query.get("message")), jsonp
         if request.content_length is not None and request.content_length > self.max_body:
             raise web.HTTPRequestEntityTooLarge(self.max_body, request.content_length)
-        body = await request.content.read(self.max_body + 1)
-        if len(body) > self.max_body:
-            raise web.HTTPRequestEntityTooLarge(self.max_body, len(body))
+        body = await self._body(request)
         if request.content_type == "application/json":
             return _decode(body), None
         try:
@@ -111,6 +109,17 @@ class FayeEndpoint:
         except UnicodeDecodeError as exc:
             raise BadRequest("the body is not text") from exc
         return _decode(form), None
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The whole body, up to `max_body` bytes (the app's client_max_size does not apply)."""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > self.max_body:
+                raise web.HTTPRequestEntityTooLarge(self.max_body, size)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _process(
         self, messages: list[Message], context: Context, request: web.Request | None = None
