@@ -439,3 +439,27 @@ async def test_a_large_message_arriving_in_pieces_is_read_whole(client: Any) -> 
     assert b'"successful":true' in response
     [delivered] = [d.message for d in engine_of(client).clients[client_id].queue]
     assert delivered["data"] == data
+
+
+async def test_an_unreadable_websocket_frame_gets_an_error_and_the_socket_stays_open(
+    client: Any,
+) -> None:
+    ws = await client.ws_connect("/faye")
+    for frame in ("{nope", "[1]", '"text"'):
+        await ws.send_str(frame)
+        [reply] = json.loads((await asyncio.wait_for(ws.receive(), 2.0)).data)
+        assert reply["successful"] is False
+        assert reply["error"].startswith("400::Bad request")
+    await ws.send_str(
+        json.dumps(
+            [
+                {
+                    "channel": "/meta/handshake",
+                    "version": "1.0",
+                    "supportedConnectionTypes": ["websocket"],
+                }
+            ]
+        )
+    )
+    assert json.loads((await ws.receive()).data)[0]["successful"] is True
+    await ws.close()

@@ -248,8 +248,10 @@ class SocketSession:
     async def _handle_frame(self, text: str) -> None:
         try:
             messages = _decode(text)
-        except BadRequest:
+        except BadRequest as exc:
             self.engine.stats["bad_requests"] += 1
+            # no message id to answer: a reply the Faye client ignores, readable when debugging
+            await self._send(encode([{"successful": False, "error": f"400::Bad request: {exc}"}]))
             return
         batch = await self.engine.handle(messages, self.context)
         if batch.connect is not None:
