@@ -125,14 +125,3 @@ def test_a_data_dir_with_spaces_reads_and_compacts(tmp_path: Path) -> None:
     maintenance.compact(data_dir, older_than=T + dt.timedelta(days=1), retention=dt.timedelta(0))
     assert views.connect(data_dir).execute(count).fetchall() == [(1,)]
     assert maintenance.clean_dates(data_dir, "events") == {"2026-03-01"}
-
-
-def test_ties_keep_the_same_row_before_and_after_compaction(
-    data_dir: Path, write_rows: Write
-) -> None:
-    for name in ("zeta", "alpha", "mid"):  # same key, same receipt: a tie
-        write_rows("events", [ev("a", T, T, name=name)])
-    query = "SELECT name FROM events"
-    before = views.connect(data_dir).execute(query).fetchall()
-    maintenance.compact(data_dir, older_than=T + dt.timedelta(days=1))
-    assert views.connect(data_dir).execute(query).fetchall() == before == [("alpha",)]

@@ -249,10 +249,12 @@ def _compact_partition(
 
 
 def first_wins_order(kind: Kind) -> str:
-    """Which of a key's rows is kept: the earliest `first_wins_by`, then the other columns, so
-    the views and compaction keep the same row even on ties."""
-    rest = [c for c in kind.schema.names if c != kind.first_wins_by and c not in kind.key]
-    return ", ".join(f"{c} NULLS LAST" for c in [kind.first_wins_by, *rest])
+    """Which of a key's rows is kept: the earliest `first_wins_by` (on an exact tie, any one).
+
+    Only that column is named, so a view that deduplicates reads no more columns than the query
+    needs; breaking ties on every column made dirty reads twice as slow.
+    """
+    return f"{kind.first_wins_by} NULLS LAST"
 
 
 def _order_by(kind: Kind) -> str:
