@@ -193,6 +193,8 @@ def partitions(table: DeltaTable) -> dict[str, list[PartitionFile]]:
     import pyarrow as pa
 
     actions = pa.table(table.get_add_actions(flatten=True))
+    if "partition.date" not in actions.column_names:  # a table with no files left
+        return {}
     by_date: dict[str, list[PartitionFile]] = defaultdict(list)
     for row in actions.select(["path", "size_bytes", "num_records", "partition.date"]).to_pylist():
         by_date[row["partition.date"]].append(
