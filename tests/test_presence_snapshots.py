@@ -191,7 +191,7 @@ def since_reference(sessions: list[dict[str, Any]], person: str, second: int) ->
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 @given(presence_logs(), st.lists(st.integers(0, SPAN), min_size=1, max_size=4), st.booleans())
 def test_at_range_and_timeline_match_the_reference(log, instants, with_snapshots) -> None:

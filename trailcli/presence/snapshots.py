@@ -4,7 +4,8 @@ A snapshot at midnight M holds every session started before M that was open at M
 than the default grace before it, with what the query needs (stretch starts at the default
 grace, resolved user, open channels, last page), plus each node's last heartbeat before M. Its
 fingerprint is the number of distinct rows per partition date before M of presence, events and
-identities: late rows change it (the snapshot is stale), compaction does not.
+identities, beside the number of stored rows: a reader takes the snapshot as fresh when each
+partition still holds either, so late rows make it stale and compaction does not.
 """
 
 from __future__ import annotations
@@ -73,9 +74,22 @@ def _read_meta(data_dir: Path, midnight: datetime) -> dict[str, Any] | None:
 def load(lake: Lake, midnight: datetime) -> Carry | None:
     """The snapshot at `midnight` when it exists and matches the current data, else None."""
     meta = _read_meta(lake.data_dir, midnight)
-    if meta is None or meta.get("fingerprint") != fingerprint(lake.counts, midnight):
+    if meta is None or not _still_fits(meta, fingerprint(lake.counts, midnight)):
         return None
     return _read(lake.data_dir, midnight, meta)
+
+
+def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> bool:
+    """Each partition before the midnight holds as many rows as at build time, or as many as
+    it had distinct rows then (compacted since)."""
+    distinct, stored = meta.get("fingerprint", {}), meta.get("stored", {})
+    for kind, now_counts in stored_now.items():
+        if set(now_counts) != set(distinct.get(kind, {})):
+            return False
+        for day, count in now_counts.items():
+            if count not in (distinct[kind][day], stored.get(kind, {}).get(day)):
+                return False
+    return True
 
 
 def _read(data_dir: Path, midnight: datetime, meta: dict[str, Any]) -> Carry | None:
@@ -110,7 +124,9 @@ def _read(data_dir: Path, midnight: datetime, meta: dict[str, Any]) -> Carry | N
     return carry
 
 
-def _write(data_dir: Path, carry: Carry, fp: dict[str, dict[str, int]]) -> None:
+def _write(
+    data_dir: Path, carry: Carry, fp: dict[str, dict[str, int]], stored: dict[str, dict[str, int]]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -167,6 +183,7 @@ def _write(data_dir: Path, carry: Carry, fp: dict[str, dict[str, int]]) -> None:
         "midnight": carry.midnight.isoformat(),
         "beats": {n: b.isoformat() for n, b in sorted(carry.beats.items())},
         "fingerprint": fp,
+        "stored": stored,
     }
     tmp_meta = meta_path.with_suffix(".json.tmp")
     tmp_meta.write_text(json.dumps(meta))
@@ -350,7 +367,7 @@ def build_snapshots(data_dir: Path, progress: Callable[[str], None] | None = Non
         else:
             base = state or _previous(lake, midnight, counts)
             state = advance(lake, base, midnight)
-            _write(data_dir, state, fp)
+            _write(data_dir, state, fp, fingerprint(lake.counts, midnight))
             written.append(day.isoformat())
             if progress:
                 progress(f"presence snapshot {day.isoformat()}: {len(state.sessions)} sessions")
