@@ -282,6 +282,26 @@ def test_vacuum_deletes_replaced_files_only_past_the_retention(
     assert len(read_events(data_dir)) == 200
 
 
+def test_vacuum_deletes_old_files_no_commit_references(data_dir: Path, write_rows: Write) -> None:
+    import os
+    import time
+
+    write_rows("events", generated_events(17, 20, 1, 0.0))
+    partition = Path(tables.file_list(data_dir, "events")[0]).parent
+    stale = partition / "part-00000-crashed-writer-c000.zstd.parquet"  # written, never committed
+    fresh = partition / "part-00000-in-flight-c000.zstd.parquet"  # a commit may be on its way
+    for path in (stale, fresh):
+        path.write_bytes(b"PAR1")
+    os.utime(stale, (time.time() - 3 * 86400,) * 2)
+
+    summary = maintenance.compact(data_dir, older_than=LATER)
+
+    assert summary.files_vacuumed == 1
+    assert not stale.exists()
+    assert fresh.exists()
+    assert len(read_events(data_dir)) == 20
+
+
 def test_kinds_limits_what_is_compacted(data_dir: Path, write_rows: Write) -> None:
     write_rows("events", generated_events(9, 50, 1, 0.0))
     write_rows("visits", [{"visit_token": "v", "started_at": DAY0}])

@@ -360,12 +360,16 @@ def _swap_files(
 
 
 def _vacuum(data_dir: Path, kind: str, retention: timedelta, say: Progress) -> int:
-    """Delete files removed from the table longer than `retention` ago; how many were deleted."""
+    """Delete files removed from the table, or never committed to it, longer than `retention`
+    ago; how many were deleted."""
     from deltalake import DeltaTable
 
     table = DeltaTable(str(layout.table_path(data_dir, kind)))
     hours = math.ceil(retention.total_seconds() / 3600)
-    deleted = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
+    # full: also files no commit ever referenced (left by a writer that crashed mid-commit)
+    deleted = table.vacuum(
+        retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True
+    )
     if deleted:
         say(f"{kind}: vacuumed {len(deleted)} file(s) removed more than {hours}h ago")
     table.cleanup_metadata()
