@@ -2,8 +2,8 @@
 with a no-op aiohttp handler in the same run; events/s, p50/p99 latency, the ratio; `--soak` also
 samples the collector's RSS over a longer run.
 
-    python bench/collect.py                  # 30 s per server (the recorded size)
-    python bench/collect.py --duration 10    # quicker
+    python bench/collect.py                  # 3 rounds x 10 s per server = 30 s each (recorded)
+    python bench/collect.py --duration 3     # quicker
     python bench/collect.py --soak 300       # plus a 5-minute RSS soak of the collector
 """
 
@@ -49,6 +49,11 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_seconds: float = 0.0  # the server process's user + system CPU during the run
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.cpu_seconds / self.requests if self.requests else 0.0
 
     @property
     def rate(self) -> float:
@@ -96,6 +101,19 @@ def start_noop() -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> Result:
+    """wrk against one server, with that server's CPU time over the run."""
+    before = cpu_seconds(pid)
+    result = run_wrk(name, port, args.duration, args.connections, args.threads)
+    result.cpu_seconds = cpu_seconds(pid) - before
+    return result
+
+
 def run_wrk(name: str, port: int, duration: int, connections: int, threads: int) -> Result:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
            "-s", str(LUA), f"http://127.0.0.1:{port}/ahoy/events"]  # fmt: skip
@@ -105,6 +123,22 @@ def run_wrk(name: str, port: int, duration: int, connections: int, threads: int)
     errors = sum(v for k, v in data.items() if k.startswith("errors_"))
     return Result(name, data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000,
                   data["p99_us"] / 1000, errors)  # fmt: skip
+
+
+def combine(rounds: list[Result]) -> Result:
+    """Rounds of one server as one result: totals, and the median round's percentiles."""
+    by_p50 = sorted(rounds, key=lambda r: r.p50_ms)
+    by_p99 = sorted(rounds, key=lambda r: r.p99_ms)
+    middle = len(rounds) // 2
+    return Result(
+        rounds[0].name,
+        sum(r.requests for r in rounds),
+        sum(r.seconds for r in rounds),
+        by_p50[middle].p50_ms,
+        by_p99[middle].p99_ms,
+        sum(r.errors for r in rounds),
+        sum(r.cpu_seconds for r in rounds),
+    )
 
 
 def rss_mib(pid: int) -> float:
@@ -143,7 +177,8 @@ def soak(data_dir: Path, seconds: int, connections: int, threads: int) -> list[t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=30, help="seconds of wrk per server")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--soak", type=int, default=0, help="also soak the collector N seconds")
@@ -153,29 +188,35 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="trail-bench-"))
     noop, noop_port = start_noop()
-    try:
-        baseline = run_wrk(
-            "no-op aiohttp handler", noop_port, args.duration, args.connections, args.threads
-        )
-    finally:
-        stop(noop)
     collector, port = start_collector(work / "data")
+    start_rss = rss_mib(collector.pid)
+    baseline, measured = [], []
     try:
-        start_rss = rss_mib(collector.pid)
-        measured = run_wrk("trail collect", port, args.duration, args.connections, args.threads)
+        for _ in range(args.rounds):  # alternate, so both see the same background load
+            baseline.append(measure("no-op aiohttp handler", noop.pid, noop_port, args))
+            measured.append(measure("trail collect", collector.pid, port, args))
         end_rss = rss_mib(collector.pid)
     finally:
+        stop(noop)
         code = stop(collector)
-    print(f"machine: {os.cpu_count()} cores; wrk -t{args.threads} -c{args.connections} "
-          f"-d{args.duration}s, single-event multipart beacons")  # fmt: skip
-    print(f"{'server':<24}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for r in (baseline, measured):
-        print(f"{r.name:<24}{r.rate:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}")
-    print(f"ratio trail collect / no-op: {measured.rate / baseline.rate:.2f}")
+    base, coll = combine(baseline), combine(measured)
+    print(f"machine: {os.cpu_count()} cores; wrk -t{args.threads} -c{args.connections}, "
+          f"{args.rounds} alternating rounds of {args.duration}s per server, single-event "
+          f"multipart beacons")  # fmt: skip
+    print(
+        f"{'server':<24}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}"
+    )
+    for r in (base, coll):
+        print(f"{r.name:<24}{r.rate:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}"
+              f"{r.cpu_us_per_request:>12.0f}")  # fmt: skip
+    print(
+        f"ratio trail collect / no-op: {coll.rate / base.rate:.2f} (throughput), "
+        f"{base.cpu_us_per_request / coll.cpu_us_per_request:.2f} (CPU per request)"
+    )
     print(
         f"collector RSS: {start_rss:.1f} MiB at start, {end_rss:.1f} MiB after the run; exit {code}"
     )
-    print(f"events stored: {stored_events(work / 'data')} of {measured.requests} requests")
+    print(f"events stored: {stored_events(work / 'data')} (wrk counted {coll.requests} replies)")
     if args.soak:
         samples = soak(work / "soak", args.soak, args.connections, args.threads)
         first, last = samples[0][1], samples[-1][1]

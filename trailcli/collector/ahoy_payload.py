@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 AHOY_NAMESPACE = uuid.UUID("a82ae811-5011-45ab-a728-569df7499c5f")
 TOKEN_MAX = 64
 _NOT_TOKEN = re.compile(r"[^A-Za-z0-9-]")
+_TOKEN = re.compile(r"[A-Za-z0-9-]{1,64}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MISSING_TOKENS = ("null", "undefined")
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_term", "utm_content", "utm_campaign")
@@ -50,6 +51,8 @@ class InvalidParameters(ValueError):
 
 def clean_text(value: str) -> str:
     """`value` as valid UTF-8 text: lone surrogates and NUL replaced."""
+    if value.isascii():
+        return value if "\x00" not in value else value.replace("\x00", "\ufffd")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -72,17 +75,26 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def loads(text: str | bytes) -> Any:
     """Strict JSON (no NaN/Infinity); ValueError for anything unparsable or too deeply nested."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 
 
 def dumps(value: Any) -> str:
     """Compact JSON text of a cleaned value (what `properties` and `extra` store)."""
-    return json.dumps(clean_json(value), ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \\ud800-style escape
+        text = _ENCODER.encode(clean_json(value))
+    return text
 
 
 def text_or_none(value: Any, limit: int = MAX_TEXT) -> str | None:
@@ -116,6 +128,8 @@ def truthy(value: Any) -> bool:
 
 def sanitize_token(value: Any) -> str | None:
     """Keep `[A-Za-z0-9-]`, at most 64 characters; missing, empty, `null`, `undefined` give None."""
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return value if value not in MISSING_TOKENS else None  # the common case: already clean
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     token = _NOT_TOKEN.sub("", str(value))[:TOKEN_MAX]
@@ -386,16 +400,29 @@ def multipart_pairs(content_type: str, body: bytes) -> list[tuple[str, str]]:
         head, sep, value = part.partition(b"\r\n\r\n")
         if not sep:
             continue
-        name = _FIELD_NAME.search(head)
-        if name is None or b"filename=" in head.lower():
+        name = _field_name(head)
+        if name is None:
             continue
         value = value[:-2] if value.endswith(b"\r\n") else value
-        pairs.append((_utf8(name.group(1)), _utf8(value)))
+        pairs.append((_utf8(name), _utf8(value)))
     return pairs
 
 
+def _field_name(head: bytes) -> bytes | None:
+    """The `name` of a form-data part's headers; None for file parts and parts without one."""
+    start = head.find(b' name="')
+    if start < 0 or b"filename=" in head:
+        found = _FIELD_NAME.search(head)
+        if found is None or b"filename=" in head.lower():
+            return None
+        return found.group(1)
+    end = head.find(b'"', start + 7)
+    return head[start + 7 : end] if end >= 0 else None
+
+
 def _utf8(raw: bytes) -> str:
-    return clean_text(raw.decode("utf-8", "replace"))
+    text = raw.decode("utf-8", "replace")  # decoding leaves no lone surrogates
+    return text if b"\x00" not in raw else text.replace("\x00", "\ufffd")
 
 
 def form_pairs(body: bytes) -> list[tuple[str, str]]:
