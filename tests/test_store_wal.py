@@ -367,6 +367,22 @@ def test_segment_numbers_continue_after_the_last_committed_one(data_dir: Path) -
     assert sorted(event_ids(data_dir)) == ["a", "b"]
 
 
+def test_tables_made_without_the_log_settings_get_them(data_dir: Path) -> None:
+    from deltalake import DeltaTable, write_deltalake
+
+    path = str(layout.table_path(data_dir, "events"))
+    write_deltalake(path, tables.to_arrow("events", [event("old")]), partition_by=["date"])
+    assert "delta.checkpointInterval" not in DeltaTable(path).metadata().configuration
+
+    open_writer(data_dir).close()
+
+    config = DeltaTable(path).metadata().configuration
+    assert {k: config.get(k) for k in tables.TABLE_CONFIG} == tables.TABLE_CONFIG
+    version = DeltaTable(path).version()
+    open_writer(data_dir).close()
+    assert DeltaTable(path).version() == version  # already set: no further commit
+
+
 def test_many_commits_keep_the_delta_log_checkpointed(data_dir: Path) -> None:
     with open_writer(data_dir) as writer:
         for i in range(60):

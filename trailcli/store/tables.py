@@ -155,6 +155,22 @@ def bulk_write(
     )
 
 
+def ensure_config(data_dir: Path, kind: str) -> bool:
+    """Give an existing table TABLE_CONFIG (tables made by older versions lack it); True when
+    that took a commit."""
+    from deltalake import DeltaTable
+
+    path = str(layout.table_path(data_dir, kind))
+    if not DeltaTable.is_deltatable(path):
+        return False
+    table = DeltaTable(path)
+    current = table.metadata().configuration
+    if all(current.get(k) == v for k, v in TABLE_CONFIG.items()):
+        return False
+    table.alter.set_table_properties(dict(TABLE_CONFIG), raise_if_not_exists=False)
+    return True
+
+
 def append_once(data_dir: Path, kind: str, table: pa.Table, app_id: str, version: int) -> bool:
     """Append `table` as the application transaction (`app_id`, `version`), at most once.
 

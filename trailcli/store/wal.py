@@ -192,6 +192,7 @@ class LogWriter:
         try:
             last = writer._recover()
             writer._segment = writer._new_segment(last + 1)
+            writer._configure_tables()
         except BaseException:
             writer._unlock()
             raise
@@ -234,6 +235,14 @@ class LogWriter:
             self._commit_segment(number)
             last = max(last, number)
         return last
+
+    def _configure_tables(self) -> None:
+        """Bring tables made before TABLE_CONFIG existed onto it (checkpoints, log retention)."""
+        for kind in KINDS:
+            try:
+                tables.ensure_config(self.data_dir, kind)
+            except Exception as exc:  # e.g. another node altering it at the same moment
+                log.warning("could not set the table properties of %s: %s", kind, exc)
 
     # -- appending ------------------------------------------------------------------------
 
