@@ -20,6 +20,7 @@ WITH scanned AS (
     WHERE e.date BETWEEN $date_from AND $date_to
         AND e.time BETWEEN $scan_from AND $scan_to
         AND e.event_id IS NOT NULL
+        {{name_filter}}
         {{bot_filter}}
 )
 SELECT * FROM scanned

@@ -57,12 +57,10 @@ _BOT_FILTER = (
     "WHERE b.visit_token = e.visit_token AND b.device_type = 'Bot')"
 )
 _CHAIN_STEP = (
-    "j{k} AS (SELECT j.*, "
-    "CASE WHEN s.time <= j.deadline THEN s.time END AS t{k}, "
-    "CASE WHEN s.time <= j.deadline THEN s.event_id END AS i{k} "
+    "j{k} AS (SELECT j.*, CASE WHEN s.time <= j.deadline THEN s.time END AS t{k} "
     "FROM j{p} AS j ASOF LEFT JOIN "
-    "(SELECT unit, time, event_id FROM _funnel_events WHERE mask & {bit} <> 0) AS s "
-    "ON j.unit = s.unit AND (j.t{p}, j.i{p}) < (s.time, s.event_id))"
+    "(SELECT unit, time FROM _funnel_events WHERE mask & {bit} <> 0) AS s "
+    "ON j.unit = s.unit AND j.t{p} <= s.time)"
 )
 
 
@@ -161,8 +159,19 @@ def _events_sql(query: FunnelQuery, params: Params) -> str:
         source="session_events" if query.unit == "session" else "events",
         visit_join=_VISIT_JOIN if needs_visit else "",
         bot_filter="" if query.include_bots else _BOT_FILTER,
+        name_filter=_name_filter(query, params),
         relevant="" if query.order == "strict" else "AND (mask <> 0 OR excluded)",
     )
+
+
+def _name_filter(query: FunnelQuery, params: Params) -> str:
+    """`AND e.name IN (...)` when every step and exclusion names one event (no glob): it lets
+    the scan skip other events early. Strict funnels read every event, so they get none."""
+    named = (*query.steps, *query.exclude)
+    if query.order == "strict" or any(s.name.is_glob for s in named):
+        return ""
+    names = sorted({s.name.value for s in named})
+    return "AND e.name IN (" + ", ".join(params.bind(n) for n in names) + ")"
 
 
 def _scan_bounds(query: FunnelQuery) -> dict[str, Any]:
@@ -189,8 +198,10 @@ def _require_partitions(data_dir: Path, query: FunnelQuery) -> None:
         )
 
 
-def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
-    """The fast path: `_funnel_chosen` by an ASOF-join chain, then `_funnel_units`."""
+def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery, need_events: bool) -> None:
+    """The fast path: `_funnel_units` by an ASOF-join chain; units with equal-time steps
+    (rare outside tests) go through the pure matcher. `need_events` looks up the events of
+    each chosen attempt (for exclusions, breakdowns and drop-outs)."""
     n = len(query.steps)
     chain = ",\n".join(_CHAIN_STEP.format(k=k, p=k - 1, bit=1 << (k - 1)) for k in range(2, n + 1))
     level = "1 + " + " + ".join(f"(t{k} IS NOT NULL)::INT" for k in range(2, n + 1))
@@ -199,7 +210,7 @@ def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
         chain=chain,
         level=level,
         times=", ".join(f"t{k}" for k in range(1, n + 1)),
-        ids=", ".join(f"i{k}" for k in range(1, n + 1)),
+        tie=" OR ".join(f"t{k} = t{k - 1}" for k in range(2, n + 1)),
         last=f"j{n}",
     )
     params = {
@@ -207,40 +218,60 @@ def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
         "anchor_from": query.start or EARLIEST,
         "anchor_to": query.end or LATEST,
     }
-    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen AS {text}", params)
+    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS {text}", params)
+    shape = "funnel_chosen_events" if need_events else "funnel_chosen_times"
+    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen AS {sql.load(shape)}")
     views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_units AS {sql.load('funnel_units')}")
+    _matched_units(con, query, only="SELECT unit FROM _funnel_chosen WHERE ambiguous")
 
 
-def _matched_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
-    """Every other mode: the pure matcher over each unit's events, into `_funnel_units`."""
+def _matched_units(
+    con: duckdb.DuckDBPyConnection, query: FunnelQuery, only: str | None = None
+) -> None:
+    """The pure matcher over each unit's events, into `_funnel_units`.
+
+    With `only` (a fixed statement listing units), those units are added to the table;
+    without it, every unit replaces it.
+    """
     import pyarrow as pa
 
+    subset = f"WHERE unit IN ({only})" if only else ""
     events = fetch_arrow(
         con,
         "SELECT unit, epoch_us(time) AS us, time, event_id, mask, excluded, breakdown "
-        "FROM _funnel_events ORDER BY unit, time, event_id",
+        f"FROM _funnel_events {subset} ORDER BY unit, time, event_id",
     )
     cols = {name: events.column(name).to_pylist() for name in events.column_names}
-    rows = list(_match_rows(cols, query))
-    schema = pa.schema(
+    rows = pa.Table.from_pylist(list(_match_rows(cols, query)), schema=_units_schema())
+    con.register("_funnel_units_arrow", rows)
+    if only:
+        views.run(con, "INSERT INTO _funnel_units SELECT * FROM _funnel_units_arrow")
+    else:
+        views.run(
+            con, "CREATE OR REPLACE TEMP TABLE _funnel_units AS SELECT * FROM _funnel_units_arrow"
+        )
+    con.unregister("_funnel_units_arrow")
+
+
+def _units_schema() -> pa.Schema:
+    """The columns of `_funnel_units`, as funnel_units.sql returns them."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
         [
             ("unit", pa.string()),
             ("level", pa.int64()),
             ("breakdown", pa.string()),
-            ("times", pa.list_(pa.timestamp("us", tz="UTC"))),
+            ("times", pa.list_(ts)),
             ("ids", pa.list_(pa.string())),
-            ("first_time", pa.timestamp("us", tz="UTC")),
+            ("first_time", ts),
             ("first_id", pa.string()),
-            ("last_time", pa.timestamp("us", tz="UTC")),
+            ("last_time", ts),
             ("last_id", pa.string()),
             ("excluded", pa.bool_()),
         ]
     )
-    con.register("_funnel_units_arrow", pa.Table.from_pylist(rows, schema=schema))
-    views.run(
-        con, "CREATE OR REPLACE TEMP TABLE _funnel_units AS SELECT * FROM _funnel_units_arrow"
-    )
-    con.unregister("_funnel_units_arrow")
 
 
 def _to_us(moment: datetime | None) -> int | None:
@@ -294,10 +325,13 @@ def _match_rows(cols: dict[str, list[Any]], query: FunnelQuery) -> Any:
         start = stop
 
 
-def prepare(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> duckdb.DuckDBPyConnection:
+def prepare(
+    data_dir: Path, query: FunnelQuery, engine: str = "auto", need_events: bool = True
+) -> duckdb.DuckDBPyConnection:
     """A connection holding `_funnel_events` and `_funnel_units` for `query`.
 
     `engine` "auto" takes the ASOF fast path where it applies; "match" forces the pure matcher.
+    Without `need_events` the fast path may leave the event ids of `_funnel_units` empty.
     """
     query.check()
     con = views.connect(data_dir, need=("events",))
@@ -311,7 +345,7 @@ def prepare(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> duckdb.
         {**params.values, **_scan_bounds(query)},
     )
     if engine == "auto" and query.fast_path:
-        _ordered_units(con, query)
+        _ordered_units(con, query, need_events or bool(query.exclude) or bool(query.breakdown))
     else:
         _matched_units(con, query)
     return con
@@ -321,7 +355,7 @@ def funnel(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> pl.DataF
     """One row per step (per breakdown value when asked): reached, drop-off, conversion, timing."""
     import polars as pl
 
-    con = prepare(data_dir, query, engine)
+    con = prepare(data_dir, query, engine, need_events=False)
     params = {
         "steps": len(query.steps),
         "limit": query.breakdown_limit,

@@ -182,8 +182,13 @@ def excluded(
     first, last = match.positions[0], match.positions[-1]
     stop = last  # exclusive
     nxt = last + 1
-    if order == "strict" and match.level < n and nxt < len(flags):
-        if _fits(times, first, last, nxt, window, window_from == "prior"):
-            stop = nxt + 1
+    broken_by_next = (
+        order == "strict"
+        and match.level < n
+        and nxt < len(flags)
+        and _fits(times, first, last, nxt, window, window_from == "prior")
+    )
+    if broken_by_next:
+        stop = nxt + 1
     inside = set(match.positions)
     return any(flags[p] and p not in inside for p in range(first + 1, stop))

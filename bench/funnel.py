@@ -1,0 +1,217 @@
+"""`trail report funnel` beside a hand-written DuckDB ASOF-join query and a Polars `join_asof`.
+
+The 4-step ordered funnel of the sample ($view of a product page, add_to_cart, checkout,
+purchase; 1-day window from the first step; visitors; bots left out) over data from
+`trail sample --events N`. Each contender runs in its own process, so its peak RSS is its own;
+the time is the query alone (best of --repeat), the ratio is against the faster baseline.
+
+Run: python bench/funnel.py [--events 10000000] [--repeat 2] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+STEPS = ("$view page=/product/*", "add_to_cart", "checkout", "purchase")
+CONTENDERS = ("trail", "duckdb-asof", "polars-asof")
+
+DUCKDB_ASOF = """
+WITH bots AS (
+    SELECT visit_token FROM read_parquet($visits) WHERE device_type = 'Bot'
+),
+e AS (
+    SELECT visitor_token AS u, time AS t, name,
+        json_extract_string(properties, '$.page') AS page
+    FROM read_parquet($events)
+    WHERE name IN ('$view', 'add_to_cart', 'checkout', 'purchase')
+        AND visit_token NOT IN (SELECT visit_token FROM bots)
+),
+s1 AS (SELECT u, t AS t1 FROM e WHERE name = '$view' AND page LIKE '/product/%'),
+s2 AS (SELECT u, t AS t2 FROM e WHERE name = 'add_to_cart'),
+s3 AS (SELECT u, t AS t3 FROM e WHERE name = 'checkout'),
+s4 AS (SELECT u, t AS t4 FROM e WHERE name = 'purchase'),
+j2 AS (
+    SELECT s1.u, t1, CASE WHEN t2 <= t1 + INTERVAL 1 DAY THEN t2 END AS t2
+    FROM s1 ASOF LEFT JOIN s2 ON s1.u = s2.u AND s1.t1 <= s2.t2
+),
+j3 AS (
+    SELECT j2.u, t1, t2, CASE WHEN t3 <= t1 + INTERVAL 1 DAY THEN t3 END AS t3
+    FROM j2 ASOF LEFT JOIN s3 ON j2.u = s3.u AND j2.t2 <= s3.t3
+),
+j4 AS (
+    SELECT j3.u, t1, t2, t3, CASE WHEN t4 <= t1 + INTERVAL 1 DAY THEN t4 END AS t4
+    FROM j3 ASOF LEFT JOIN s4 ON j3.u = s4.u AND j3.t3 <= s4.t4
+),
+lvl AS (
+    SELECT u, max(1 + (t2 IS NOT NULL)::INT + (t3 IS NOT NULL)::INT + (t4 IS NOT NULL)::INT) AS lvl
+    FROM j4 GROUP BY u
+)
+SELECT [count(*) FILTER (WHERE lvl >= 1), count(*) FILTER (WHERE lvl >= 2),
+    count(*) FILTER (WHERE lvl >= 3), count(*) FILTER (WHERE lvl >= 4)] FROM lvl
+"""
+
+
+def sample_dir(events: int, seed: int) -> Path:
+    """The cached sample for this size, generated on first use."""
+    from trailcli.sample.generator import SampleOptions, generate
+
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"trail-bench-funnel-{events}-{seed}"
+    if not (path / "ground_truth.json").exists():
+        print(f"generating {events:,} events into {path} ...", file=sys.stderr)
+        generate(
+            SampleOptions(
+                data_dir=path,
+                seed=seed,
+                days=30,
+                events=events,
+                end=datetime(2026, 3, 1, tzinfo=UTC),
+                tables=("visits", "events", "identities"),
+            )
+        )
+    return path
+
+
+def run_trail(data_dir: Path) -> list[int]:
+    from trailcli.reports.funnel import FunnelQuery, funnel
+    from trailcli.reports.steps import parse_steps
+
+    frame = funnel(data_dir, FunnelQuery(steps=tuple(parse_steps(list(STEPS)))))
+    return frame["reached"].to_list()
+
+
+def run_duckdb(data_dir: Path) -> list[int]:
+    import duckdb
+
+    from trailcli.store import tables
+
+    con = duckdb.connect()
+    params = {
+        "events": tables.file_list(data_dir, "events"),
+        "visits": tables.file_list(data_dir, "visits"),
+    }
+    row = con.execute(DUCKDB_ASOF, params).fetchone()
+    assert row is not None
+    return list(row[0])
+
+
+def run_polars(data_dir: Path) -> list[int]:
+    import polars as pl
+
+    from trailcli.store import tables
+
+    day = pl.duration(days=1)
+    bots = (
+        pl.scan_parquet(tables.file_list(data_dir, "visits"))
+        .filter(pl.col("device_type") == "Bot")
+        .select("visit_token")
+    )
+    events = (
+        pl.scan_parquet(tables.file_list(data_dir, "events"))
+        .filter(pl.col("name").is_in(["$view", "add_to_cart", "checkout", "purchase"]))
+        .join(bots, on="visit_token", how="anti")
+        .select(
+            u=pl.col("visitor_token"),
+            t=pl.col("time"),
+            name=pl.col("name"),
+            page=pl.col("properties").str.json_path_match("$.page"),
+        )
+        .collect()
+    )
+    first = events.filter(
+        (pl.col("name") == "$view") & pl.col("page").str.starts_with("/product/")
+    ).select("u", t1="t", prev="t")
+    reached = [first["u"].n_unique()]
+    chain = first
+    for name in ("add_to_cart", "checkout", "purchase"):
+        nxt = events.filter(pl.col("name") == name).select("u", nt="t").sort("nt")
+        chain = (
+            chain.sort("prev")
+            .join_asof(nxt, left_on="prev", right_on="nt", by="u", strategy="forward")
+            .filter(pl.col("nt").is_not_null() & (pl.col("nt") <= pl.col("t1") + day))
+            .select("u", "t1", prev="nt")
+        )
+        reached.append(chain["u"].n_unique())
+    return reached
+
+
+RUNNERS = {"trail": run_trail, "duckdb-asof": run_duckdb, "polars-asof": run_polars}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child(name: str, data_dir: Path) -> None:
+    """Run one contender once and print {seconds, cpu, reached} as JSON."""
+    started, cpu = time.perf_counter(), _cpu()
+    reached = RUNNERS[name](data_dir)
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"seconds": elapsed, "cpu": _cpu() - cpu, "reached": reached}))
+
+
+def measure(name: str, data_dir: Path) -> dict[str, Any]:
+    """Run a contender in a child process; its time, result and peak RSS (bytes)."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", name, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+    result = json.loads(out)
+    result["rss"] = usage.ru_maxrss * 1024
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="sample size (full: 10M)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--data-dir", type=Path, help="use this data instead of a sample")
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.data_dir)
+        return
+    data_dir = args.data_dir or sample_dir(args.events, args.seed)
+    results = {}
+    for name in CONTENDERS:
+        runs = [measure(name, data_dir) for _ in range(args.repeat)]
+        results[name] = {
+            "seconds": min(r["seconds"] for r in runs),
+            "cpu": min(r["cpu"] for r in runs),
+            "rss": max(r["rss"] for r in runs),
+            "reached": runs[0]["reached"],
+        }
+    wall = min(results["duckdb-asof"]["seconds"], results["polars-asof"]["seconds"])
+    cpu = min(results["duckdb-asof"]["cpu"], results["polars-asof"]["cpu"])
+    print(f"data: {data_dir} (requested {args.events:,} events); best of {args.repeat}")
+    print(
+        f"{'contender':<12} {'wall s':>7} {'ratio':>6} {'cpu s':>7} {'ratio':>6} "
+        f"{'peak RSS':>9}  reached"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<12} {r['seconds']:>7.2f} {r['seconds'] / wall:>5.2f}x {r['cpu']:>7.2f} "
+            f"{r['cpu'] / cpu:>5.2f}x {r['rss'] / 2**20:>7.0f}MB  {r['reached']}"
+        )
+    print("ratios are against the faster baseline of each column")
+
+
+if __name__ == "__main__":
+    main()
