@@ -90,18 +90,16 @@ class BatchWriter:
         return pa.concat_tables(parts)
 
     def _numbered(self, table: pa.Table) -> pa.Table:
-        """Sort by (node, time, transition order) and number each node's rows on from its last."""
-        rank = pc.index_in(table["transition"], value_set=_TRANSITION_ORDER)
-        table = table.append_column("_rank", rank).sort_by(
-            [("node_id", "ascending"), ("time", "ascending"), ("_rank", "ascending")]
-        )
-        nodes = table["node_id"].to_numpy(zero_copy_only=False)
-        seq = np.zeros(len(nodes), np.int64)
-        for node, first in self.next_seq.items():
-            mine = np.flatnonzero(nodes == node)
-            seq[mine] = first + np.arange(len(mine))
-            self.next_seq[node] = first + len(mine)
-        table = table.drop_columns(["_rank"])
+        """Number each node's rows on from its last, in (time, transition order) order."""
+        node = pc.index_in(table["node_id"], value_set=pa.array(list(self.next_seq))).to_numpy()
+        rank = pc.index_in(table["transition"], value_set=_TRANSITION_ORDER).to_numpy()
+        time = table["time"].cast(pa.int64()).to_numpy()
+        order = np.lexsort((rank, time, node))
+        seq = np.empty(len(order), np.int64)
+        for code, name in enumerate(list(self.next_seq)):
+            mine = order[node[order] == code]
+            seq[mine] = self.next_seq[name] + np.arange(len(mine))
+            self.next_seq[name] += len(mine)
         return table.set_column(table.schema.get_field_index("seq"), "seq", pa.array(seq))
 
     def _write(self, kind: str) -> None:
