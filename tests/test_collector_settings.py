@@ -121,3 +121,27 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_readme_config_file_is_complete_and_loads(tmp_path: Path) -> None:
+    import dataclasses
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### trail collect", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block, "README's trail collect section shows a trail.toml"
+    text = block.group(1)
+    keys = set(re.findall(r"^#? ?([a-z-]+) = ", text, re.M))
+    expected = {
+        "allow-origin" if f.name == "allow_origins" else f.name.replace("_", "-")
+        for f in dataclasses.fields(Settings)
+        if f.name not in ("secret", "api_token")
+    }
+    assert expected - keys == set(), "options missing from the README config file"
+    config = tmp_path / "trail.toml"
+    config.write_text(text)
+    loaded = load_settings({}, {}, config)
+    assert (
+        dataclasses.replace(loaded, allow_origins=(), data_dir=Path("./trail-data")) == Settings()
+    )
