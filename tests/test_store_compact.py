@@ -226,6 +226,7 @@ def test_a_reader_during_compaction_sees_every_row_exactly_once(
     counts: list[tuple[int, int]] = []
     errors: list[BaseException] = []
     stop = threading.Event()
+    read_done = threading.Semaphore(0)
 
     def reader() -> None:
         try:
@@ -234,19 +235,28 @@ def test_a_reader_during_compaction_sees_every_row_exactly_once(
                 row = con.execute("SELECT count(*), count(DISTINCT (date, event_id)) FROM events")
                 counts.append(row.fetchone())  # type: ignore[arg-type]
                 con.close()
+                read_done.release()
         except BaseException as exc:
             errors.append(exc)
+            read_done.release()
+
+    def after_a_read(_line: str) -> None:
+        """Before each partition: wait for a read that ends after the previous commit."""
+        while read_done.acquire(blocking=False):
+            pass
+        read_done.acquire(timeout=30)
 
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        summary = maintenance.compact(data_dir, older_than=LATER)
+        summary = maintenance.compact(data_dir, older_than=LATER, progress=after_a_read)
+        after_a_read("and one read after the last commit")
     finally:
         stop.set()
         thread.join()
     assert not errors, errors
     assert summary.partitions_compacted == 8
-    assert len(counts) >= 3, "the reader did not overlap the compaction"
+    assert len(counts) >= 9, "the reader did not overlap the compaction"
     assert set(counts) == {(expected, expected)}
 
 
