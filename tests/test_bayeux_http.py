@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp import WSMsgType, web
 
-from trailcli.collector.bayeux import BAYEUX_ENGINE, mount
-from trailcli.collector.bayeux.engine import Engine
+from trailcli.collector.bayeux import BAYEUX_ENDPOINT, BAYEUX_ENGINE, mount
+from trailcli.collector.bayeux.engine import Context, Engine
 
 SECRET = "back-end-secret"
 
@@ -239,13 +239,43 @@ async def test_subpaths_are_the_same_endpoint(client: Any) -> None:
     assert (await response.json())[0]["successful"] is True
 
 
-async def test_a_long_poll_whose_client_goes_away_is_noticed(client: Any) -> None:
-    engine = engine_of(client)
+@pytest.mark.parametrize("handler_cancellation", [True, False])
+async def test_a_long_poll_whose_client_goes_away_is_noticed(
+    tmp_path: Path, handler_cancellation: bool
+) -> None:
+    app = make_app(tmp_path)
+    engine = app[BAYEUX_ENGINE]
+    endpoint = app[BAYEUX_ENDPOINT]
     closed = Closed()
     engine.add_observer(closed)
-    client_id = await handshake(client)
+    # the test client's server always cancels handlers; `trail collect`'s runner may not
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        await _client_goes_away(engine, endpoint, closed, port, watched=not handler_cancellation)
+    finally:
+        await runner.cleanup()
+
+
+async def _client_goes_away(
+    engine: Engine, endpoint: Any, closed: Closed, port: int, watched: bool
+) -> None:
+    batch = await engine.handle(
+        [
+            {
+                "channel": "/meta/handshake",
+                "version": "1.0",
+                "supportedConnectionTypes": ["long-polling"],
+            }
+        ],
+        Context(),
+    )
+    client_id = batch.replies[0]["clientId"]
     body = json.dumps([connect_message(client_id)]).encode()
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -254,6 +284,7 @@ async def test_a_long_poll_whose_client_goes_away_is_noticed(client: Any) -> Non
     await writer.drain()
     await asyncio.sleep(0.2)
     assert engine.clients[client_id].held == 1
+    assert len(endpoint.held) == (1 if watched else 0)  # watched only when needed
     writer.close()
     closed_at = time.monotonic()
     while engine.clients.get(client_id) and engine.clients[client_id].transport_closed_at is None:

@@ -52,7 +52,7 @@ class FayeEndpoint:
         self.client_js = client_js
         self.sockets: set[SocketSession] = set()
         # held long-polls by the task serving them, watched for clients that went away
-        self.held: dict[asyncio.Task[Any], web.Request] = {}
+        self.held: dict[asyncio.Task[Any], asyncio.BaseTransport] = {}
         # A whole request may hold a batch of messages; each one is limited by the engine.
         self.max_body = engine.config.max_message_bytes * 4 + 4096
 
@@ -129,9 +129,7 @@ class FayeEndpoint:
         if batch.connect is None:
             return batch.replies
         pending = batch.connect
-        task = asyncio.current_task()
-        if task is not None and request is not None:
-            self.held[task] = request
+        task = self._watch(request)
         try:
             return batch.replies + await self.engine.hold(pending)
         except asyncio.CancelledError:
@@ -142,13 +140,25 @@ class FayeEndpoint:
             if task is not None:
                 self.held.pop(task, None)
 
+    def _watch(self, request: web.Request | None) -> asyncio.Task[Any] | None:
+        """Watch the connection of a long-poll about to be held, unless aiohttp already cancels
+        its handler when the connection is lost; returns the task to cancel then."""
+        task = asyncio.current_task()
+        if request is None or task is None or _cancels_on_close(request):
+            return None
+        transport = request.transport
+        if transport is None:
+            return None
+        self.held[task] = transport
+        return task
+
     def cancel_abandoned_holds(self) -> int:
         """Cancel held long-polls whose connection closed; returns how many.
 
         aiohttp cancels them itself when run with `handler_cancellation=True`; this check makes
         the close noticed within a watch period without it.
         """
-        gone = [t for t, r in self.held.items() if r.transport is None or r.transport.is_closing()]
+        gone = [task for task, transport in self.held.items() if transport.is_closing()]
         for task in gone:
             self.held.pop(task, None)
             task.cancel()
@@ -313,6 +323,13 @@ def _form_message(body: bytes, charset: str) -> str | None:
     fields = parse_qs(body.decode(charset), keep_blank_values=True)
     values = fields.get("message")
     return values[0] if values else None
+
+
+def _cancels_on_close(request: web.Request) -> bool:
+    """Whether aiohttp itself cancels this request's handler when its connection is lost
+    (the server runs with `handler_cancellation=True`)."""
+    manager = getattr(request.protocol, "_manager", None)
+    return bool(getattr(manager, "handler_cancellation", False))
 
 
 def _is_websocket(request: web.Request) -> bool:
