@@ -97,6 +97,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise Reply(413, TOO_LARGE)
     try:
+        if request.content.is_eof():  # the usual small POST: already received in full
+            body = request.content.read_nowait(-1)
+            if len(body) > limit:
+                raise Reply(413, TOO_LARGE)
+            return body
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             return await _read_upto(request, limit)
     except (RequestPayloadError, HttpProcessingError):
@@ -306,7 +311,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
         await _events(request)
     except Reply as reply:
         return reply.response()
-    return web.json_response({})
+    return web.Response(body=b"{}", content_type="application/json", charset="utf-8")
 
 
 def _parse_events(

@@ -59,7 +59,7 @@ def create_app(
 ) -> web.Application:
     """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
     app = web.Application(
-        middlewares=[_count_requests, cors.middleware],
+        middlewares=[_front],
         client_max_size=max(settings.max_content_length, 1024) * 4,
     )
     app[SETTINGS] = settings
@@ -170,12 +170,12 @@ async def _every(interval: float, job: str, app: web.Application) -> None:
 
 
 @web.middleware
-async def _count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every request by route and status; an unexpected error is logged and answered 500."""
+async def _front(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by route and status, around the CORS rules (one middleware layer)."""
     route = _route_name(request)
     status = 500
     try:
-        response = await handler(request)
+        response = await cors.handle(request, handler)
         status = response.status
         return response
     except web.HTTPException as exc:

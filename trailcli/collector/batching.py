@@ -33,7 +33,7 @@ class BatchingWriter:
         self._pending[kind].append((records, future))
         if kind not in self._running:
             self._running[kind] = asyncio.create_task(self._drain(kind))
-        await asyncio.shield(future)
+        await future
 
     def append(self, kind: str, records: list[dict[str, Any]]) -> Any:
         """The store's blocking append, unbatched (for callers outside the event loop)."""

@@ -49,6 +49,11 @@ def _safe_header_list(requested: str | None) -> str:
 
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The CORS rules as an aiohttp middleware."""
+    return await handle(request, handler)
+
+
+async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer preflights for allowed origins and add CORS headers to their responses (errors too)."""
     origin = request.headers.get("Origin", "")
     allowed = origin_allowed(origin, request.app[SETTINGS].allow_origins)

@@ -9,8 +9,20 @@ Labels = Mapping[str, str] | None
 _LabelKey = tuple[tuple[str, str], ...]
 
 
+_KEYS: dict[tuple[tuple[str, str], ...], _LabelKey] = {}
+
+
 def _key(labels: Labels) -> _LabelKey:
-    return tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items()))
+    """Labels as a sorted tuple (memoised: the same few label sets recur on every request)."""
+    if not labels:
+        return ()
+    raw = tuple(labels.items())
+    found = _KEYS.get(raw)
+    if found is None:
+        found = tuple(sorted((str(k), str(v)) for k, v in raw))
+        if len(_KEYS) < 10_000:
+            _KEYS[raw] = found
+    return found
 
 
 def _escape(value: str) -> str:
