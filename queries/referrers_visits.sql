@@ -3,10 +3,11 @@
 -- utm_* tags (else parsed from the landing page), the first known click id on the landing page,
 -- the referrer's scheme, authority, path (only for hosts with path rules) and query (only for
 -- --by term), the landing page's authority and path (only for --by landing_page), whether the
--- visit reached the goal (visits listed in the temp table _goal_visits), key_hash, a hash of the
--- key columns, and check_hash, a second hash that tells apart keys whose key_hash collides.
+-- visit reached the goal (visits listed in the temp table _goal_visits; without a goal the caller
+-- swaps that fixed fragment for `false`, so visit tokens are not read), and key_hash, a hash of
+-- the key columns. The referrer's authority is the stored referring_domain where there is one.
 -- Text columns are '' rather than null.
--- returns: visit_token, visitor_token, converted, key_hash, check_hash, utm_source, utm_medium, utm_campaign,
+-- returns: visitor_token, converted, key_hash, utm_source, utm_medium, utm_campaign,
 --   utm_term, click_id, ref_scheme, ref_host, ref_path, ref_query, landing_host, landing_path
 -- params: $since, $until, $include_bots, $with_query, $with_landing_path, $click_re, $path_hosts
 WITH v AS (
@@ -20,7 +21,7 @@ WITH v AS (
              WHEN starts_with(referrer, 'http://') THEN 'http'
              WHEN contains(referrer, ':') THEN left(split_part(referrer, ':', 1), 40)
              ELSE '' END AS ref_scheme,
-        split_part(referrer, '/', 3) AS ref_authority,
+        coalesce(referring_domain, split_part(referrer, '/', 3)) AS ref_authority,
         contains(landing_page, '?') AS has_query,
         contains(landing_page, 'utm_') AS has_utm
     FROM visits
@@ -30,9 +31,8 @@ WITH v AS (
 ),
 keyed AS (
     SELECT
-        visit_token,
         visitor_token,
-        visit_token IN (SELECT visit_token FROM _goal_visits) AS converted,
+        (visit_token IN (SELECT visit_token FROM _goal_visits)) AS converted,
         lower(coalesce(nullif(trim(utm_source), ''), CASE WHEN has_utm THEN
             url_decode(replace(regexp_extract(landing_page, '[?&]utm_source=([^&#]*)', 1), '+', ' ')) END, '')) AS utm_source,
         coalesce(nullif(trim(utm_medium), ''), CASE WHEN has_utm THEN
@@ -58,13 +58,10 @@ keyed AS (
     FROM v
 )
 SELECT
-    visit_token,
     visitor_token,
     converted,
     hash(utm_source, utm_medium, utm_campaign, utm_term, click_id, ref_scheme, ref_host,
          ref_path, ref_query, landing_host, landing_path) AS key_hash,
-    hash(landing_path, landing_host, ref_query, ref_path, ref_host, ref_scheme, click_id,
-         utm_term, utm_campaign, utm_medium, utm_source, 'check') AS check_hash,
     utm_source, utm_medium, utm_campaign, utm_term, click_id, ref_scheme, ref_host,
     ref_path, ref_query, landing_host, landing_path
 FROM keyed

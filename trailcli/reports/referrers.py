@@ -272,7 +272,7 @@ def _classify_keys(keys: Any, query: ReferrersQuery, db: ReferrerDB) -> tuple[An
     import pyarrow as pa
 
     rows = keys.to_pylist()
-    if any(r["collides"] for r in rows):
+    if len({r["key_hash"] for r in rows}) != len(rows):
         raise TrailError(
             "Two different referrer keys share one hash; the report cannot tell them apart.",
             "run the report over a narrower --from/--to",
@@ -309,6 +309,9 @@ def _goal_visits_sql(goal: str | None) -> tuple[str, dict[str, Any]]:
     return statement, params.values
 
 
+GOAL_FRAGMENT = "(visit_token IN (SELECT visit_token FROM _goal_visits))"
+
+
 def _click_regex(click_ids: Iterable[str]) -> str:
     """A case-insensitive regex whose group 1 is the first known click id with a value."""
     names = "|".join(re.escape(c) for c in sorted(click_ids, key=lambda c: (-len(c), c)))
@@ -338,6 +341,8 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
         "path_hosts": sorted({p for h in db.paths for p in (h, "www." + h)}),
     }
     visits_sql = sql.load("referrers_visits")
+    if not query.goal:
+        visits_sql = visits_sql.replace(GOAL_FRAGMENT, "false")
     views.run(con, f"CREATE TEMP TABLE _ref_visits AS {visits_sql}", params)
     key_table, dim_table = _classify_keys(fetch_arrow(con, sql.load("referrers_keys")), query, db)
     con.register("_ref_keys", key_table)
