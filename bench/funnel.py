@@ -2,8 +2,9 @@
 
 The 4-step ordered funnel of the sample ($view of a product page, add_to_cart, checkout,
 purchase; 1-day window from the first step; visitors; bots left out) over data from
-`trail sample --events N`. Each contender runs in its own process, so its peak RSS is its own;
-the time is the query alone (best of --repeat), the ratio is against the faster baseline.
+`trail sample --events N`, compacted as the collector does with closed days. Each contender
+runs in its own process, so its peak RSS is its own; the time (wall and CPU) is the query
+alone, best of --repeat; ratios are against the faster baseline.
 
 Run: python bench/funnel.py [--events 10000000] [--repeat 2] [--data-dir DIR]
 """
@@ -63,6 +64,7 @@ SELECT [count(*) FILTER (WHERE lvl >= 1), count(*) FILTER (WHERE lvl >= 2),
 def sample_dir(events: int, seed: int) -> Path:
     """The cached sample for this size, generated on first use."""
     from trailcli.sample.generator import SampleOptions, generate
+    from trailcli.store.maintenance import compact
 
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"trail-bench-funnel-{events}-{seed}"
     if not (path / "ground_truth.json").exists():
@@ -77,6 +79,8 @@ def sample_dir(events: int, seed: int) -> Path:
                 tables=("visits", "events", "identities"),
             )
         )
+        # closed days are compacted (deduplicated, marked clean) as the collector does daily
+        compact(path)
     return path
 
 

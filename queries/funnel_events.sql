@@ -1,6 +1,6 @@
 -- funnel_events: the events one funnel reads, each with its counting unit, the bit mask of the
 -- steps it satisfies (bit k-1 for step k), whether it matches an --exclude step, and its
--- breakdown value. The double-brace slots are filled by trailcli/reports/funnel.py from allow-listed
+-- breakdown value, and (for --dropped-at) who it was. The double-brace slots are filled by trailcli/reports/funnel.py from allow-listed
 -- names and fixed fragments (trailcli/reports/steps.py); every value in them is bound.
 -- returns: unit, time, event_id, mask, excluded, breakdown, visitor_token, visit_token, user_id
 -- params: $scan_from, $scan_to, $date_from, $date_to
@@ -12,9 +12,7 @@ WITH scanned AS (
         {{mask}} AS mask,
         {{excluded}} AS excluded,
         {{breakdown}} AS breakdown,
-        e.visitor_token,
-        e.visit_token,
-        e.user_id
+        {{people}}
     FROM {{source}} AS e
     {{visit_join}}
     WHERE e.date BETWEEN $date_from AND $date_to

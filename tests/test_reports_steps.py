@@ -139,11 +139,12 @@ def test_not_equal_holds_when_key_is_absent() -> None:
     assert _match("x plan!=p*", events) == [1, 2]
 
 
-def test_nested_property_and_page() -> None:
+def test_nested_property_and_page_property() -> None:
     events = [
         {"props": {"cart": {"total": 5}}},
-        {"name": "$view", "page": "/product/1", "props": {"url": "http://h/product/1"}},
+        {"name": "$view", "props": {"page": "/product/1", "url": "http://h/product/1"}},
         {"props": {"page": "/product/2"}},
+        {"name": "$view", "props": {"page": "/about"}},
     ]
     assert _match("x cart.total=5", events) == [0]
     assert _match("* page=/product/*", events) == [1, 2]

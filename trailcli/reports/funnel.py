@@ -53,8 +53,13 @@ _VISIT_JOIN = (
     "(PARTITION BY visit_token ORDER BY started_at) = 1) AS v ON v.visit_token = e.visit_token"
 )
 _BOT_FILTER = (
-    "AND NOT EXISTS (SELECT 1 FROM visits AS b "
+    "AND NOT EXISTS (SELECT 1 FROM raw_visits AS b "
     "WHERE b.visit_token = e.visit_token AND b.device_type = 'Bot')"
+)
+_PEOPLE = "e.visitor_token, e.visit_token, e.user_id"
+_NO_PEOPLE = (
+    "CAST(NULL AS VARCHAR) AS visitor_token, CAST(NULL AS VARCHAR) AS visit_token, "
+    "CAST(NULL AS VARCHAR) AS user_id"
 )
 _CHAIN_STEP = (
     "j{k} AS (SELECT j.*, CASE WHEN s.time <= j.deadline THEN s.time END AS t{k} "
@@ -141,8 +146,9 @@ def _mask_sql(query: FunnelQuery, params: Params) -> str:
     return "CAST(" + " + ".join(parts) + " AS BIGINT)"
 
 
-def _events_sql(query: FunnelQuery, params: Params) -> str:
-    """The statement that reads the funnel's events (queries/funnel_events.sql, filled)."""
+def _events_sql(query: FunnelQuery, params: Params, people: bool = True) -> str:
+    """The statement that reads the funnel's events (queries/funnel_events.sql, filled);
+    without `people` the visitor, visit and user columns stay empty (cheaper to read)."""
     needs_visit = any(s.needs_visit for s in (*query.steps, *query.exclude)) or (
         query.breakdown is not None and query.breakdown.startswith(steps.VISIT_PREFIX)
     )
@@ -160,6 +166,7 @@ def _events_sql(query: FunnelQuery, params: Params) -> str:
         visit_join=_VISIT_JOIN if needs_visit else "",
         bot_filter="" if query.include_bots else _BOT_FILTER,
         name_filter=_name_filter(query, params),
+        people=_PEOPLE if people else _NO_PEOPLE,
         relevant="" if query.order == "strict" else "AND (mask <> 0 OR excluded)",
     )
 
@@ -338,7 +345,7 @@ def prepare(
     _require_partitions(data_dir, query)
     sessions.use_timeout(con, query.session_timeout)
     params = Params()
-    text = _events_sql(query, params)
+    text = _events_sql(query, params, people=need_events)
     views.run(
         con,
         f"CREATE OR REPLACE TEMP TABLE _funnel_events AS {text}",

@@ -3,7 +3,7 @@
 Syntax (DESIGN.md "Step syntax"): an event name, then filters `key OP value` with OP one of
 `= != > >= < <=`. `*` matches any run of characters in an unquoted name or `=`/`!=` value;
 quotes group text with spaces and make it literal. A bare key is an event property (`a.b` is
-the nested property `b` of `a`; `page` is the event's page), `visit.KEY` a visit column.
+the nested property `b` of `a`), `visit.KEY` a visit column.
 Numbers compare as numbers when both sides are numeric (`<`, `>` with a number never match text);
 `!=` also holds when the key is absent.
 """
@@ -266,8 +266,7 @@ def field_sql(key: str, params: Params, event: str = "e", visit: str = "v") -> s
         return f"{visit}.{column}"
     if not _KEY.match(key):
         raise UsageError(f"{key!r} is not a property name.", "use a name like plan or cart.total")
-    prop = f"json_extract_string({event}.properties, {params.bind(property_path(key))})"
-    return f"coalesce({event}.page, {prop})" if key == "page" else prop
+    return f"json_extract_string({event}.properties, {params.bind(property_path(key))})"
 
 
 def filter_sql(flt: Filter, params: Params, event: str = "e", visit: str = "v") -> str:
