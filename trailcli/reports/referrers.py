@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -352,11 +352,3 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
     if not query.goal:
         result = result.drop_columns(["conversions", "conversion_rate"])
     return result
-
-
-def classify_many(
-    rows: Sequence[tuple[str | None, str | None]], **kwargs: Any
-) -> list[Attribution]:
-    """Attribution of many (landing_page, referrer) pairs with one database load."""
-    db = kwargs.pop("db", None) or load_db()
-    return [classify_url(landing, ref, db=db, **kwargs) for landing, ref in rows]
