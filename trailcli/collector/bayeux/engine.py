@@ -39,6 +39,9 @@ META_CHANNELS = (
     "/meta/unsubscribe",
     "/meta/disconnect",
 )
+# How long a long-poll answer waits after its first queued message, so that messages published
+# just after go in the same reply: fewer round trips under load, for a millisecond of latency.
+BATCH_DELAY = 0.001
 # Reasons a session ends (DESIGN.md "Presence semantics").
 DISCONNECT = "disconnect"
 TRANSPORT_CLOSED = "transport_closed"
@@ -446,8 +449,8 @@ class Engine:
                 if client.waiter is waiter:
                     client.waiter = None
         if client.queue and not client.ended:
-            # let publishes of the same tick join this reply (Faye's MAX_DELAY of 0)
-            await asyncio.sleep(0)
+            # let publishes arriving right after join this reply (Faye waits for the next tick)
+            await asyncio.sleep(BATCH_DELAY)
 
     def take(self, client: Client) -> list[Delivery]:
         """Remove and return everything queued for `client`."""
