@@ -494,3 +494,22 @@ async def test_an_unreadable_websocket_frame_gets_an_error_and_the_socket_stays_
     )
     assert json.loads((await ws.receive()).data)[0]["successful"] is True
     await ws.close()
+
+
+async def test_a_client_that_moves_to_a_new_socket_gets_its_messages_there(client: Any) -> None:
+    engine = engine_of(client)
+    client_id = await handshake(client)
+    await subscribe(client, client_id, "/moves")
+    old = await client.ws_connect("/faye")
+    connect = json.dumps([connect_message(client_id, connectionType="websocket")])
+    await old.send_str(connect)
+    new = await client.ws_connect("/faye")
+    await new.send_str(connect)
+    await asyncio.sleep(0.05)
+    await engine.publish("/moves", "here")
+    pushed = json.loads((await asyncio.wait_for(new.receive(), 2.0)).data)
+    assert pushed == [{"channel": "/moves", "data": "here"}]
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(old.receive(), 0.2)
+    await old.close()
+    await new.close()

@@ -292,8 +292,8 @@ class SocketSession:
                     await self.ws.close()
                 return
             client = self.client
-            if client is None or not client.queue:
-                continue
+            if client is None or client.socket is not self or not client.queue:
+                continue  # nothing queued, or the client moved to another socket
             items = await self.engine.outgoing_deliveries(self.engine.take(client), self.context)
             await self._send(encode(items))
 
