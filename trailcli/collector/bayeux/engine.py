@@ -32,13 +32,6 @@ CONNECTION_TYPES = [
     "websocket",
     "in-process",
 ]
-META_CHANNELS = (
-    "/meta/handshake",
-    "/meta/connect",
-    "/meta/subscribe",
-    "/meta/unsubscribe",
-    "/meta/disconnect",
-)
 # How long a long-poll answer waits after its first queued message, so that messages published
 # just after go in the same reply: fewer round trips under load, for a millisecond of latency.
 BATCH_DELAY = 0.001
@@ -150,7 +143,6 @@ class Batch:
 
     replies: list[Outgoing]
     connect: PendingConnect | None = None
-    client_ids: set[str] = field(default_factory=set)
 
 
 def dumps(value: Any) -> str:
@@ -261,14 +253,14 @@ class Engine:
         client_id = message.get("clientId")
         now = self.clock()
         if isinstance(client_id, str):
-            self._touch(client_id, now, batch)
+            self._touch(client_id, now)
         channel = message.get("channel")
         self.stats["messages"] += 1
         reply: Message | None
         if message.get("error"):
             reply = self._rejected(message)
         elif channel == "/meta/handshake":
-            reply = self._handshake(message, now, batch)
+            reply = self._handshake(message, now)
         elif channel == "/meta/connect":
             reply, pending = self._connect(message, context)
             if pending is not None:
@@ -300,13 +292,13 @@ class Engine:
         if isinstance(err, str):
             self.stats[f"errors_{err.split(':', 1)[0]}"] += 1
 
-    def _touch(self, client_id: str, now: datetime, batch: Batch) -> None:
+    def _touch(self, client_id: str, now: datetime) -> None:
+        """A request from a known client: it is alive, and back if its transport had closed."""
         client = self.clients.get(client_id)
         if client is None:
             return
         client.last_request = now
         client.transport_closed_at = None
-        batch.client_ids.add(client_id)
         self._notify("client_active", client_id, now)
 
     def _supersede(self, batch: Batch) -> None:
@@ -316,7 +308,7 @@ class Engine:
 
     # ---- /meta/handshake ----------------------------------------------------------------
 
-    def _handshake(self, message: Message, now: datetime, batch: Batch) -> Message:
+    def _handshake(self, message: Message, now: datetime) -> Message:
         reply = _reply(message)
         reply["version"] = BAYEUX_VERSION
         reply["supportedConnectionTypes"] = CONNECTION_TYPES
@@ -339,7 +331,6 @@ class Engine:
             reply["advice"] = {"reconnect": "handshake"}
             return reply
         client = self._open(strip_secrets(message.get("ext") or {}), now)
-        batch.client_ids.add(client.id)
         reply["clientId"] = client.id
         reply["successful"] = True
         reply["advice"] = self._advice()
