@@ -117,11 +117,12 @@ def validate(opts: SampleOptions) -> None:
         )
 
 
-def cohort_sizes(seed: int, visitors: int, days: int) -> np.ndarray:
-    """First-visit counts per day: weekends quieter, a little day-to-day noise."""
+def cohort_sizes(seed: int, visitors: int, days: int, range_start: int) -> np.ndarray:
+    """First-visit counts per day: Saturdays and Sundays quieter, a little day-to-day noise."""
     rng = np.random.default_rng([seed, 1_000_017])
-    weekday = np.array([1.0, 1.0, 1.0, 1.0, 0.95, 0.75, 0.75])
-    weights = weekday[np.arange(days) % 7] * rng.uniform(0.9, 1.1, days)
+    by_weekday = np.array([1.0, 1.0, 1.0, 1.0, 0.95, 0.75, 0.75])  # Monday first
+    weekday = (range_start // DAY + np.arange(days) + 3) % 7  # 1970-01-01 was a Thursday
+    weights = by_weekday[weekday] * rng.uniform(0.9, 1.1, days)
     return rng.multinomial(visitors, weights / weights.sum())
 
 
@@ -156,7 +157,7 @@ def generate(opts: SampleOptions, progress: Callable[[str], None] | None = None)
     end = _micros(end_dt)
     range_start = end - opts.days * DAY
     n_visitors = visitor_count(opts)
-    sizes = cohort_sizes(opts.seed, n_visitors, opts.days)
+    sizes = cohort_sizes(opts.seed, n_visitors, opts.days, range_start)
     plan = presence.plan(opts.seed, range_start, opts.days)
     writer = BatchWriter(opts.data_dir, opts.tables, plan, range_start, progress=say)
     figures = Figures(opts.tables, plan, range_start, opts.days, opts.seed)
