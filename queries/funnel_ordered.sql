@@ -6,7 +6,8 @@
 -- time equals the previous step's, the (time, event_id) order and the one-event-one-step rule
 -- need more than times: such units are flagged `ambiguous` and matched again by
 -- trailcli/reports/funnel_match.py. The chain slot holds one fixed fragment per step after the
--- first; the times, level and tie slots list them.
+-- first; the chosen_times, level and tie slots list them. (2^56 in `best` leaves room for any
+-- microsecond time before the year 4000.)
 -- returns: unit, level, times, ambiguous
 -- params: $window, $anchor_from, $anchor_to
 WITH j1 AS (
@@ -16,15 +17,16 @@ WITH j1 AS (
 ),
 {{chain}},
 attempts AS (
-    SELECT unit, t1, {{level}} AS level, coalesce({{tie}}, false) AS tie, [{{times}}] AS times
+    -- the best attempt has the smallest key: the highest level first, then the earliest start
+    SELECT *, {{level}} AS level, epoch_us(t1) - ({{level}}) * 72057594037927936 AS best
     FROM {{last}}
 ),
 chosen AS (
     SELECT
         unit,
-        arg_min(times, (-level, t1)) AS times,
         max(level) AS level,
-        bool_or(tie) AS ambiguous
+        [{{chosen_times}}] AS times,
+        coalesce(bool_or({{tie}}), false) AS ambiguous
     FROM attempts
     GROUP BY unit
 )

@@ -162,13 +162,23 @@ def _events_sql(query: FunnelQuery, params: Params, people: bool = True) -> str:
         mask=_mask_sql(query, params),
         excluded=f"coalesce({excluded}, false)",
         breakdown=breakdown,
-        source="session_events" if query.unit == "session" else "events",
+        source=_source(query, people),
         visit_join=_VISIT_JOIN if needs_visit else "",
         bot_filter="" if query.include_bots else _BOT_FILTER,
         name_filter=_name_filter(query, params),
         people=_PEOPLE if people else _NO_PEOPLE,
         relevant="" if query.order == "strict" else "AND (mask <> 0 OR excluded)",
     )
+
+
+def _source(query: FunnelQuery, people: bool) -> str:
+    """The view to read: sessions need `session_events`; `raw_events` (no resolved user) is
+    enough, and cheaper, when neither the unit nor the output needs the user."""
+    if query.unit == "session":
+        return "session_events"
+    if query.unit == "user" or people:
+        return "events"
+    return "raw_events"
 
 
 def _name_filter(query: FunnelQuery, params: Params) -> str:
@@ -216,7 +226,7 @@ def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery, need_even
         sql.load("funnel_ordered"),
         chain=chain,
         level=level,
-        times=", ".join(f"t{k}" for k in range(1, n + 1)),
+        chosen_times=", ".join(f"arg_min(t{k}, best)" for k in range(1, n + 1)),
         tie=" OR ".join(f"t{k} = t{k - 1}" for k in range(2, n + 1)),
         last=f"j{n}",
     )
