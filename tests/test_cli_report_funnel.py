@@ -182,3 +182,19 @@ def test_range_outside_the_data_exits_3(shop: Path, run_cli: Callable[..., Any])
         "report", "funnel", *STEPS, "--from", "2025-01-01", "--to", "2025-02-01", "--data-dir", shop
     )
     assert result.exit_code == 3
+
+
+def test_committed_sample_matches_its_ground_truth(run_cli: Callable[..., Any]) -> None:
+    """The exact command stored in sample_data/ground_truth.json gives its figures."""
+    import shlex
+
+    root = Path(__file__).resolve().parent.parent
+    truth = json.loads((root / "sample_data" / "ground_truth.json").read_text())["funnel"]
+    args = shlex.split(truth["command"])
+    assert args[:3] == ["trail", "report", "funnel"]
+    args[args.index("--data-dir") + 1] = str(root / "sample_data")
+    result = run_cli(*args[1:])
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == truth["steps"]
+    assert [r["reached"] for r in rows] == truth["reached"]
