@@ -553,26 +553,3 @@ def test_engine_matches_the_reference(log: dict[str, Any], tmp_path_factory: Any
         )
         got = _engine_groups(funnel(data_dir, q, engine))
         assert got == expected, (order, window_from, engine)
-
-
-# --- the built-in funnel of `trail sample` against the generator's own ground truth ------------
-
-
-def test_sample_funnel_matches_its_ground_truth(tmp_path: Path) -> None:
-    from trailcli.sample.generator import SampleOptions, generate
-
-    data_dir = tmp_path / "sample"
-    result = generate(
-        SampleOptions(
-            data_dir=data_dir,
-            seed=7,
-            days=2,
-            visitors=600,
-            end=datetime(2026, 3, 1, tzinfo=UTC),
-            tables=("visits", "events", "identities"),
-        )
-    )
-    truth = json.loads(result.ground_truth.read_text())["funnel"]
-    frame = funnel(data_dir, FunnelQuery(steps=tuple(parse_steps(truth["steps"]))))
-    assert frame["reached"].to_list() == truth["reached"]
-    assert truth["reached"][-1] > 0
