@@ -18,11 +18,14 @@ class BatchingWriter:
     request never fails the others.
     """
 
-    def __init__(self, inner: RecordWriter, max_records: int = 2000) -> None:
+    def __init__(self, inner: RecordWriter, max_records: int = 2000, in_flight: int = 2) -> None:
         self.inner = inner
         self.max_records = max_records
+        self.in_flight = (
+            in_flight  # appends of one kind at a time: the next writes while one fsyncs
+        )
         self._pending: dict[str, list[Waiter]] = defaultdict(list)
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, set[asyncio.Task[None]]] = defaultdict(set)
         self.batches = 0
 
     async def append_async(self, kind: str, records: list[dict[str, Any]]) -> None:
@@ -31,8 +34,9 @@ class BatchingWriter:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[kind].append((records, future))
-        if kind not in self._running:
-            self._running[kind] = asyncio.create_task(self._drain(kind))
+        running = self._running[kind]
+        if len(running) < self.in_flight:
+            running.add(asyncio.create_task(self._drain(kind)))
         await future
 
     def append(self, kind: str, records: list[dict[str, Any]]) -> Any:
@@ -40,6 +44,7 @@ class BatchingWriter:
         return self.inner.append(kind, records)  # type: ignore[attr-defined]
 
     async def _drain(self, kind: str) -> None:
+        task = asyncio.current_task()
         try:
             while self._pending[kind]:
                 batch = self._take(kind)
@@ -52,7 +57,8 @@ class BatchingWriter:
                     _settle(batch, None)
                 self.batches += 1
         finally:
-            del self._running[kind]
+            if task is not None:
+                self._running[kind].discard(task)
 
     def _take(self, kind: str) -> list[Waiter]:
         pending = self._pending[kind]
@@ -79,8 +85,8 @@ class BatchingWriter:
 
     async def drain(self) -> None:
         """Wait until every queued append has been written."""
-        while self._running:
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
+        while tasks := [t for running in self._running.values() for t in running]:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> Any:
         return self.inner.close()
