@@ -57,3 +57,34 @@ async def test_closing_the_app_commits_what_was_accepted(aiohttp_client, data_di
     assert resp.status == 200
     await client.close()
     assert [r["visit_token"] for r in stored(data_dir, "visits")] == ["v1"]
+
+
+async def test_background_maintenance_runs_and_keeps_data(aiohttp_client, data_dir: Path) -> None:
+    import asyncio
+
+    settings = make_settings(
+        data_dir, compact=True, bin_pack_interval=0.3, compact_interval=0.3, flush_interval=0.1
+    )
+    client = await aiohttp_client(create_app(settings))
+    metrics = client.server.app[METRICS]
+    for i in range(3):
+        events = [{"name": "n", "id": f"e{i}", "properties": {}}]
+        resp = await client.post(
+            "/ahoy/events",
+            json={"visit_token": "v", "visitor_token": "u", "events": events},
+            headers={"User-Agent": BROWSER_UA},
+        )
+        assert resp.status == 200
+        await asyncio.sleep(0.25)  # several commits: several small files today
+    for _ in range(100):
+        if metrics.value("maintenance_seconds", {"job": "bin_pack_today"}) > 0:
+            break
+        await asyncio.sleep(0.1)
+    assert metrics.value("maintenance_seconds", {"job": "bin_pack_today"}) > 0
+    assert metrics.value("maintenance_errors_total", {"job": "compact"}) == 0
+    await client.close()
+    assert sorted(r["event_id"] for r in stored(data_dir, "events", raw=False)) == [
+        "e0",
+        "e1",
+        "e2",
+    ]

@@ -27,6 +27,7 @@ from trailcli.collector.keys import (
 )
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
+from trailcli.errors import NoDataError
 
 log = logging.getLogger("trail.collect")
 
@@ -162,6 +163,8 @@ async def _every(interval: float, job: str, app: web.Application) -> None:
         started = time.monotonic()
         try:
             await asyncio.to_thread(fn, app[SETTINGS].data_dir)
+        except NoDataError:
+            continue  # no table yet: nothing to pack
         except Exception as exc:  # keep collecting; the next round retries
             app[METRICS].inc("maintenance_errors_total", {"job": job})
             log.warning("store maintenance %s failed: %s", job, exc)
