@@ -107,7 +107,7 @@ content_types = (
 
 
 @settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     path=st.sampled_from(["/ahoy/visits", "/ahoy/events", "/api/identify"]),
