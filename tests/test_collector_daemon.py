@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -95,3 +97,19 @@ def test_sigkill_under_load_loses_and_repeats_nothing(data_dir: Path) -> None:
     assert missing == []
     assert repeated == {}
     assert json.dumps(sorted(set(acked) - set(ids))) == "[]"
+
+
+def test_port_in_use_is_a_clear_error(data_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect",
+               "--port", str(port), "--data-dir", str(data_dir), "--no-compact"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""

@@ -13,6 +13,7 @@ from aiohttp import web
 from trailcli.collector.app import create_app
 from trailcli.collector.keys import NODE_ID
 from trailcli.collector.settings import Settings
+from trailcli.errors import TrailError
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
 
@@ -41,7 +42,13 @@ async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise TrailError(
+                f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}.",
+                "pass another --port (0 picks a free one) or stop what is using it",
+            ) from None
         print(startup_line(settings, runner, app), file=announce, flush=True)
         await stop.wait()
     finally:
