@@ -198,3 +198,31 @@ def test_committed_sample_matches_its_ground_truth(run_cli: Callable[..., Any]) 
     rows = json.loads(result.stdout)
     assert [r["name"] for r in rows] == truth["steps"]
     assert [r["reached"] for r in rows] == truth["reached"]
+
+
+def test_table_with_breakdown_draws_bars_per_group(
+    data_dir: Path, write_rows: Callable[..., None], run_cli: Callable[..., Any]
+) -> None:
+    rows = _events("a", "$view add_to_cart") + _events("b", "$view") + _events("c", "$view")
+    for row in rows:
+        row["properties"] = json.dumps({"page": "/product/1", "plan": row["visitor_token"] < "b"})
+    write_rows("events", rows)
+    result = run_cli(
+        "report",
+        "funnel",
+        "--step",
+        "$view",
+        "--step",
+        "add_to_cart",
+        "--breakdown",
+        "plan",
+        "--data-dir",
+        data_dir,
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()[2:]
+    # group "false" (2 visitors) first, then "true" (1); each group's first step is a full bar
+    assert [("false" in line, "true" in line) for line in lines] == [(True, False)] * 2 + [
+        (False, True)
+    ] * 2
+    assert [line.count("█") for line in lines] == [30, 0, 30, 30]
