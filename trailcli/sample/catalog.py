@@ -169,6 +169,11 @@ def search_referrer(ref: Referrer, term: str) -> str | None:
     return f"{ref.referrer}{ref.search_param}={quote_plus(term)}"
 
 
+def host(ref: Referrer) -> str | None:
+    """The host of the referrer URL (the visit's `referring_domain`), None for no referrer."""
+    return None if ref.referrer is None else ref.referrer.split("/")[2]
+
+
 def utm_params(ref: Referrer) -> dict[str, str]:
     """The utm_* parameters on the landing page of a visit arriving through `ref`."""
     out: dict[str, str] = {}

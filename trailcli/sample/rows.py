@@ -102,11 +102,9 @@ def landing_pages(traffic: Traffic) -> pa.Array:
     return pc.binary_join_element_wise(base, click, "")
 
 
-def _ref_column(getter: object) -> pa.Array:
-    return _pool([getter(r) for r in catalog.REFERRERS])  # type: ignore[operator]
-
-
 def visits_table(seed: int, day_index: int, traffic: Traffic) -> pa.Table:
+    """One row per visit: tokens, device parsed from the user agent, place, referrer and UTM tags
+    of the landing page, the user when logged in from the start."""
     rng = np.random.default_rng([seed, day_index, 10])
     v, who = traffic.visits, traffic.visitors
     n = len(v.start)
@@ -119,7 +117,7 @@ def visits_table(seed: int, day_index: int, traffic: Traffic) -> pa.Table:
     screen_w, screen_h, has_screen = _screens(
         rng, [agents[i].device_type for i in range(len(agents))], who.agent[v.visitor]
     )
-    utm = {key: _ref_column(lambda r, k=key: catalog.utm_params(r).get(k)) for key in _UTM}
+    utm = {key: _pool([catalog.utm_params(r).get(key) for r in catalog.REFERRERS]) for key in _UTM}
     columns = {
         "visit_token": arrow_strings(v.token),
         "visitor_token": visitor_tokens,
@@ -128,9 +126,7 @@ def visits_table(seed: int, day_index: int, traffic: Traffic) -> pa.Table:
         "ip": _ip_pool().take(pa.array(who.ip[v.visitor])),
         "user_agent": _pool([a.ua for a in agents]).take(agent_idx),
         "referrer": referrer_pool().take(pa.array(v.referrer * len(catalog.SEARCH_TERMS) + v.term)),
-        "referring_domain": _ref_column(
-            lambda r: None if r.referrer is None else r.referrer.split("/")[2]
-        ).take(refs),
+        "referring_domain": _pool([catalog.host(r) for r in catalog.REFERRERS]).take(refs),
         "landing_page": landing_pages(traffic),
         "browser": _pool([a.browser for a in agents]).take(agent_idx),
         "os": _pool([a.os for a in agents]).take(agent_idx),
@@ -155,6 +151,7 @@ _UTM = ("utm_source", "utm_medium", "utm_term", "utm_content", "utm_campaign")
 def _screens(
     rng: np.random.Generator, device_types: list[str], agent: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Screen width and height by device type, and where there is a screen at all."""
     width = np.zeros(len(agent), np.int32)
     height = np.zeros(len(agent), np.int32)
     pick = rng.integers(0, 12, len(agent))
