@@ -118,24 +118,24 @@ def idle_rss(url: str, pid: int, clients: int) -> dict[str, Any]:
     }
 
 
-def measurements(scale: float) -> list[tuple[str, tuple[Any, ...]]]:
+def measurements(scale: float, rate: float) -> list[tuple[str, tuple[Any, ...]]]:
     small, large = max(2, round(100 * scale)), max(2, round(1000 * scale))
     out: list[tuple[str, tuple[Any, ...]]] = []
     for mode in ("ws", "lp"):
         out.append((f"fanout_{mode}_{small}", (mode, "fanout", small, 200)))
         out.append((f"fanout_{mode}_{large}", (mode, "fanout", large, 50)))
-        out.append((f"latency_{mode}", (mode, "latency", small, 20, 5)))
+        out.append((f"latency_{mode}", (mode, "latency", small, rate, max(5, 30 / rate))))
     return out
 
 
-def run_all(scale: float, repeat: int) -> dict[str, dict[str, Any]]:
+def run_all(scale: float, repeat: int, rate: float) -> dict[str, dict[str, Any]]:
     """Every measurement on both servers back to back (alternating who goes first), `repeat`
     times, so that load from other work on the machine hits both alike; the median run counts."""
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {"trail": {}, "faye": {}}
     with server("trail") as (trail_url, _), server("faye") as (faye_url, _):
         urls = {"trail": trail_url, "faye": faye_url}
         for round_ in range(repeat):
-            for i, (key, args) in enumerate(measurements(scale)):
+            for i, (key, args) in enumerate(measurements(scale, rate)):
                 order = ("trail", "faye") if (i + round_) % 2 == 0 else ("faye", "trail")
                 for kind in order:
                     runs[kind].setdefault(key, []).append(load(urls[kind], *args))
@@ -175,7 +175,8 @@ def report(trail: dict[str, Any], faye: dict[str, Any]) -> str:
                     )
         elif key.startswith("latency"):
             t, f = trail[key], faye[key]
-            label = f"publish→receive {t['mode'].upper()}, {t['subscribers']} subscribers, 20 msg/s"
+            rate = t["published"] / t["seconds"]
+            label = f"publish→receive {t['mode'].upper()}, {t['subscribers']} subscribers, {rate:g} msg/s"
             for q in ("p50", "p99"):
                 rows.append(
                     f"| {label} {q} (ms) | {t[q + '_ms']:.1f} | {f[q + '_ms']:.1f} | "
@@ -197,13 +198,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = the issue's sizes")
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
+    parser.add_argument("--rate", type=float, default=5.0, help="publishes/s in the latency runs")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both servers
     started = datetime.now(UTC)
     load_before = os.getloadavg()
-    results = run_all(args.scale, args.repeat)
+    results = run_all(args.scale, args.repeat, args.rate)
     print(
         f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, scale {args.scale}, "
         f"median of {args.repeat}, "

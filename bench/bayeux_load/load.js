@@ -148,7 +148,7 @@ async function latency(subscribers, rate, seconds) {
   }
   await new Promise((r) => setTimeout(r, 1000));
   samples.sort((a, b) => a - b);
-  return { test: 'latency', mode, subscribers, published: total, received: samples.length,
+  return { test: 'latency', mode, subscribers, seconds, published: total, received: samples.length,
     expected: total * subscribers, p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99) };
 }
 
