@@ -74,3 +74,48 @@ def test_existing_tables_are_left_alone(run_cli: Any, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "already holds" in result.stderr
     assert (out / "ground_truth.json").read_text() == before
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def _run_truth_command(run_cli: Any, command: str) -> Any:
+    """Run a ground-truth command line against the committed sample; its JSON output."""
+    import shlex
+
+    args = shlex.split(command)[1:]
+    args[args.index("--data-dir") + 1] = str(SAMPLE)
+    result = run_cli(*args)
+    assert result.exit_code == 0, (command, result.stderr)
+    return json.loads(result.stdout)
+
+
+def test_committed_sample_matches_the_generator(tmp_path: Path) -> None:
+    """sample_data is what its README's command produces with the current generator."""
+    from datetime import UTC, datetime
+
+    from trailcli.sample.generator import SampleOptions, generate
+
+    out = tmp_path / "again"
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    generate(SampleOptions(data_dir=out, seed=1, end=end, days=2, visitors=800))
+    fresh = json.loads((out / "ground_truth.json").read_text())
+    committed = json.loads((SAMPLE / "ground_truth.json").read_text())
+    assert json.dumps(fresh).replace(str(out), "sample_data") == json.dumps(committed)
+
+
+def test_the_commands_in_the_sample_ground_truth_reproduce_its_figures(run_cli: Any) -> None:
+    truth = json.loads((SAMPLE / "ground_truth.json").read_text())
+    funnel = _run_truth_command(run_cli, truth["funnel"]["command"])
+    assert [row["reached"] for row in funnel] == truth["funnel"]["reached"]
+    for instant in truth["online"]:
+        rows = _run_truth_command(run_cli, instant["command"])
+        persons = sorted(row["user_id"] or row["visitor_token"] for row in rows)
+        assert persons == instant["persons"], instant["label"]
+    buckets = _run_truth_command(run_cli, truth["peak"]["command"])
+    peak = max(b["peak_online"] for b in buckets)
+    first_at = min(b["peak_at"] for b in buckets if b["peak_online"] == peak)
+    assert peak == truth["peak"]["peak_online"]
+    assert first_at.replace("+00:00", "Z") == truth["peak"]["peak_at"]
+    sources = _run_truth_command(run_cli, truth["visits_by_source"]["command"])
+    assert {row["source"]: row["visits"] for row in sources} == truth["visits_by_source"]["visits"]
