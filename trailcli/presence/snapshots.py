@@ -25,6 +25,7 @@ from trailcli.store import layout
 
 FINGERPRINT_KINDS = ("presence", "events", "identities")
 FORMAT_VERSION = 2
+NEAR_FUTURE = timedelta(minutes=2)  # live nodes heartbeat every 10 s: they show up in here
 Page = tuple[str, datetime]
 
 
@@ -259,24 +260,35 @@ def seen_after(
     after: datetime,
     gone: Iterable[tuple[str, str]] = (),
 ) -> dict[tuple[str, str], datetime]:
-    """Proof of life after `after` for the nodes and sessions of `pending` (searched day by day).
+    """Proof of life after `after` for the nodes and sessions of `pending`.
 
     Keys are `(node_id, client_id)` for a session's own rows and `(node_id, "")` for the node's
-    heartbeats; each value is the latest such row of the first day that has one. Sessions in
-    `gone` are looked for too (until the end of the log).
+    heartbeats. The minutes right after `after` answer for live nodes; the rest is searched day
+    by day until every node is accounted for. Sessions in `gone` are looked for to the end.
     """
     gone = set(gone)
     wanted = {s.key for s in pending} | {(s.node_id, "") for s in pending} | gone
-    found: dict[tuple[str, str], datetime] = {}
     nodes = {s.node_id for s in pending}
-    for day in [d for d in lake.dates("presence") if d >= day_text(after)]:
-        if not gone and (not nodes or nodes <= {n for n, c in found if c == ""}):
-            break
-        lake.bind("presence", [day])
-        for row in lake.fetch("online_seen_after", {"after": after}):
+    found: dict[tuple[str, str], datetime] = {}
+
+    def settled() -> bool:
+        return not gone and nodes <= {n for n, c in found if c == ""}
+
+    def look(days: list[str], until: datetime) -> None:
+        lake.bind("presence", days)
+        for row in lake.fetch("online_seen_after", {"after": after, "until": until}):
             key = (row["node_id"], row["client_id"])
             if key in wanted:
-                found.setdefault(key, row["seen"])
+                found[key] = max(row["seen"], found.get(key, row["seen"]))
+
+    if not wanted:
+        return found
+    soon = after + NEAR_FUTURE
+    look(sorted({day_text(after), day_text(soon)}), soon)
+    for day in [d for d in lake.dates("presence") if d >= day_text(after)]:
+        if settled():
+            break
+        look([day], FOREVER)
     return found
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
 from trailcli.errors import CorruptDataError
-from trailcli.store import layout
-from trailcli.store.schema import KINDS
+from trailcli.store import layout, maintenance
+from trailcli.store.schema import KINDS, Kind
 
 if TYPE_CHECKING:
     import duckdb
@@ -30,10 +30,12 @@ class Lake:
         self.files: dict[str, dict[str, list[str]]] = {}
         self.counts: dict[str, dict[str, int]] = {}
         self.exists: dict[str, bool] = {}
+        self.clean: dict[str, set[str]] = {}
         for kind in ("presence", "events", "identities", "visits"):
             self._load(kind)
         self.con: duckdb.DuckDBPyConnection = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
 
     def _load(self, kind: str) -> None:
         """File list and row count per date from the Delta log (no data file is opened)."""
@@ -56,6 +58,7 @@ class Lake:
                 files.setdefault(date, []).append(str(root / path))
                 counts[date] = counts.get(date, 0) + int(records or 0)
         self.files[kind], self.counts[kind] = files, counts
+        self.clean[kind] = maintenance.clean_dates_of(f for fs in files.values() for f in fs)
 
     def dates(self, kind: str) -> list[str]:
         return sorted(self.files[kind])
@@ -67,29 +70,37 @@ class Lake:
         """
         k = KINDS[kind]
         wanted = self.dates(kind) if dates is None else sorted(set(dates) & set(self.files[kind]))
-        paths = [f for d in wanted for f in self.files[kind][d]]
         name = "raw_events" if kind == "events" else kind
-        columns = ", ".join(f.name for f in k.table_schema)
-        if paths:
-            self.con.execute(f"SET VARIABLE {name}_files = $files", {"files": paths})
-            source = (
-                f"read_parquet(getvariable('{name}_files'), hive_partitioning = true, "
-                "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
-            )
-            keys = ", ".join(k.key)
-            body = (
-                f"SELECT {columns} FROM {source} QUALIFY row_number() OVER "
-                f"(PARTITION BY date, {keys} ORDER BY {k.first_wins_by} NULLS LAST) = 1"
-            )
-        else:
-            self.con.register(f"_{name}_empty", k.table_schema.empty_table())
-            body = f"SELECT {columns} FROM _{name}_empty"
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
+        clean = [f for d in wanted if d in self.clean[kind] for f in self.files[kind][d]]
+        dirty = [f for d in wanted if d not in self.clean[kind] for f in self.files[kind][d]]
+        parts = [self._relation(k, f"{name}_clean", clean, dedup=False)]
+        if dirty or not clean:
+            parts.append(self._relation(k, f"{name}_dirty", dirty, dedup=True))
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {' UNION ALL '.join(parts)}")
         if kind == "events":
             self.con.execute(
                 f"CREATE OR REPLACE TEMP VIEW first_identity AS {EMPTY_FIRST_IDENTITY}"
             )
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {sql.load('view_events')}")
+
+    def _relation(self, k: Kind, name: str, paths: list[str], dedup: bool) -> str:
+        """A SELECT over `paths` (the list travels as a variable), duplicates removed if asked."""
+        columns = ", ".join(f.name for f in k.table_schema)
+        if not paths:
+            self.con.register(f"_{name}_empty", k.table_schema.empty_table())
+            return f"SELECT {columns} FROM _{name}_empty"
+        self.con.execute(f"SET VARIABLE {name}_files = $files", {"files": paths})
+        source = (
+            f"read_parquet(getvariable('{name}_files'), hive_partitioning = true, "
+            "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
+        )
+        if not dedup:
+            return f"SELECT {columns} FROM {source}"
+        keys = ", ".join(k.key)
+        return (
+            f"SELECT {columns} FROM {source} QUALIFY row_number() OVER "
+            f"(PARTITION BY date, {keys} ORDER BY {k.first_wins_by} NULLS LAST) = 1"
+        )
 
     def fetch(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of the named query in `queries/` as dicts."""
