@@ -367,30 +367,14 @@ def _fresh(app: web.Application, events: list[dict[str, Any]]) -> list[dict[str,
 async def _record_events(
     app: web.Application, events: list[dict[str, Any]], tokens: payload.Tokens, client: Client
 ) -> None:
+    """Store the events not seen before, with their visit created first if it is new."""
     settings, state = app[SETTINGS], app[AHOY]
     fresh = _fresh(app, events)
     if not fresh:
         return
     now = state.clock()
     times = [payload.trusted_time(e.get("time"), now, settings.event_time_window) for e in fresh]
-    if settings.cookieless:
-        visit, visitor_token, _new = _cookieless_tokens(tokens, client, state, settings, now)
-        visitor: str | None = visitor_token
-    else:
-        visit, visitor = str(tokens.visit), tokens.visitor
-    known = state.visits.get(visit)
-    new_visit = None
-    if known is None and settings.server_side_visits:
-        started = min(times)
-        known = KnownVisit(started, visitor)
-        _remember_visit(state, visit, visitor, started)
-        new_visit = _enriched(
-            payload.visit_record(
-                {}, visit_token=visit, visitor_token=visitor, user_id=None, started_at=started
-            ),
-            client,
-            state,
-        )
+    visit, visitor, known, new_visit = _event_visit(app, tokens, client, now, min(times))
     user_id = app[identity.BINDINGS].users.get(visit)
     records = [
         payload.event_record(
@@ -412,9 +396,27 @@ async def _record_events(
         if new_visit is not None:
             _forget_visit(state, visit)
         raise
-    app[METRICS].inc("events_total", None, len(records))
-    for hook in app[EVENT_HOOKS]:
-        hook(records)
+    _accepted(app, records, new_visit)
+
+
+def _event_visit(
+    app: web.Application, tokens: payload.Tokens, client: Client, now: datetime, first: datetime
+) -> tuple[str, str | None, KnownVisit | None, dict[str, Any] | None]:
+    """(visit, visitor, what is known of the visit, its new row if the event creates it)."""
+    settings, state = app[SETTINGS], app[AHOY]
+    visitor: str | None
+    if settings.cookieless:
+        visit, visitor, _new = _cookieless_tokens(tokens, client, state, settings, now)
+    else:
+        visit, visitor = str(tokens.visit), tokens.visitor
+    known = state.visits.get(visit)
+    if known is not None or not settings.server_side_visits:
+        return visit, visitor, known, None
+    _remember_visit(state, visit, visitor, first)
+    row = payload.visit_record(
+        {}, visit_token=visit, visitor_token=visitor, user_id=None, started_at=first
+    )
+    return visit, visitor, KnownVisit(first, visitor), _enriched(row, client, state)
 
 
 async def _append(
@@ -424,10 +426,23 @@ async def _append(
     if visit is None:
         await writer.append_async("events", records)
         return
-    app[METRICS].inc("visits_total")
     await asyncio.gather(
         writer.append_async("visits", [visit]), writer.append_async("events", records)
     )
+
+
+def _accepted(
+    app: web.Application, records: list[dict[str, Any]], visit: dict[str, Any] | None
+) -> None:
+    """Count durable records and hand the events to the hooks (a failing hook is only logged)."""
+    app[METRICS].inc("events_total", None, len(records))
+    if visit is not None:
+        app[METRICS].inc("visits_total")
+    for hook in app[EVENT_HOOKS]:
+        try:
+            hook(records)
+        except Exception:
+            log.exception("event hook %r failed", hook)
 
 
 async def _warm_parser(app: web.Application) -> AsyncIterator[None]:
