@@ -445,3 +445,12 @@ def test_events_target_is_approximate(tmp_path: Path) -> None:
 def test_peak_online_target_is_approximate(tmp_path: Path) -> None:
     doc = make(tmp_path / "d", seed=2, peak_online=60, days=3, tables=("presence",))
     assert 40 <= doc["peak"]["peak_online"] <= 85
+
+
+def test_days_without_new_visitors_and_empty_tables(tmp_path: Path) -> None:
+    doc = make(tmp_path / "d", seed=1, visitors=3, days=10)
+    for kind in KINDS_ORDER:
+        assert tables.table_exists(tmp_path / "d", kind)  # even with no rows (identities)
+    reached = doc["funnel"]["reached"]
+    assert all(a >= b for a, b in itertools.pairwise(reached))
+    assert sum(doc["visits_by_source"]["visits"].values()) <= doc["counts"]["visits"]

@@ -102,7 +102,8 @@ def time_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def group_starts(counts: np.ndarray) -> np.ndarray:
-    return np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    """Where each consecutive group of the given sizes starts."""
+    return (np.cumsum(counts) - counts).astype(np.int64)
 
 
 def position_in_group(counts: np.ndarray) -> np.ndarray:

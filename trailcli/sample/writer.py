@@ -58,6 +58,9 @@ class BatchWriter:
             ready = sum(t.num_rows for t in self.ready[kind])
             if ready and (ready >= self.batch_rows or boundary is None):
                 self._write(kind)
+            elif boundary is None and not self.written[kind]:
+                # a requested table exists even when nothing landed in it
+                tables.bulk_write(self.data_dir, kind, KINDS[kind].table_schema.empty_table())
         if boundary is not None:
             self.closed_until = boundary
 
