@@ -513,3 +513,30 @@ async def test_a_client_that_moves_to_a_new_socket_gets_its_messages_there(clien
         await asyncio.wait_for(old.receive(), 0.2)
     await old.close()
     await new.close()
+
+
+async def test_eventsource_stream(client: Any) -> None:
+    engine = engine_of(client)
+    closed = Closed()
+    engine.add_observer(closed)
+    client_id = await handshake(client)
+    await subscribe(client, client_id, "/es/*")
+    unknown = await client.get("/faye/nobody", headers={"Accept": "text/event-stream"})
+    assert unknown.status == 400
+    stream = await client.get(f"/faye/{client_id}", headers={"Accept": "text/event-stream"})
+    assert stream.status == 200
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    assert await stream.content.readuntil(b"\r\n\r\n") == b"retry: 5000\r\n\r\n"
+    [ack] = await post(client, connect_message(client_id, connectionType="eventsource"))
+    assert ack["successful"] is True
+    assert ack["advice"] == {"reconnect": "retry", "interval": 5000, "timeout": 0}
+    await post(client, {"channel": "/es/1", "data": {"pushed": True}, "clientId": client_id})
+    frame = await asyncio.wait_for(stream.content.readuntil(b"\r\n\r\n"), 2.0)
+    assert frame.startswith(b"data: ")
+    assert json.loads(frame[6:]) == [{"channel": "/es/1", "data": {"pushed": True}}]
+    stream.close()
+    deadline = time.monotonic() + 3.0
+    while client_id in engine.clients:  # the stream closed; the grace (0.3 s) runs out
+        await asyncio.sleep(0.05)
+        assert time.monotonic() < deadline
+    assert closed.ends == [(client_id, "transport_closed")]

@@ -24,12 +24,13 @@ from trailcli.collector.bayeux import channels
 log = logging.getLogger("trail.bayeux")
 
 BAYEUX_VERSION = "1.0"
-# What the handshake advertises. EventSource is not served, so it is not offered.
+# What the handshake advertises (Faye's list).
 CONNECTION_TYPES = [
     "long-polling",
     "cross-origin-long-polling",
     "callback-polling",
     "websocket",
+    "eventsource",
     "in-process",
 ]
 # How long a long-poll answer waits after its first queued message, so that messages published
@@ -379,6 +380,12 @@ class Engine:
         self.stats["connects"] += 1
         client.ping_at = self.clock()
         reply["successful"] = True
+        if connection_type == "eventsource":
+            # messages flow on the stream; the connect is a heartbeat answered at once, and the
+            # client comes back after `interval`
+            timeout_ms = int(self.config.timeout * 1000)
+            reply["advice"] = {"reconnect": "retry", "interval": timeout_ms, "timeout": 0}
+            return reply, PendingConnect(client, reply, 0.0, context)
         reply["advice"] = self._advice()
         return reply, PendingConnect(client, reply, self._hold_seconds(message), context)
 

@@ -64,6 +64,8 @@ class FayeEndpoint:
             return self._preflight(request)
         if request.method == "GET" and _is_websocket(request):
             return await self.websocket(request)
+        if request.method == "GET" and "text/event-stream" in request.headers.get("Accept", ""):
+            return await self.eventsource(request)
         if request.method not in ("GET", "POST"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST", "OPTIONS"])
         try:
@@ -206,6 +208,30 @@ class FayeEndpoint:
             self.sockets.discard(session)
         return ws
 
+    # ---- EventSource ----------------------------------------------------------------------
+
+    async def eventsource(self, request: web.Request) -> web.StreamResponse:
+        """`GET /faye/<clientId>` as `text/event-stream`: the client's messages, pushed."""
+        client_id = request.path.rstrip("/").rsplit("/", 1)[-1]
+        stream = EventStream(self.engine, self._context(request, "eventsource"))
+        client = self.engine.bind_socket(client_id, stream)
+        if client is None:
+            self.engine.stats["bad_requests"] += 1
+            return _text(request, 400, f"Bad request: unknown client {client_id[:64]!r}")
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-store"}
+        response = web.StreamResponse(headers={**headers, **_cors(request)})
+        task = self._watch(request)
+        try:
+            await response.prepare(request)
+            await stream.run(response, client)
+        except (ConnectionError, RuntimeError):
+            pass  # the browser went away
+        finally:
+            if task is not None:
+                self.held.pop(task, None)
+            self.engine.transport_closed(client.id, stream)
+        return response
+
     async def close_sockets(self) -> None:
         """Close every open socket (server shutdown)."""
         for session in list(self.sockets):
@@ -300,6 +326,41 @@ class SocketSession:
     async def _send(self, text: str) -> None:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.send_str(text)
+
+
+class EventStream:
+    """An EventSource stream bound to one client: `data: [messages]` frames and comment pings."""
+
+    PING_SECONDS = 10.0
+
+    def __init__(self, engine: Engine, context: Context) -> None:
+        self.engine = engine
+        self.context = context
+        self.closing = False
+        self._wake = asyncio.Event()
+
+    # SocketBinding, called by the engine
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self._wake.set()
+
+    async def run(self, response: web.StreamResponse, client: Client) -> None:
+        """Write until the session ends, the client moves elsewhere or the browser leaves."""
+        await response.write(b"retry: 5000\r\n\r\n")
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.PING_SECONDS)
+            self._wake.clear()
+            if self.closing or client.socket is not self:
+                return
+            if not client.queue:
+                await response.write(b":\r\n\r\n")
+                continue
+            items = await self.engine.outgoing_deliveries(self.engine.take(client), self.context)
+            await response.write(f"data: {encode(items)}\r\n\r\n".encode())
 
 
 def _decode(raw: str | bytes | None) -> list[Message]:
