@@ -553,3 +553,18 @@ def test_engine_matches_the_reference(log: dict[str, Any], tmp_path_factory: Any
         )
         got = _engine_groups(funnel(data_dir, q, engine))
         assert got == expected, (order, window_from, engine)
+
+
+def test_matcher_reads_units_in_slices(
+    data_dir: Path, write_rows: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trailcli.reports import funnel as funnel_module
+
+    rows = []
+    for i, spec in enumerate(["A0 B5 C9", "A0 X1 B2", "B0 A1 B2 C3", "A0", "A0 B1"] * 3):
+        rows += events_of(f"u{i:02d}", spec)
+    write_rows("events", rows)
+    q = query("A", "B", "C", order="strict")
+    whole = reached(data_dir, q)
+    monkeypatch.setattr(funnel_module, "CHUNK_ROWS", 2)
+    assert reached(data_dir, q) == whole == [15, 9, 6]

@@ -10,6 +10,7 @@ which queries/funnel_counts.sql and queries/funnel_dropped.sql turn into results
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ UNITS = {
 ORDERS = funnel_match.ORDERS
 WINDOW_FROM = funnel_match.WINDOW_FROM
 MIN_STEPS, MAX_STEPS = 2, 20
+CHUNK_ROWS = 200_000  # events turned into Python objects at a time by the pure matcher
 OUTPUT_COLUMNS = [
     "step",
     "name",
@@ -260,8 +262,12 @@ def _matched_units(
         "SELECT unit, epoch_us(time) AS us, time, event_id, mask, excluded, breakdown "
         f"FROM _funnel_events {subset} ORDER BY unit, time, event_id",
     )
-    cols = {name: events.column(name).to_pylist() for name in events.column_names}
-    rows = pa.Table.from_pylist(list(_match_rows(cols, query)), schema=_units_schema())
+    schema = _units_schema()
+    parts = [
+        pa.Table.from_pylist(list(_match_rows(_columns(chunk), query)), schema=schema)
+        for chunk in _unit_chunks(events, CHUNK_ROWS)
+    ]
+    rows = pa.concat_tables(parts) if parts else schema.empty_table()
     con.register("_funnel_units_arrow", rows)
     if only:
         views.run(con, "INSERT INTO _funnel_units SELECT * FROM _funnel_units_arrow")
@@ -270,6 +276,24 @@ def _matched_units(
             con, "CREATE OR REPLACE TEMP TABLE _funnel_units AS SELECT * FROM _funnel_units_arrow"
         )
     con.unregister("_funnel_units_arrow")
+
+
+def _unit_chunks(events: pa.Table, rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """Slices of the unit-sorted `events`, about `rows` long, each holding whole units, so only
+    one slice at a time becomes Python objects."""
+    units = events.column("unit")
+    start = 0
+    while start < len(events):
+        stop = min(start + rows, len(events))
+        last = units[stop - 1].as_py()
+        while stop < len(events) and units[stop].as_py() == last:
+            stop += 1
+        yield events.slice(start, stop - start)
+        start = stop
+
+
+def _columns(chunk: pa.Table) -> dict[str, list[Any]]:
+    return {name: chunk.column(name).to_pylist() for name in chunk.column_names}
 
 
 def _units_schema() -> pa.Schema:
