@@ -61,7 +61,9 @@ def create_app(
     """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
     app = web.Application(
         middlewares=[_front],
-        client_max_size=max(settings.max_content_length, 1024) * 4,
+        client_max_size=max(
+            settings.max_content_length, 1 << 20
+        ),  # each endpoint enforces its own limit
     )
     app[SETTINGS] = settings
     app[METRICS] = _new_metrics()
