@@ -59,11 +59,9 @@ def create_app(
     settings: Settings, *, writer_factory: WriterFactory | None = None
 ) -> web.Application:
     """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
+    # aiohttp's own body cap; each endpoint enforces its own, smaller limit
     app = web.Application(
-        middlewares=[_front],
-        client_max_size=max(
-            settings.max_content_length, 1 << 20
-        ),  # each endpoint enforces its own limit
+        middlewares=[_front], client_max_size=max(settings.max_content_length, 1 << 20)
     )
     app[SETTINGS] = settings
     app[METRICS] = _new_metrics()
