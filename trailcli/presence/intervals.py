@@ -1,22 +1,23 @@
-"""Presence transitions to per-client sessions with channel memberships (pure; the clock is passed in).
+"""Per-client presence sessions with channel memberships, and when they end (pure; clock passed in).
 
 A session runs from its `online` row to its `offline` row (half-open). A session with no offline
 row is open until the later of its node's last heartbeat and its own last row, unless the node
 is alive (a heartbeat within `ALIVE_HEARTBEATS` intervals of now): then it is open now (`end` is
-`FOREVER`). Channel membership runs from subscribe to unsubscribe or the session's end.
+`FOREVER`). Channel membership runs from subscribe to unsubscribe or the session's end. The
+rows of one client arrive folded (first online, first offline, last row, first ids, the
+subscribe/unsubscribe rows in log order; see queries/online_sessions.sql).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from trailcli.presence.rules import ALIVE_HEARTBEATS, HEARTBEAT_INTERVAL, person_key
 
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
-ENDS = ("offline", "unsubscribe")
 
 
 @dataclass
@@ -61,74 +62,6 @@ class Session:
         return sorted({m.channel for m in self.channels if m.start <= at < (m.end or self.ends())})
 
 
-@dataclass
-class Tracker:
-    """Sessions and node heartbeats built up from transitions in log order."""
-
-    sessions: dict[tuple[str, str], Session] = field(default_factory=dict)
-    closed: list[Session] = field(default_factory=list)
-    last_beat: dict[str, datetime] = field(default_factory=dict)
-
-    def apply(self, row: Mapping[str, Any]) -> None:
-        """Apply one presence row (a mapping with the presence columns)."""
-        kind, time, node = row["transition"], row["time"], row["node_id"] or ""
-        if kind == "heartbeat":
-            if time > self.last_beat.get(node, time - timedelta(1)):
-                self.last_beat[node] = time
-            return
-        key = (node, row["client_id"] or "")
-        session = self.sessions.get(key)
-        if kind == "online":
-            if session is not None:  # a reused id: the earlier session ends here
-                self._close(session, time)
-            session = Session(node, key[1], time, time)
-            self.sessions[key] = session
-        if session is None:
-            return  # a row for a session that started before what we read
-        session.last_seen = max(session.last_seen, time)
-        for column in ("visit_token", "visitor_token", "user_id"):
-            if getattr(session, column) is None and row.get(column):
-                setattr(session, column, row[column])
-        if kind == "subscribe" and row.get("channel"):
-            if row["channel"] not in session.open_channels(time):
-                session.channels.append(Membership(row["channel"], time))
-        elif kind == "unsubscribe":
-            for m in session.channels:
-                if m.end is None and m.channel == row.get("channel"):
-                    m.end = time
-        elif kind == "offline":
-            self._close(session, time)
-
-    def _close(self, session: Session, time: datetime) -> None:
-        session.end = time
-        for m in session.channels:
-            if m.end is None:
-                m.end = time
-        self.closed.append(session)
-        del self.sessions[session.key]
-
-    def open_sessions(self) -> list[Session]:
-        return list(self.sessions.values())
-
-
-def log_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Rows apply in `(time, seq)` order; node id breaks ties between nodes."""
-    return (row["time"], row["node_id"] or "", row["seq"])
-
-
-def track(rows: Iterable[Mapping[str, Any]], initial: Iterable[Session] = ()) -> Tracker:
-    """Apply `rows` (any order) on top of `initial` sessions (from a snapshot)."""
-    tracker = Tracker()
-    for session in initial:
-        if session.end is None:
-            tracker.sessions[session.key] = session
-        else:
-            tracker.closed.append(session)
-    for row in sorted(rows, key=log_order):
-        tracker.apply(row)
-    return tracker
-
-
 def node_alive(last_beat: datetime | None, now: datetime) -> bool:
     """A node is alive when its last heartbeat is within three heartbeat intervals of now."""
     return last_beat is not None and now - last_beat <= ALIVE_HEARTBEATS * HEARTBEAT_INTERVAL
@@ -156,3 +89,36 @@ def settle(
                     m.end = s.end
         settled.append(s)
     return settled
+
+
+def fold(sessions: dict[tuple[str, str], Session], row: dict[str, Any]) -> None:
+    """Apply one client's folded rows to its session (new, or carried from a snapshot)."""
+    key = (row["node_id"], row["client_id"])
+    session = sessions.get(key)
+    if session is None:
+        if row["started"] is None:
+            return  # rows of a session that started before what was read
+        session = Session(key[0], key[1], row["started"], row["last_seen"])
+        sessions[key] = session
+    elif session.end is not None:
+        return  # a carried session that had already ended
+    session.last_seen = max(session.last_seen, row["last_seen"])
+    for column in ("visit_token", "visitor_token", "user_id"):
+        if getattr(session, column) is None and row[column]:
+            setattr(session, column, row[column])
+    end = row["ended"] if row["ended"] is not None and row["ended"] >= session.start else None
+    for change in row["channel_rows"] or []:
+        at, channel = change["time"], change["channel"]
+        if (end is not None and at >= end) or not channel:
+            continue
+        open_now = [m for m in session.channels if m.end is None and m.channel == channel]
+        if change["transition"] == "subscribe" and not open_now:
+            session.channels.append(Membership(channel, at))
+        elif change["transition"] == "unsubscribe":
+            for m in open_now:
+                m.end = at
+    if end is not None:
+        session.end = end
+        for m in session.channels:
+            if m.end is None:
+                m.end = end

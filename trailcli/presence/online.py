@@ -16,7 +16,7 @@ from typing import Any
 
 from trailcli.errors import NoDataError, UsageError
 from trailcli.presence import snapshots
-from trailcli.presence.intervals import Session, settle, track
+from trailcli.presence.intervals import Session, settle
 from trailcli.presence.rules import DEFAULT_GRACE, channel_matches, merge_stretches, online_seconds
 from trailcli.presence.source import Lake
 from trailcli.store import layout
@@ -93,24 +93,22 @@ def _require_presence(lake: Lake, hi: datetime) -> None:
 
 
 def _collect(
-    lake: Lake, hi: datetime, now: datetime, carry: snapshots.Carry | None
+    lake: Lake,
+    lo: datetime,
+    hi: datetime,
+    now: datetime,
+    carry: snapshots.Carry | None,
+    grace: timedelta,
 ) -> list[Session] | None:
-    """Sessions up to `hi` (from the carry's midnight, or from the start), ends decided.
-
-    None when the carry turns out not to fit: a session it took for gone shows signs of life.
-    """
-    since = snapshots.day_text(carry.midnight) if carry else ""
-    dates = [d for d in lake.dates("presence") if since <= d <= snapshots.day_text(hi)]
-    lake.bind("presence", dates)
-    rows = lake.fetch("online_transitions", {"upto": hi})
-    gone = carry.gone if carry else set()
-    if any((r["node_id"], r["client_id"]) in gone for r in rows):
+    """Sessions that can matter for `[lo, hi]` (from the carry's midnight, or from the start),
+    ends decided. None when the carry turns out not to fit: a session it took for gone shows
+    signs of life."""
+    gathered = snapshots.gather(lake, hi, lo - grace, copy.deepcopy(carry) if carry else None)
+    if gathered is None:
         return None
-    tracker = track(rows, copy.deepcopy(carry.sessions) if carry else ())
-    beats = dict(carry.beats) if carry else {}
-    for node, beat in tracker.last_beat.items():
-        beats[node] = max(beat, beats.get(node, beat))
-    pending = tracker.open_sessions()
+    sessions, beats = gathered
+    pending = [s for s in sessions if s.end is None]
+    gone = carry.gone if carry else set()
     seen = snapshots.seen_after(lake, pending, hi, gone)
     if gone & seen.keys():
         return None
@@ -119,7 +117,7 @@ def _collect(
             beats[node] = max(at, beats.get(node, at))
     for s in pending:
         s.last_seen = max(s.last_seen, seen.get(s.key, s.last_seen))
-    return settle(tracker.closed + pending, beats, now)
+    return settle(sessions, beats, now)
 
 
 def load_window(data_dir: Path, lo: datetime, hi: datetime, now: datetime, opts: Options) -> Window:
@@ -128,13 +126,13 @@ def load_window(data_dir: Path, lo: datetime, hi: datetime, now: datetime, opts:
     _require_presence(lake, hi)
     carry = snapshots.load(lake, snapshots.midnight_of(lo)) if opts.snapshot_fits else None
     hi = hi + opts.grace  # a session starting within the grace after `hi` closes a gap before it
-    sessions = _collect(lake, hi, now, carry)
+    sessions = _collect(lake, lo, hi, now, carry, opts.grace)
     resolved = snapshots.resolve_users(lake, sessions or [])
     if sessions is None or any(
         resolved[k] != u for k, u in (carry.resolved if carry else {}).items() if k in resolved
     ):
         carry = None  # late rows or a late identity changed what the carry assumed: full log
-        sessions = _collect(lake, hi, now, None) or []
+        sessions = _collect(lake, lo, hi, now, None, opts.grace) or []
         resolved = snapshots.resolve_users(lake, sessions)
     for s in sessions:
         s.user_id = resolved[s.key]

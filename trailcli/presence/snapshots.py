@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailcli.presence.intervals import FOREVER, Membership, Session, settle, track
+from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
 from trailcli.presence.source import Lake
 from trailcli.store import layout
@@ -292,24 +292,55 @@ def seen_after(
     return found
 
 
+def gather(
+    lake: Lake,
+    upto: datetime,
+    near_from: datetime,
+    carry: Carry | None,
+) -> tuple[list[Session], dict[str, datetime]] | None:
+    """Sessions up to `upto` (ends not yet decided) of every person with a session reaching
+    `near_from` or later, starting from `carry` (or from the start of the log), and each node's
+    last heartbeat up to `upto`.
+
+    The presence rows are folded per client in SQL (`online_sessions`), so Python only sees the
+    sessions that can matter. None when the carry does not fit: a row names a session it took
+    for gone.
+    """
+    since = day_text(carry.midnight) if carry else ""
+    lake.bind("presence", [d for d in lake.dates("presence") if since <= d <= day_text(upto)])
+    lake.bind("identities")
+    carried = carry.sessions if carry else []
+    persons = sorted({p for s in carried if (p := carry_person(carry, s)) is not None})
+    rows = lake.fetch("online_sessions", {"upto": upto, "near_from": near_from, "carried": persons})
+    gone = carry.gone if carry else set()
+    if any((r["node_id"], r["client_id"]) in gone for r in rows):
+        return None
+    sessions = {s.key: s for s in carried}
+    for row in rows:
+        fold(sessions, row)
+    beats = dict(carry.beats) if carry else {}
+    for row in lake.fetch("online_node_beats", {"upto": upto}):
+        beats[row["node_id"]] = max(row["beat"], beats.get(row["node_id"], row["beat"]))
+    return list(sessions.values()), beats
+
+
+def carry_person(carry: Carry | None, s: Session) -> str | None:
+    resolved = carry.resolved.get(s.key) if carry else None
+    return resolved or s.user_id or s.visitor_token or None
+
+
 def advance(lake: Lake, base: Carry | None, midnight: datetime) -> Carry:
     """The state at `midnight` from `base` (an earlier midnight, or None: the start of the log)."""
-    dates = [
-        d
-        for d in lake.dates("presence")
-        if (base is None or d >= day_text(base.midnight)) and d < day_text(midnight)
-    ]
-    lake.bind("presence", dates)
-    rows = lake.fetch("online_transitions_before", {"before": midnight})
-    tracker = track(rows, base.sessions if base else ())
-    beats = dict(base.beats) if base else {}
-    for node, beat in tracker.last_beat.items():
-        beats[node] = max(beat, beats.get(node, beat))
-    pending = tracker.open_sessions()
-    seen = seen_after(lake, pending, midnight - timedelta(microseconds=1))
+    before = midnight - timedelta(microseconds=1)
+    gathered = gather(lake, before, midnight - DEFAULT_GRACE, base)
+    if gathered is None:  # the base took a session for gone that shows life: start over
+        gathered = gather(lake, before, midnight - DEFAULT_GRACE, None)
+    assert gathered is not None
+    sessions, beats = gathered
+    pending = [s for s in sessions if s.end is None]
+    seen = seen_after(lake, pending, before)
     dead = [s for s in pending if s.key not in seen and (s.node_id, "") not in seen]
     settle(dead, beats, FOREVER)  # no sign of life from M on: ended at its last known moment
-    sessions = tracker.closed + tracker.open_sessions()
     resolved = resolve_users(lake, sessions)
 
     def person(s: Session) -> str | None:
