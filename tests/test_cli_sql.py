@@ -115,3 +115,10 @@ def test_bad_option_values_are_usage_errors(run_cli, data_dir, events) -> None:
 def test_statement_without_result_prints_nothing(run_cli, data_dir, events) -> None:
     result = run_cli("sql", "SET threads = 1", "--data-dir", data_dir, "-f", "json")
     assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_decimal_results_print_as_numbers(run_cli, data_dir, events) -> None:
+    query = "SELECT sum(1) AS n, sum(0.5) AS half FROM events"
+    result = run_cli("sql", query, "--data-dir", data_dir, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [{"n": 2, "half": 1.0}]

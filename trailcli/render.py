@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,8 @@ def _plain(value: Any, tz: ZoneInfo) -> Any:
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, Decimal):  # DuckDB's sum() of integers
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
     if isinstance(value, dict):
