@@ -26,9 +26,12 @@ tests/interop/node_modules: tests/interop/package.json tests/interop/package-loc
 
 node-deps: tests/interop/node_modules
 
+# The main job on embedded defaults: sample traffic, a few reports, then the collector in the foreground.
 demo: setup
-	$(BIN)/trail sample --data-dir $(DATA) --days 7 --visitors 2000
-	$(BIN)/trail sql --data-dir $(DATA) "SELECT count(*) AS visits, count(DISTINCT visitor_token) AS visitors FROM visits"
+	@test -d $(DATA)/events || $(BIN)/trail sample --data-dir $(DATA) --days 7
+	$(BIN)/trail report funnel --data-dir $(DATA) --step '$$view page=/product/*' --step add_to_cart --step checkout --step purchase
+	$(BIN)/trail report referrers --data-dir $(DATA) --limit 10
+	$(BIN)/trail online timeline --data-dir $(DATA) --from "$$(date -u -d '7 days ago' +%F)" --to "$$(date -u +%F)" --every 1d
 	$(BIN)/trail collect --data-dir $(DATA)
 
 lint: setup
