@@ -113,3 +113,13 @@ def test_port_in_use_is_a_clear_error(data_dir: Path) -> None:
     assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_unreadable_geoip_file_exits_2(data_dir: Path) -> None:
+    cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect", "--port", "0",
+           "--data-dir", str(data_dir), "--geoip", str(data_dir / "missing.mmdb")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Cannot open GeoIP database" in done.stderr
+    assert "No such file or directory" in done.stderr
+    assert "--geoip" in done.stderr

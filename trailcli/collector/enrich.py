@@ -144,8 +144,10 @@ class GeoIP:
         try:
             self._reader = maxminddb.open_database(str(path))
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise UsageError(
-                f"Cannot open GeoIP database {path}: {exc}.", "pass a MaxMind .mmdb file to --geoip"
+                f"Cannot open GeoIP database {path}: {reason}.",
+                "pass a MaxMind .mmdb file to --geoip",
             ) from None
 
     def close(self) -> None:
