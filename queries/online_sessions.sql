@@ -1,8 +1,9 @@
 -- online_sessions: per-client sessions of the bound presence partitions up to an instant, for the
 -- persons that have a session reaching `near_from` or later, or are carried in from a snapshot.
 -- A person is the visit's first identity binding, else the session's user id, else its visitor.
+-- channel_rows (subscribe/unsubscribe in log order) only when $with_channels.
 -- returns: node_id, client_id, started, ended, last_seen, visit_token, visitor_token, user_id, person, channel_rows
--- params: $upto, $near_from, $carried
+-- params: $upto, $near_from, $carried, $with_channels
 WITH rows AS (
     SELECT * FROM presence
     WHERE time <= $upto AND transition <> 'heartbeat' AND coalesce(client_id, '') <> ''
@@ -18,7 +19,7 @@ sessions AS (
         arg_min(nullif(visitor_token, ''), (time, seq)) FILTER (WHERE nullif(visitor_token, '') IS NOT NULL) AS visitor_token,
         arg_min(nullif(user_id, ''), (time, seq)) FILTER (WHERE nullif(user_id, '') IS NOT NULL) AS user_id,
         list({'time': time, 'seq': seq, 'transition': transition, 'channel': channel} ORDER BY time, seq)
-            FILTER (WHERE transition IN ('subscribe', 'unsubscribe')) AS channel_rows
+            FILTER (WHERE $with_channels AND transition IN ('subscribe', 'unsubscribe')) AS channel_rows
     FROM rows
     GROUP BY node_id, client_id
 ),

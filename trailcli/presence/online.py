@@ -99,11 +99,13 @@ def _collect(
     now: datetime,
     carry: snapshots.Carry | None,
     grace: timedelta,
+    with_channels: bool,
 ) -> list[Session] | None:
     """Sessions that can matter for `[lo, hi]` (from the carry's midnight, or from the start),
     ends decided. None when the carry turns out not to fit: a session it took for gone shows
     signs of life."""
-    gathered = snapshots.gather(lake, hi, lo - grace, copy.deepcopy(carry) if carry else None)
+    carried = copy.deepcopy(carry) if carry else None
+    gathered = snapshots.gather(lake, hi, lo - grace, carried, with_channels)
     if gathered is None:
         return None
     sessions, beats = gathered
@@ -125,14 +127,15 @@ def load_window(data_dir: Path, lo: datetime, hi: datetime, now: datetime, opts:
     lake = Lake(data_dir)
     _require_presence(lake, hi)
     carry = snapshots.load(lake, snapshots.midnight_of(lo)) if opts.snapshot_fits else None
+    channels = opts.channel is not None or lo == hi  # an instant lists each person's channels
     hi = hi + opts.grace  # a session starting within the grace after `hi` closes a gap before it
-    sessions = _collect(lake, lo, hi, now, carry, opts.grace)
+    sessions = _collect(lake, lo, hi, now, carry, opts.grace, channels)
     resolved = snapshots.resolve_users(lake, sessions or [])
     if sessions is None or any(
         resolved[k] != u for k, u in (carry.resolved if carry else {}).items() if k in resolved
     ):
         carry = None  # late rows or a late identity changed what the carry assumed: full log
-        sessions = _collect(lake, lo, hi, now, None, opts.grace) or []
+        sessions = _collect(lake, lo, hi, now, None, opts.grace, channels) or []
         resolved = snapshots.resolve_users(lake, sessions)
     for s in sessions:
         s.user_id = resolved[s.key]

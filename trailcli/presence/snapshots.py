@@ -297,10 +297,11 @@ def gather(
     upto: datetime,
     near_from: datetime,
     carry: Carry | None,
+    with_channels: bool = True,
 ) -> tuple[list[Session], dict[str, datetime]] | None:
     """Sessions up to `upto` (ends not yet decided) of every person with a session reaching
     `near_from` or later, starting from `carry` (or from the start of the log), and each node's
-    last heartbeat up to `upto`.
+    last heartbeat up to `upto`. Channel memberships only `with_channels`.
 
     The presence rows are folded per client in SQL (`online_sessions`), so Python only sees the
     sessions that can matter. None when the carry does not fit: a row names a session it took
@@ -311,7 +312,8 @@ def gather(
     lake.bind("identities")
     carried = carry.sessions if carry else []
     persons = sorted({p for s in carried if (p := carry_person(carry, s)) is not None})
-    rows = lake.fetch("online_sessions", {"upto": upto, "near_from": near_from, "carried": persons})
+    params = {"upto": upto, "near_from": near_from, "carried": persons}
+    rows = lake.fetch("online_sessions", {**params, "with_channels": with_channels})
     gone = carry.gone if carry else set()
     if any((r["node_id"], r["client_id"]) in gone for r in rows):
         return None
