@@ -123,3 +123,14 @@ def test_unreadable_geoip_file_exits_2(data_dir: Path) -> None:
     assert "Cannot open GeoIP database" in done.stderr
     assert "No such file or directory" in done.stderr
     assert "--geoip" in done.stderr
+
+
+def test_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect", "--port", "0",
+           "--data-dir", str(blocker / "data")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"Cannot write to the data dir {blocker / 'data'}" in done.stderr
+    assert "Traceback" not in done.stderr

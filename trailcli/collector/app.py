@@ -27,7 +27,7 @@ from trailcli.collector.keys import (
 )
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
-from trailcli.errors import NoDataError
+from trailcli.errors import NoDataError, TrailError
 
 log = logging.getLogger("trail.collect")
 
@@ -99,9 +99,15 @@ def _store_ctx(factory: WriterFactory) -> Callable[[web.Application], AsyncItera
         from trailcli.store.layout import resolve_node_id
 
         settings = app[SETTINGS]
-        node_id = resolve_node_id(settings.data_dir, settings.node_id)
-        opened = factory(settings, node_id)
-        store = await opened if inspect.isawaitable(opened) else opened
+        try:
+            node_id = resolve_node_id(settings.data_dir, settings.node_id)
+            opened = factory(settings, node_id)
+            store = await opened if inspect.isawaitable(opened) else opened
+        except OSError as exc:
+            raise TrailError(
+                f"Cannot write to the data dir {settings.data_dir}: {exc.strerror or exc}.",
+                "check that it exists or can be created and is writable, or pass --data-dir",
+            ) from None
         writer = BatchingWriter(store)
         app[NODE_ID] = node_id
         app[WRITER] = writer
