@@ -513,3 +513,26 @@ async def test_slow_body_gets_408(start: Start) -> None:
     resp = await c.post("/ahoy/events?visit_token=a&visitor_token=b", data=slow())
     assert resp.status == 408
     assert await resp.text() == "Request body timeout\n"
+
+
+async def test_cors_only_for_allowed_origins_and_on_errors_too(start: Start) -> None:
+    c = await start(allow_origins=("http://page.test",))
+    other = await c.client.options(
+        "/ahoy/visits",
+        headers={"Origin": "http://evil.test", "Access-Control-Request-Method": "POST"},
+    )
+    assert other.status == 403
+    assert "Access-Control-Allow-Origin" not in other.headers
+    plain = await c.post("/ahoy/visits", json=visit_body(), headers={"Origin": "http://evil.test"})
+    assert plain.status == 200
+    assert "Access-Control-Allow-Origin" not in plain.headers
+    error = await c.post("/ahoy/events", data=b"", headers={"Origin": "http://page.test"})
+    assert error.status == 400
+    assert error.headers["Access-Control-Allow-Origin"] == "http://page.test"
+    assert error.headers["Vary"] == "Origin"
+    any_origin = await start(allow_origins=("*",), node_id="n2")
+    resp = await any_origin.post(
+        "/ahoy/visits", json=visit_body(), headers={"Origin": "http://x.test"}
+    )
+    assert resp.headers["Access-Control-Allow-Origin"] == "http://x.test"
+    assert resp.headers["Access-Control-Allow-Credentials"] == "true"
