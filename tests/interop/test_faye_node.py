@@ -127,6 +127,7 @@ class NodeClient:
     def wait_line(self, prefix: str, seconds: float = 10.0) -> str:
         assert self.proc.stdout is not None
         deadline = time.monotonic() + seconds
+        seen = []
         while (remaining := deadline - time.monotonic()) > 0:
             ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
             if not ready:
@@ -136,13 +137,14 @@ class NodeClient:
                 break
             if line.startswith(prefix):
                 return line.strip()
+            seen.append(line.strip())
         self.kill()
-        raise AssertionError(f"no line starting {prefix!r}; stderr: {self.stderr()}")
+        raise AssertionError(f"no line starting {prefix!r}; saw {seen}; stderr: {self.stderr()}")
 
     def stderr(self) -> str:
         if self.proc.poll() is None or self.proc.stderr is None:
             return "(still running)"
-        return self.proc.stderr.read()[-4000:]
+        return self.proc.stderr.read()[-20000:]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
