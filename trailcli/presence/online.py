@@ -19,6 +19,7 @@ from trailcli.presence import snapshots
 from trailcli.presence.intervals import Session, settle
 from trailcli.presence.rules import DEFAULT_GRACE, channel_matches, merge_stretches, online_seconds
 from trailcli.presence.source import Lake
+from trailcli.sql import load as sql_text
 from trailcli.store import layout
 
 UNITS = ("person", "visit", "client")
@@ -389,10 +390,103 @@ def timeline(
         raise UsageError(
             "Too many buckets (over 100,000).", "pass a larger --every or a shorter range"
         )
-    window = load_window(data_dir, start, end, now, opts)
-    steps = sweep((st for u in units(window.sessions, opts) for st in u.stretches), start, end)
+    steps = _person_steps(Path(data_dir), start, end, now, opts) if opts.by == "person" else None
+    if steps is None:
+        window = load_window(data_dir, start, end, now, opts)
+        steps = sweep((st for u in units(window.sessions, opts) for st in u.stretches), start, end)
     peak_at, peak = max(steps, key=lambda s: (s[1], -s[0].timestamp()))
     rows = buckets(steps, start, end, every)
     for row in rows:
         row.update(peak_online=peak, peak_at=peak_at)
     return rows
+
+
+def _person_steps(
+    data_dir: Path, start: datetime, end: datetime, now: datetime, opts: Options
+) -> list[tuple[datetime, int]] | None:
+    """The persons-online step function over `[start, end)`, folded and swept in DuckDB.
+
+    Same rules as `units` + `sweep`, without a Python object per session. None where it does
+    not apply (a channel filter, or a snapshot that took a session for gone): the caller then
+    takes the general path.
+    """
+    import pyarrow as pa
+
+    if opts.channel is not None:
+        return None
+    lake = Lake(data_dir)
+    _require_presence(lake, end)
+    carry = snapshots.load(lake, snapshots.midnight_of(start)) if opts.snapshot_fits else None
+    if carry is not None and carry.gone:
+        return None
+    upto = end + opts.grace
+    since = snapshots.day_text(carry.midnight) if carry else ""
+    lake.bind(
+        "presence", [d for d in lake.dates("presence") if since <= d <= snapshots.day_text(upto)]
+    )
+    lake.bind("identities")
+    lake.con.register("carried", _carried_table(carry))
+    lake.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE timeline_sessions AS {sql_text('online_timeline_sessions')}",
+        {"upto": upto},
+    )
+    pending = [
+        Session(r["node_id"], r["client_id"], r["started"], r["last_seen"])
+        for r in lake.fetch_sql(
+            "SELECT node_id, client_id, started, last_seen FROM timeline_sessions WHERE ended IS NULL"
+        )
+    ]
+    beats = dict(carry.beats) if carry else {}
+    for row in lake.fetch("online_node_beats", {"upto": upto}):
+        beats[row["node_id"]] = max(row["beat"], beats.get(row["node_id"], row["beat"]))
+    seen = snapshots.seen_after(lake, pending, upto)
+    for (node, client), at in seen.items():
+        if client == "":
+            beats[node] = max(at, beats.get(node, at))
+    for p in pending:
+        p.last_seen = max(p.last_seen, seen.get(p.key, p.last_seen))
+    settle(pending, beats, now)
+    ts = pa.timestamp("us", tz="UTC")
+    settled = pa.table(
+        {
+            "node_id": pa.array([p.node_id for p in pending], pa.string()),
+            "client_id": pa.array([p.client_id for p in pending], pa.string()),
+            "end_at": pa.array([p.end for p in pending], ts),
+        }
+    )
+    lake.con.register("settled", settled)
+    params = {
+        "from": start,
+        "to": end,
+        "grace_us": int(opts.grace / timedelta(microseconds=1)),
+        "users_only": opts.users_only,
+    }
+    steps, count = [(start, 0)], 0
+    for row in lake.fetch("online_timeline_steps", params):
+        count += int(row["delta"])
+        if row["instant"] == start:
+            steps[0] = (start, count)
+        else:
+            steps.append((row["instant"], count))
+    return steps
+
+
+def _carried_table(carry: snapshots.Carry | None) -> Any:
+    """The snapshot's sessions as a relation: key, person, stretch start, end if decided."""
+    import pyarrow as pa
+
+    sessions = carry.sessions if carry else []
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.table(
+        {
+            "node_id": pa.array([s.node_id for s in sessions], pa.string()),
+            "client_id": pa.array([s.client_id for s in sessions], pa.string()),
+            "person": pa.array([snapshots.carry_person(carry, s) for s in sessions], pa.string()),
+            "is_user": pa.array(
+                [bool(carry and carry.resolved.get(s.key)) for s in sessions], pa.bool_()
+            ),
+            "started": pa.array([min(s.start, s.person_start or s.start) for s in sessions], ts),
+            "ended": pa.array([s.end for s in sessions], ts),
+            "last_seen": pa.array([s.last_seen for s in sessions], ts),
+        }
+    )

@@ -104,10 +104,14 @@ class Lake:
 
     def fetch(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of the named query in `queries/` as dicts."""
+        return self.fetch_sql(sql.load(query), params)
+
+    def fetch_sql(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a statement as dicts; unreadable Parquet becomes a CorruptDataError."""
         import duckdb
 
         try:
-            cursor = self.con.execute(sql.load(query), params or {})
+            cursor = self.con.execute(text, params or {})
         except (duckdb.IOException, duckdb.InvalidInputException) as exc:
             raise CorruptDataError(
                 f"Cannot read the presence log: {str(exc).splitlines()[0]}",
