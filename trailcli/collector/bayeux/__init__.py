@@ -72,7 +72,7 @@ def _export_metrics(app: web.Application, engine: Engine, endpoint: FayeEndpoint
         m.set("bayeux_clients", len(engine.clients))
         m.set("bayeux_subscriptions", sum(len(c) for c in engine.subscribers.values()))
         m.set("bayeux_queued_messages", sum(len(c.queue) for c in engine.clients.values()))
-        m.set("bayeux_held_connects", len(endpoint.held))
+        m.set("bayeux_held_connects", sum(c.held for c in engine.clients.values()))
         m.set("bayeux_websockets", len(endpoint.sockets))
         for stat, (name, labels) in STAT_METRICS.items():
             m.set(name, stats.get(stat, 0), labels)
