@@ -24,6 +24,7 @@ class Ask:
     url: str | None = None
     token: str | None = None
     at_text: str | None = None
+    tz: str = "UTC"
 
     @classmethod
     def parse(
@@ -65,6 +66,7 @@ class Ask:
             url=url,
             token=token,
             at_text=at,
+            tz=tz,
         )
 
     def refreshed(self) -> Ask:
@@ -72,8 +74,8 @@ class Ask:
         if self.url or self.start is not None:
             return self
         now = utcnow()
-        at = parse_time(self.at_text, None, now) if self.at_text else now
-        return Ask(at, None, None, self.options, now, at_text=self.at_text)
+        at = parse_time(self.at_text, parse_tz(self.tz), now) if self.at_text else now
+        return Ask(at, None, None, self.options, now, at_text=self.at_text, tz=self.tz)
 
 
 def answer(data_dir: Path, ask: Ask) -> tuple[list[dict[str, Any]], list[str]]:
