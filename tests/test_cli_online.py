@@ -201,3 +201,20 @@ def test_the_shipped_sample_matches_its_ground_truth(run_cli) -> None:
     if not truth.exists():
         pytest.skip("sample_data/ground_truth.json is not in the tree yet")
     _check_ground_truth(truth, REPO / "sample_data", run_cli)
+
+
+def test_watch_redraws_until_interrupted(run_cli, small_log, monkeypatch) -> None:
+    import trailcli.cli.online as command
+
+    naps = []
+
+    def nap(seconds: float) -> None:  # the user presses Ctrl-C during the second wait
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(command.time, "sleep", nap)
+    result = run_cli("online", "--data-dir", small_log, "--at", iso(70), "--watch", "-f", "csv")
+    assert result.exit_code == 130
+    assert result.stdout.count("user_id,visitor_token") == 2
+    assert naps == [command.WATCH_SECONDS, command.WATCH_SECONDS]
