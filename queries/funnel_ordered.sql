@@ -7,12 +7,17 @@
 -- need more than times: such units are flagged `ambiguous` and matched again by
 -- trailcli/reports/funnel_match.py. The chain slot holds one fixed fragment per step after the
 -- first; the chosen_times, level and tie slots list them. (2^56 in `best` leaves room for any
--- microsecond time before the year 4000.)
+-- microsecond time before the year 4000.) The events slot holds the statement of the step events
+-- (unit, time, mask): a read of `_funnel_events`, or the lean funnel_events.sql itself (with its
+-- own bound values), so that counts alone never materialize the events.
 -- returns: unit, level, times, ambiguous
 -- params: $window, $anchor_from, $anchor_to
-WITH j1 AS (
+WITH ev AS (
+    {{events}}
+),
+j1 AS (
     SELECT unit, time AS t1, time + $window AS deadline
-    FROM _funnel_events
+    FROM ev
     WHERE mask & 1 <> 0 AND time >= $anchor_from AND time < $anchor_to
 ),
 {{chain}},

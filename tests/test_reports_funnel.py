@@ -553,6 +553,34 @@ def test_engine_matches_the_reference(log: dict[str, Any], tmp_path_factory: Any
         )
         got = _engine_groups(funnel(data_dir, q, engine))
         assert got == expected, (order, window_from, engine)
+    _check_counts_alone(data_dir, log)
+
+
+def _check_counts_alone(data_dir: Path, log: dict[str, Any]) -> None:
+    """The ordered funnel without --exclude or --breakdown (the lean fast path: no event ids
+    read) against the reference with every event in one breakdown group."""
+    q = query(
+        *log["steps"],
+        unit=log["unit"],
+        window=log["window"] * MIN,
+        start=None if log["lo"] is None else T0 + log["lo"] * MIN,
+        end=None if log["hi"] is None else T0 + log["hi"] * MIN,
+    )
+    expected = reference.funnel(
+        [{**e, "plan": None} for e in log["events"]],
+        log["steps"],
+        log["unit"],
+        "ordered",
+        log["window"],
+        False,
+        None,
+        log["lo"],
+        log["hi"],
+    )
+    nothing = {"reached": [0] * len(log["steps"]), "median": [None] * len(log["steps"])}
+    frame = funnel(data_dir, q)
+    got = {"reached": frame["reached"].to_list(), "median": frame["median_seconds"].to_list()}
+    assert got == expected.get(None, nothing)
 
 
 def test_matcher_reads_units_in_slices(

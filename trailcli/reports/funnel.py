@@ -1,10 +1,13 @@
 """Conversion funnels over the event log (`trail report funnel`): counts, timings, drop-outs.
 
-Events are read once into `_funnel_events` (queries/funnel_events.sql) with the bit mask of the
-steps each satisfies. Ordered funnels with the window from the first step run as an ASOF-join
-chain in DuckDB (queries/funnel_ordered.sql); every other mode runs the pure matcher of
-`funnel_match` over each unit's events. Both give `_funnel_units` (one chosen attempt per unit),
-which queries/funnel_counts.sql and queries/funnel_dropped.sql turn into results.
+Events are read once (queries/funnel_events.sql) with the bit mask of the steps each satisfies.
+Ordered funnels with the window from the first step run as an ASOF-join chain in DuckDB
+(queries/funnel_ordered.sql); when only counts are asked for (no --exclude, --breakdown or
+--dropped-at) the chain reads the events straight from the scan, with no event ids and no
+`_funnel_events` table, as a hand-written query would. Every other mode materializes
+`_funnel_events` and runs the pure matcher of `funnel_match` over each unit's events. All give
+`_funnel_units` (one chosen attempt per unit), which queries/funnel_counts.sql and
+queries/funnel_dropped.sql turn into results.
 """
 
 from __future__ import annotations
@@ -64,10 +67,15 @@ _NO_PEOPLE = (
     "CAST(NULL AS VARCHAR) AS visitor_token, CAST(NULL AS VARCHAR) AS visit_token, "
     "CAST(NULL AS VARCHAR) AS user_id"
 )
+_NO_EXCLUDED = (
+    "(SELECT unit, first_time AS time, first_id AS event_id FROM _funnel_chosen WHERE false)"
+)
+_AMBIGUOUS_UNITS_LIST = "SELECT unit FROM _funnel_chosen_times WHERE ambiguous"
+_AMBIGUOUS_UNITS = f"AND unit IN ({_AMBIGUOUS_UNITS_LIST})"
 _CHAIN_STEP = (
     "j{k} AS (SELECT j.*, CASE WHEN s.time <= j.deadline THEN s.time END AS t{k} "
     "FROM j{p} AS j ASOF LEFT JOIN "
-    "(SELECT unit, time FROM _funnel_events WHERE mask & {bit} <> 0) AS s "
+    "(SELECT unit, time FROM ev WHERE mask & {bit} <> 0) AS s "
     "ON j.unit = s.unit AND j.t{p} <= s.time)"
 )
 
@@ -124,6 +132,11 @@ class FunnelQuery:
     def fast_path(self) -> bool:
         return self.order == "ordered" and self.window_from == "first"
 
+    @property
+    def needs_event_details(self) -> bool:
+        """Whether counting needs each event's id and details (exclusions, breakdowns)."""
+        return bool(self.exclude) or self.breakdown is not None
+
 
 def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -149,28 +162,52 @@ def _mask_sql(query: FunnelQuery, params: Params) -> str:
     return "CAST(" + " + ".join(parts) + " AS BIGINT)"
 
 
-def _events_sql(query: FunnelQuery, params: Params, people: bool = True) -> str:
-    """The statement that reads the funnel's events (queries/funnel_events.sql, filled);
-    without `people` the visitor, visit and user columns stay empty (cheaper to read)."""
+def _events_sql(
+    query: FunnelQuery,
+    params: Params,
+    people: bool = True,
+    details: bool = True,
+    units: str = "",
+) -> str:
+    """The statement that reads the funnel's events (queries/funnel_events.sql, filled).
+
+    Without `people` the visitor, visit and user columns stay empty (cheaper to read); without
+    `details` only unit, time and mask are read (for counts without exclusions or breakdowns).
+    `units` is a fixed fragment that narrows the units read, or empty.
+    """
     needs_visit = any(s.needs_visit for s in (*query.steps, *query.exclude)) or (
         query.breakdown is not None and query.breakdown.startswith(steps.VISIT_PREFIX)
     )
-    excluded = " OR ".join(steps.step_sql(s, params) for s in query.exclude) or "false"
-    breakdown = (
-        steps.breakdown_sql(query.breakdown, params) if query.breakdown else "CAST(NULL AS VARCHAR)"
-    )
+    mask = _mask_sql(query, params)
+    if details:
+        extra = _details_sql(query, params, people)
+        relevant = "" if query.order == "strict" else "AND (mask <> 0 OR excluded)"
+    else:
+        extra = ""
+        relevant = "" if query.order == "strict" else "AND mask <> 0"
     return fill(
         sql.load("funnel_events"),
         unit=UNITS[query.unit],
-        mask=_mask_sql(query, params),
-        excluded=f"coalesce({excluded}, false)",
-        breakdown=breakdown,
+        mask=mask,
+        details=extra,
         source=_source(query, people),
         visit_join=_VISIT_JOIN if needs_visit else "",
         bot_filter="" if query.include_bots else _BOT_FILTER,
         name_filter=_name_filter(query, params),
-        people=_PEOPLE if people else _NO_PEOPLE,
-        relevant="" if query.order == "strict" else "AND (mask <> 0 OR excluded)",
+        relevant=relevant,
+        units=units,
+    )
+
+
+def _details_sql(query: FunnelQuery, params: Params, people: bool) -> str:
+    """The detail columns of funnel_events.sql: event id, excluded, breakdown and people."""
+    excluded = " OR ".join(steps.step_sql(s, params) for s in query.exclude) or "false"
+    breakdown = (
+        steps.breakdown_sql(query.breakdown, params) if query.breakdown else "CAST(NULL AS VARCHAR)"
+    )
+    return (
+        f",\n        e.event_id,\n        coalesce({excluded}, false) AS excluded,\n"
+        f"        {breakdown} AS breakdown,\n        {_PEOPLE if people else _NO_PEOPLE}"
     )
 
 
@@ -219,15 +256,23 @@ def _require_partitions(data_dir: Path, query: FunnelQuery) -> None:
         )
 
 
-def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery, need_events: bool) -> None:
+def _ordered_units(
+    con: duckdb.DuckDBPyConnection,
+    query: FunnelQuery,
+    need_events: bool,
+    events: str = "SELECT unit, time, mask FROM _funnel_events",
+    events_params: dict[str, Any] | None = None,
+) -> None:
     """The fast path: `_funnel_units` by an ASOF-join chain; units with equal-time steps
-    (rare outside tests) go through the pure matcher. `need_events` looks up the events of
-    each chosen attempt (for exclusions, breakdowns and drop-outs)."""
+    (rare outside tests) go through the pure matcher. `events` is the statement of the step
+    events (unit, time, mask) with its bound values; `need_events` looks up the events of each
+    chosen attempt in `_funnel_events` (for exclusions, breakdowns and drop-outs)."""
     n = len(query.steps)
     chain = ",\n".join(_CHAIN_STEP.format(k=k, p=k - 1, bit=1 << (k - 1)) for k in range(2, n + 1))
     level = "1 + " + " + ".join(f"(t{k} IS NOT NULL)::INT" for k in range(2, n + 1))
     text = fill(
         sql.load("funnel_ordered"),
+        events=events,
         chain=chain,
         level=level,
         chosen_times=", ".join(f"arg_min(t{k}, best)" for k in range(1, n + 1)),
@@ -235,6 +280,7 @@ def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery, need_even
         last=f"j{n}",
     )
     params = {
+        **(events_params or {}),
         "window": query.window,
         "anchor_from": query.start or EARLIEST,
         "anchor_to": query.end or LATEST,
@@ -242,8 +288,33 @@ def _ordered_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery, need_even
     views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS {text}", params)
     shape = "funnel_chosen_events" if need_events else "funnel_chosen_times"
     views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen AS {sql.load(shape)}")
-    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_units AS {sql.load('funnel_units')}")
-    _matched_units(con, query, only="SELECT unit FROM _funnel_chosen WHERE ambiguous")
+    excluded = (
+        "(SELECT unit, time, event_id FROM _funnel_events WHERE excluded)"
+        if query.exclude
+        else _NO_EXCLUDED
+    )
+    units = fill(sql.load("funnel_units"), excluded_events=excluded)
+    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_units AS {units}")
+
+
+def _lean_ordered_units(
+    con: duckdb.DuckDBPyConnection, query: FunnelQuery, scan: dict[str, Any]
+) -> None:
+    """The fast path for counts alone: the ASOF chain reads unit, time and mask straight from the
+    scan (no event ids, no `_funnel_events`); only the units with equal-time steps are read
+    again, with their event ids, for the pure matcher."""
+    params = Params()
+    events = _events_sql(query, params, people=False, details=False)
+    _ordered_units(con, query, False, events, {**params.values, **scan})
+    ambiguous = views.run(con, "SELECT count(*) FROM _funnel_chosen_times WHERE ambiguous")
+    if ambiguous.fetchone()[0] == 0:
+        return
+    params = Params()
+    text = _events_sql(query, params, people=False, units=_AMBIGUOUS_UNITS)
+    views.run(
+        con, f"CREATE OR REPLACE TEMP TABLE _funnel_events AS {text}", {**params.values, **scan}
+    )
+    _matched_units(con, query, only=_AMBIGUOUS_UNITS_LIST)
 
 
 def _matched_units(
@@ -371,7 +442,9 @@ def _match_rows(cols: dict[str, list[Any]], query: FunnelQuery) -> Any:
 def prepare(
     data_dir: Path, query: FunnelQuery, engine: str = "auto", need_events: bool = True
 ) -> duckdb.DuckDBPyConnection:
-    """A connection holding `_funnel_events` and `_funnel_units` for `query`.
+    """A connection holding `_funnel_units` for `query`, and `_funnel_events` unless the lean
+    fast path applies (ordered, window from the first step, no exclusions, breakdowns or
+    `need_events`).
 
     `engine` "auto" takes the ASOF fast path where it applies; "match" forces the pure matcher.
     Without `need_events` the fast path may leave the event ids of `_funnel_units` empty.
@@ -380,15 +453,21 @@ def prepare(
     con = views.connect(data_dir, need=("events",))
     _require_partitions(data_dir, query)
     sessions.use_timeout(con, query.session_timeout)
+    scan = _scan_bounds(query)
+    fast = engine == "auto" and query.fast_path
+    if fast and not need_events and not query.needs_event_details:
+        _lean_ordered_units(con, query, scan)
+        return con
     params = Params()
     text = _events_sql(query, params, people=need_events)
     views.run(
         con,
         f"CREATE OR REPLACE TEMP TABLE _funnel_events AS {text}",
-        {**params.values, **_scan_bounds(query)},
+        {**params.values, **scan},
     )
-    if engine == "auto" and query.fast_path:
-        _ordered_units(con, query, need_events or bool(query.exclude) or bool(query.breakdown))
+    if fast:
+        _ordered_units(con, query, need_events or query.needs_event_details)
+        _matched_units(con, query, only=_AMBIGUOUS_UNITS_LIST)
     else:
         _matched_units(con, query)
     return con
