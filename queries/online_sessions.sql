@@ -15,11 +15,9 @@ sessions AS (
         min(time) FILTER (WHERE transition = 'online') AS started,
         min(time) FILTER (WHERE transition = 'offline') AS ended,
         max(time) AS last_seen,
-        arg_min(nullif(visit_token, ''), (time, seq)) FILTER (WHERE nullif(visit_token, '') IS NOT NULL) AS visit_token,
-        arg_min(nullif(visitor_token, ''), (time, seq)) FILTER (WHERE nullif(visitor_token, '') IS NOT NULL) AS visitor_token,
-        arg_min(nullif(user_id, ''), (time, seq)) FILTER (WHERE nullif(user_id, '') IS NOT NULL) AS user_id,
-        list({'time': time, 'seq': seq, 'transition': transition, 'channel': channel} ORDER BY time, seq)
-            FILTER (WHERE $with_channels AND transition IN ('subscribe', 'unsubscribe')) AS channel_rows
+        arg_min(nullif(visit_token, ''), time) FILTER (WHERE nullif(visit_token, '') IS NOT NULL) AS visit_token,
+        arg_min(nullif(visitor_token, ''), time) FILTER (WHERE nullif(visitor_token, '') IS NOT NULL) AS visitor_token,
+        arg_min(nullif(user_id, ''), time) FILTER (WHERE nullif(user_id, '') IS NOT NULL) AS user_id
     FROM rows
     GROUP BY node_id, client_id
 ),
@@ -29,7 +27,7 @@ bound AS (
     WHERE user_id IS NOT NULL AND visit_token IN (SELECT visit_token FROM sessions)
     GROUP BY visit_token
 ),
-keyed AS (
+keyed AS MATERIALIZED (
     SELECT s.*, coalesce(b.user_id, s.user_id, s.visitor_token) AS person
     FROM sessions AS s LEFT JOIN bound AS b USING (visit_token)
 ),
@@ -38,6 +36,19 @@ near AS (
     WHERE person IS NOT NULL AND (ended IS NULL OR ended >= $near_from)
     UNION
     SELECT unnest($carried::VARCHAR[])
+),
+picked AS MATERIALIZED (
+    SELECT * FROM keyed
+    WHERE person IN (SELECT person FROM near)
+        OR (person IS NULL AND (ended IS NULL OR ended >= $near_from))
+),
+channels AS (
+    SELECT node_id, client_id,
+        list({'time': time, 'seq': seq, 'transition': transition, 'channel': channel} ORDER BY time, seq) AS channel_rows
+    FROM rows
+    WHERE $with_channels AND transition IN ('subscribe', 'unsubscribe')
+        AND client_id IN (SELECT client_id FROM picked)
+    GROUP BY node_id, client_id
 )
-SELECT * FROM keyed
-WHERE person IN (SELECT person FROM near) OR (person IS NULL AND (ended IS NULL OR ended >= $near_from))
+SELECT p.*, c.channel_rows
+FROM picked AS p LEFT JOIN channels AS c USING (node_id, client_id)
