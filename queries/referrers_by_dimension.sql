@@ -1,16 +1,17 @@
 -- referrers_by_dimension: visits, visitors, share and goal conversions per dimension value, from
--- the visits of _ref_visits joined by key_hash to _ref_keys (key_hash, dim_id) and the names of
--- _ref_dims (dim_id, dim).
+-- the `visitor` rows of _ref_groups (key_hash, visitor_token, visits, conversions) joined by
+-- key_hash to _ref_keys (key_hash, dim_id) and the names of _ref_dims (dim_id, dim).
 -- returns: dim, visits, visitors, share, conversions, conversion_rate
 -- params: $limit
 WITH grouped AS (
     SELECT
         k.dim_id,
-        count(*) AS visits,
+        CAST(sum(r.visits) AS BIGINT) AS visits,
         count(DISTINCT r.visitor_token) AS visitors,
-        count(*) FILTER (WHERE r.converted) AS conversions
-    FROM _ref_visits AS r
+        CAST(sum(r.conversions) AS BIGINT) AS conversions
+    FROM _ref_groups AS r
     JOIN _ref_keys AS k USING (key_hash)
+    WHERE r.kind = 'visitor'
     GROUP BY k.dim_id
 )
 SELECT

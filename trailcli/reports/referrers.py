@@ -267,8 +267,13 @@ def _dimension_value(att: Attribution, by: str, landing_path: str) -> str:
     return str(getattr(att, by))
 
 
-def _classify_keys(keys: Any, query: ReferrersQuery, db: ReferrerDB) -> tuple[Any, Any]:
-    """Arrow tables (key_hash, dim_id) for each distinct key and (dim_id, dim) for each value."""
+def _classify_keys(
+    keys: Any, landing_hosts: list[str], query: ReferrersQuery, db: ReferrerDB
+) -> tuple[Any, Any]:
+    """Arrow tables (key_hash, dim_id) for each distinct key and (dim_id, dim) for each value.
+
+    Without `query.site_hosts` the site is every host in `landing_hosts`.
+    """
     import pyarrow as pa
 
     rows = keys.to_pylist()
@@ -277,7 +282,7 @@ def _classify_keys(keys: Any, query: ReferrersQuery, db: ReferrerDB) -> tuple[An
             "Two different referrer keys share one hash; the report cannot tell them apart.",
             "run the report over a narrower --from/--to",
         )
-    site_hosts = query.site_hosts or tuple({r["landing_host"] for r in rows if r["landing_host"]})
+    site_hosts = query.site_hosts or tuple(h for h in landing_hosts if h)
     classifier = Classifier(db, site_hosts)
     fields = VisitKey.__dataclass_fields__
     ids: dict[str, int] = {}
@@ -337,14 +342,17 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
         "include_bots": query.include_bots,
         "with_query": query.by == "term",
         "with_landing_path": query.by == "landing_page",
+        "with_landing_host": not query.site_hosts,
         "click_re": _click_regex(db.click_ids),
         "path_hosts": sorted({p for h in db.paths for p in (h, "www." + h)}),
     }
-    visits_sql = sql.load("referrers_visits")
+    groups_sql = sql.load("referrers_groups")
     if not query.goal:
-        visits_sql = visits_sql.replace(GOAL_FRAGMENT, "false")
-    views.run(con, f"CREATE TEMP TABLE _ref_visits AS {visits_sql}", params)
-    key_table, dim_table = _classify_keys(fetch_arrow(con, sql.load("referrers_keys")), query, db)
+        groups_sql = groups_sql.replace(GOAL_FRAGMENT, "false")
+    views.run(con, f"CREATE TEMP TABLE _ref_groups AS {groups_sql}", params)
+    keys = fetch_arrow(con, sql.load("referrers_keys"))
+    hosts = fetch_arrow(con, sql.load("referrers_landing_hosts"))
+    key_table, dim_table = _classify_keys(keys, hosts.column(0).to_pylist(), query, db)
     con.register("_ref_keys", key_table)
     con.register("_ref_dims", dim_table)
     result = fetch_arrow(con, sql.load("referrers_by_dimension"), {"limit": query.limit})
