@@ -304,3 +304,25 @@ def test_non_default_grace_and_missing_snapshot_scan(data_dir) -> None:
 
 def test_no_presence_builds_nothing(data_dir) -> None:
     assert snapshots.build_snapshots(data_dir) == []
+
+
+def test_timeline_after_a_late_identity_merges_the_persons(data_dir) -> None:
+    rows = two_day_log()
+    ids = {"visit_token": "vb", "visitor_token": "b"}
+    rows += [
+        {"time": t(130), "seq": 300, "node_id": "n1", "client_id": "c2", "transition": "online",
+         "reason": "handshake", **ids},
+        {"time": t(250), "seq": 301, "node_id": "n1", "client_id": "c2", "transition": "offline",
+         "reason": "disconnect", **ids},
+    ]  # fmt: skip
+    write(data_dir, "presence", rows)
+    snapshots.build_snapshots(data_dir)
+    args = (data_dir, t(125), t(260), timedelta(seconds=135), t(10_000))
+    assert online.timeline(*args)[0]["peak_online"] == 2  # visitors a and b
+    identities = [
+        {"time": t(150), "visit_token": "va", "user_id": "u1"},
+        {"time": t(150), "visit_token": "vb", "user_id": "u1"},
+    ]
+    write(data_dir, "identities", identities)  # both visits turn out to be u1's
+    (row,) = online.timeline(*args)
+    assert (row["peak_online"], row["max_online"]) == (1, 1)

@@ -419,6 +419,10 @@ def _person_steps(
     carry = snapshots.load(lake, snapshots.midnight_of(start)) if opts.snapshot_fits else None
     if carry is not None and carry.gone:
         return None
+    if carry is not None:
+        resolved = snapshots.resolve_users(lake, carry.sessions)
+        if any(resolved[k] != u for k, u in carry.resolved.items() if k in resolved):
+            carry = None  # a late identity changed a carried person: fold from the start
     upto = end + opts.grace
     since = snapshots.day_text(carry.midnight) if carry else ""
     lake.bind(
