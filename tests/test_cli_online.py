@@ -83,6 +83,8 @@ def test_timeline_table_has_a_sparkline(run_cli, small_log) -> None:
     rows = json.loads(run_cli(*args, "--every", "1m", "-f", "json").stdout)
     assert [r["max_online"] for r in rows] == [1, 2, 1, 1, 0]
     assert {r["peak_online"] for r in rows} == {2}
+    before = ("online", "--data-dir", small_log, "timeline", "--from", iso(0), "--to", iso(300))
+    assert json.loads(run_cli(*before, "--every", "1m", "-f", "json").stdout) == rows
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,7 @@ def online(
 ) -> None:
     """Everyone online at an instant (--at, default now) or during a range (--from/--to)."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = {"data_dir": data_dir}  # `trail online --data-dir X timeline` reads X too
         return
     with cli_errors():
         from trailcli.presence import request
@@ -91,6 +92,7 @@ def online(
 
 @online_app.command("timeline")
 def timeline(
+    ctx: typer.Context,
     *,
     start: From = None,
     end: To = None,
@@ -109,6 +111,8 @@ def timeline(
         from trailcli.render import sparkline
 
         ask = request.Ask.parse(None, start, end, by, channel, grace, users_only, None, None, tz)
+        if data_dir == DEFAULT_DATA_DIR and ctx.obj:
+            data_dir = ctx.obj["data_dir"]
         rows = request.timeline(Path(data_dir), ask, request.parse_every(every))
         emit(rows, fmt, tz)
         if fmt == Format.table and rows:
