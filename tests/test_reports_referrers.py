@@ -451,3 +451,32 @@ def test_other_dimensions(data_dir: Path, write_rows, by) -> None:
             "landing_page": {"/a": 1, "/b": 1, "/": 1},
         }[by]
     )
+
+
+def test_visitors_count_once_per_value_across_keys_and_every_landing_host_is_the_site(
+    data_dir: Path, write_rows
+) -> None:
+    """Two keys that give one source share their visitor; the site is every landing host."""
+    shop, blog = "https://shop.example.com", "https://blog.example.com"
+    visits = [
+        ("a1", "A", f"{shop}/", "https://www.google.com/search?q=x"),
+        ("a2", "A", f"{shop}/p", "https://www.google.co.uk/"),
+        ("b1", "B", f"{blog}/", f"{shop}/cart"),
+        ("a3", "A", f"{blog}/", None),
+    ]
+    write_rows(
+        "visits",
+        [
+            {
+                "visit_token": token,
+                "visitor_token": visitor,
+                "started_at": "2026-01-01T10:00:00Z",
+                "landing_page": landing,
+                "referrer": referrer,
+            }
+            for token, visitor, landing, referrer in visits
+        ],
+    )
+    rows = referrers_report(data_dir, ReferrersQuery()).to_pylist()
+    got = {r["source"]: (r["visits"], r["visitors"]) for r in rows}
+    assert got == {"Google": (2, 1), "(direct)": (2, 2)}
