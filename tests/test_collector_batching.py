@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +15,7 @@ from collector_support import stored
 
 from trailcli.collector.batching import BatchingWriter
 from trailcli.errors import TrailError
+from trailcli.store import wal
 from trailcli.store.wal import LogWriter
 
 
@@ -66,3 +71,65 @@ async def test_empty_append_is_a_no_op(records: list[dict[str, object]]) -> None
     writer = BatchingWriter(inner=None)  # type: ignore[arg-type]
     await writer.append_async("events", records)
     assert writer.batches == 0
+
+
+def _grew(store: LogWriter, size: int) -> bool:
+    return bool(store.stats()["wal_bytes"] > size)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_batches_are_written_while_a_sync_is_under_way(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LogWriter.open(data_dir, "n1", flush_interval=60)
+    release = threading.Event()
+    real_sync = wal._sync_data
+
+    def slow_sync(fd: int) -> None:
+        release.wait(10)
+        real_sync(fd)
+
+    monkeypatch.setattr(wal, "_sync_data", slow_sync)
+    writer = BatchingWriter(store)
+    first = asyncio.ensure_future(writer.append_async("events", [event(0)]))
+    await _until(lambda: store.stats()["wal_bytes"] > 0)
+    rest = []
+    for wave in (range(1, 4), range(4, 7), range(7, 10)):  # each written ahead of the sync
+        size = store.stats()["wal_bytes"]
+        rest += [asyncio.ensure_future(writer.append_async("events", [event(i)])) for i in wave]
+        await _until(functools.partial(_grew, store, size))
+    assert not first.done() and not any(f.done() for f in rest)  # nobody acknowledged early
+    assert store.stats()["records_written"]["events"] == 0
+    release.set()
+    await asyncio.gather(first, *rest)
+    assert store.stats()["records_written"]["events"] == 10
+    await writer.drain()
+    store.close()
+    assert sorted(r["event_id"] for r in stored(data_dir, "events")) == sorted(
+        f"e{i}" for i in range(10)
+    )
+
+
+async def test_a_failed_sync_fails_every_waiting_caller(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LogWriter.open(data_dir, "n1", flush_interval=60)
+
+    def failing_sync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(wal, "_sync_data", failing_sync)
+    writer = BatchingWriter(store)
+    results = await asyncio.gather(
+        *(writer.append_async("events", [event(i)]) for i in range(8)), return_exceptions=True
+    )
+    assert all(isinstance(r, TrailError) for r in results)
+    assert store.stats()["records_written"]["events"] == 0
+    monkeypatch.undo()
+    store.close()

@@ -118,6 +118,22 @@ async def test_append_async_shares_fsyncs_and_leaves_the_loop_free(data_dir: Pat
     assert len(event_ids(data_dir)) == 64
 
 
+def test_write_then_wait_durable_counts_records_only_once_synced(data_dir: Path) -> None:
+    with open_writer(data_dir) as writer:
+        first = writer.write("events", [event("e1"), event("e2")])
+        second = writer.write("events", [event("e3")])
+        assert 0 < first < second
+        assert writer.stats()["records_written"]["events"] == 0
+        writer.wait_durable(second, {"events": 3})
+        assert writer.stats()["records_written"]["events"] == 3
+        assert writer.stats()["fsyncs"] == 1  # one sync covers both writes
+        size = writer.stats()["wal_bytes"]
+        with pytest.raises(UsageError):
+            writer.write("events", [event("e4"), {**event("e5"), "time": "not a time"}])
+        assert writer.stats()["wal_bytes"] == size  # a refused batch writes nothing
+    assert sorted(event_ids(data_dir)) == ["e1", "e2", "e3"]
+
+
 def test_flush_rows_commits_before_the_interval(data_dir: Path) -> None:
     with open_writer(data_dir, flush_rows=10) as writer:
         writer.append("events", [event(f"e{i}") for i in range(10)])
@@ -215,6 +231,7 @@ def test_a_failed_fsync_stops_acknowledging(
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(wal.os, "fsync", failing_fsync)
+    monkeypatch.setattr(wal.os, "fdatasync", failing_fsync, raising=False)  # appends sync data
     with pytest.raises(TrailError, match="failed to sync"):
         writer.append("events", [event("unsure")])
     monkeypatch.undo()

@@ -50,16 +50,18 @@ def segment_numbers(wal_dir: Path) -> list[int]:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# built once (json.dumps with options builds an encoder per call); encoding keeps no state
+_FRAME_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))
+
+
 def encode_frame(kind: str, records: list[dict[str, Any]]) -> bytes:
     """One WAL frame: length and CRC-32 header, then the records as JSON."""
-    payload = json.dumps(
-        {"k": kind, "r": records}, default=_json_default, separators=(",", ":")
-    ).encode()
+    payload = _FRAME_ENCODER.encode({"k": kind, "r": records}).encode()
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -113,6 +115,13 @@ def _split_storable(
         except Exception:
             bad.append(row)
     return good, bad
+
+
+def _sync_data(fd: int) -> None:
+    """Make the appended bytes durable: fdatasync (which also syncs the grown file size, as
+    needed to read them back) where the platform has it, else fsync."""
+    sync = getattr(os, "fdatasync", os.fsync)
+    sync(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -256,10 +265,21 @@ class LogWriter:
 
     def append(self, kind: str, records: list[dict[str, Any]]) -> None:
         """Write `records` of `kind` to the WAL; returns once they are fsynced. Thread-safe."""
+        position = self.write(kind, records)
+        if position:
+            self.wait_durable(position, {kind: len(records)})
+
+    def write(self, kind: str, records: list[dict[str, Any]]) -> int:
+        """Write `records` of `kind` to the open segment without waiting for the sync.
+
+        Returns the WAL position that `wait_durable` must reach before the records may be
+        acknowledged (0 for no records). Raises UsageError, writing nothing, when a record
+        cannot be stored. Thread-safe.
+        """
         if kind not in KINDS:
             raise UsageError(f"Unknown log kind {kind!r}.", f"use one of {', '.join(KINDS)}")
         if not records:
-            return
+            return 0
         try:
             tables.check_records(kind, records)
         except ValueError as exc:
@@ -294,11 +314,18 @@ class LogWriter:
             self._written += len(frame)
             position = self._written
             full = seg.rows >= self.flush_rows
-        self._wait_durable(position)
-        with self._write_lock:
-            self._records_written[kind] += len(records)
         if full:
             self._wake.set()
+        return position
+
+    def wait_durable(self, position: int, written: dict[str, int] | None = None) -> None:
+        """Block until the WAL is synced up to `position` (from `write`), then count `written`
+        (records by kind) as durable. Raises TrailError when the sync failed. Thread-safe."""
+        self._wait_durable(position)
+        if written:
+            with self._write_lock:
+                for kind, count in written.items():
+                    self._records_written[kind] += count
 
     def _check_usable(self) -> None:
         if self._closed or self._segment is None:
@@ -339,7 +366,7 @@ class LogWriter:
                 target = self._written
                 fd = self._segment.fd if self._segment else -1
             if fd >= 0:
-                os.fsync(fd)
+                _sync_data(fd)
         except OSError as exc:
             # after a failed fsync the kernel may have dropped the pages: a retry could report
             # success for data that is gone, so this writer acknowledges nothing more
