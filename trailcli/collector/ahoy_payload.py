@@ -171,6 +171,10 @@ def nest_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for key, value in pairs:
+        if "[" not in key:  # the usual flat field
+            if key:
+                out.setdefault(key, value)
+            continue
         head, _, rest = key.partition("[")
         if not head:
             continue
