@@ -30,6 +30,9 @@ LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 NOOP_SERVER = """
 import sys
 from aiohttp import web
+if sys.argv[2] == "uvloop":
+    import uvloop
+    uvloop.install()
 
 async def noop(request):
     await request.read()
@@ -81,8 +84,9 @@ def wait_http(port: int, timeout: float = 30.0) -> None:
     raise SystemExit(f"server on port {port} did not come up")
 
 
-def start_collector(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
-    cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect",
+def start_collector(data_dir: Path, loop: str) -> tuple[subprocess.Popen[str], int]:
+    boot = "import uvloop; uvloop.install(); " if loop == "uvloop" else ""
+    cmd = [sys.executable, "-c", boot + "from trailcli.cli import main; main()", "collect",
            "--port", "0", "--data-dir", str(data_dir), "--no-access-log", "--no-compact",
            "--node-id", "bench"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
@@ -94,9 +98,9 @@ def start_collector(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
     raise SystemExit("collector did not start: " + (proc.stderr.read() or ""))
 
 
-def start_noop() -> tuple[subprocess.Popen[str], int]:
+def start_noop(loop: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", NOOP_SERVER, str(port)], text=True)
+    proc = subprocess.Popen([sys.executable, "-c", NOOP_SERVER, str(port), loop], text=True)
     wait_http(port)
     return proc, port
 
@@ -181,14 +185,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--soak", type=int, default=0, help="also soak the collector N seconds")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
 
     work = Path(tempfile.mkdtemp(prefix="trail-bench-"))
-    noop, noop_port = start_noop()
-    collector, port = start_collector(work / "data")
+    noop, noop_port = start_noop(args.loop)
+    collector, port = start_collector(work / "data", args.loop)
     start_rss = rss_mib(collector.pid)
     baseline, measured = [], []
     try:
