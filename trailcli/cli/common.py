@@ -40,6 +40,16 @@ To = Annotated[
 ]
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="At most this many rows.")]
 DURATION_HELP = f"Duration: {DURATION_FORMS}."
+IncludeBots = Annotated[
+    bool,
+    typer.Option("--include-bots", help="Count bots (device_type Bot) too; left out by default."),
+]
+SessionTimeout = Annotated[
+    str,
+    typer.Option(
+        "--session-timeout", help=f"A gap this long or longer starts a new session. {DURATION_HELP}"
+    ),
+]
 
 
 def warn(message: str) -> None:

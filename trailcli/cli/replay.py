@@ -10,11 +10,11 @@ import typer
 
 from trailcli.cli.common import (
     DEFAULT_DATA_DIR,
-    DURATION_HELP,
     DataDir,
     FormatOpt,
     From,
     Limit,
+    SessionTimeout,
     To,
     Tz,
     cli_errors,
@@ -41,9 +41,7 @@ def replay(
         str | None,
         typer.Option("--token", envvar="TRAIL_API_TOKEN", help="The collector's read token."),
     ] = None,
-    session_timeout: Annotated[
-        str, typer.Option("--session-timeout", help=f"Gap that starts a session. {DURATION_HELP}")
-    ] = "30m",
+    session_timeout: SessionTimeout = "30m",
     start: From = None,
     end: To = None,
     limit: Limit = None,

@@ -8,11 +8,12 @@ import typer
 
 from trailcli.cli.common import (
     DEFAULT_DATA_DIR,
-    DURATION_HELP,
     DataDir,
     FormatOpt,
     From,
+    IncludeBots,
     Limit,
+    SessionTimeout,
     To,
     Tz,
     cli_errors,
@@ -24,12 +25,8 @@ from trailcli.render import Format
 def pages(
     *,
     by: Annotated[str, typer.Option("--by", help="Group $view events by page or title.")] = "page",
-    include_bots: Annotated[
-        bool, typer.Option("--include-bots", help="Count views of bots too.")
-    ] = False,
-    session_timeout: Annotated[
-        str, typer.Option("--session-timeout", help=f"Gap that starts a session. {DURATION_HELP}")
-    ] = "30m",
+    include_bots: IncludeBots = False,
+    session_timeout: SessionTimeout = "30m",
     start: From = None,
     end: To = None,
     limit: Limit = None,

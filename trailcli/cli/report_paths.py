@@ -8,11 +8,12 @@ import typer
 
 from trailcli.cli.common import (
     DEFAULT_DATA_DIR,
-    DURATION_HELP,
     DataDir,
     FormatOpt,
     From,
+    IncludeBots,
     Limit,
+    SessionTimeout,
     To,
     Tz,
     cli_errors,
@@ -38,12 +39,8 @@ def paths(
         list[str] | None,
         typer.Option("--clean", help="Rename pages: '/users/*=/users/:id' (repeatable)."),
     ] = None,
-    include_bots: Annotated[
-        bool, typer.Option("--include-bots", help="Count views of bots too.")
-    ] = False,
-    session_timeout: Annotated[
-        str, typer.Option("--session-timeout", help=f"Gap that starts a session. {DURATION_HELP}")
-    ] = "30m",
+    include_bots: IncludeBots = False,
+    session_timeout: SessionTimeout = "30m",
     start: From = None,
     end: To = None,
     limit: Limit = None,

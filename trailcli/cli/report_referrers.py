@@ -12,6 +12,7 @@ from trailcli.cli.common import (
     DataDir,
     FormatOpt,
     From,
+    IncludeBots,
     Limit,
     To,
     Tz,
@@ -46,9 +47,7 @@ def referrers(
             "AIAssistants.yml or Snowplow referers.yml (repeatable; later wins).",
         ),
     ] = None,
-    include_bots: Annotated[
-        bool, typer.Option("--include-bots", help="Count visits of bots too.")
-    ] = False,
+    include_bots: IncludeBots = False,
     start: From = None,
     end: To = None,
     limit: Limit = None,
