@@ -100,7 +100,9 @@ def paths_report(data_dir: Path, query: PathsQuery) -> Any:
         "top": query.top,
     }
     name = "paths_sequences" if query.sequences else "paths_transitions"
-    table = fetch_arrow(con, sql.load(name), params)
+    statement = f"WITH path_steps AS ({sql.load('paths_steps')}) {sql.load(name)}"
+    used = sql.bound_params(statement)
+    table = fetch_arrow(con, statement, {k: v for k, v in params.items() if k in used})
     if query.limit is not None:
         table = table.slice(0, query.limit)
     return table
