@@ -172,7 +172,8 @@ def _events_sql(
     """The statement that reads the funnel's events (queries/funnel_events.sql, filled).
 
     Without `people` the visitor, visit and user columns stay empty (cheaper to read); without
-    `details` only unit, time and mask are read (for counts without exclusions or breakdowns).
+    `details` only unit, time and mask are read (for counts without exclusions or breakdowns),
+    and events that satisfy no step are left for the reader's `mask & bit` filters to drop.
     `units` is a fixed fragment that narrows the units read, or empty.
     """
     needs_visit = any(s.needs_visit for s in (*query.steps, *query.exclude)) or (
@@ -183,8 +184,9 @@ def _events_sql(
         extra = _details_sql(query, params, people)
         relevant = "" if query.order == "strict" else "AND (mask <> 0 OR excluded)"
     else:
-        extra = ""
-        relevant = "" if query.order == "strict" else "AND mask <> 0"
+        # the chain's own `mask & bit` filters select the step events; a `mask <> 0` filter here
+        # would be pushed below the projection and evaluate every step predicate twice
+        extra, relevant = "", ""
     return fill(
         sql.load("funnel_events"),
         unit=UNITS[query.unit],
@@ -286,8 +288,11 @@ def _ordered_units(
         "anchor_to": query.end or LATEST,
     }
     views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS {text}", params)
-    shape = "funnel_chosen_events" if need_events else "funnel_chosen_times"
-    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen AS {sql.load(shape)}")
+    if need_events:
+        chosen = f"TABLE _funnel_chosen AS {sql.load('funnel_chosen_events')}"
+    else:  # a reshaping of `_funnel_chosen_times` that funnel_units.sql reads once
+        chosen = f"VIEW _funnel_chosen AS {sql.load('funnel_chosen_times')}"
+    views.run(con, f"CREATE OR REPLACE TEMP {chosen}")
     excluded = (
         "(SELECT unit, time, event_id FROM _funnel_events WHERE excluded)"
         if query.exclude
