@@ -266,9 +266,17 @@ def _ordered_units(
     events_params: dict[str, Any] | None = None,
 ) -> None:
     """The fast path: `_funnel_units` by an ASOF-join chain; units with equal-time steps
-    (rare outside tests) go through the pure matcher. `events` is the statement of the step
+    (rare outside tests) are left for the pure matcher. `events` is the statement of the step
     events (unit, time, mask) with its bound values; `need_events` looks up the events of each
     chosen attempt in `_funnel_events` (for exclusions, breakdowns and drop-outs)."""
+    _chosen_times(con, query, events, events_params or {})
+    _units_from_chosen(con, query, need_events, "TABLE")
+
+
+def _chosen_times(
+    con: duckdb.DuckDBPyConnection, query: FunnelQuery, events: str, events_params: dict[str, Any]
+) -> None:
+    """`_funnel_chosen_times`: each unit's chosen attempt by the ASOF-join chain over `events`."""
     n = len(query.steps)
     chain = ",\n".join(_CHAIN_STEP.format(k=k, p=k - 1, bit=1 << (k - 1)) for k in range(2, n + 1))
     level = "1 + " + " + ".join(f"(t{k} IS NOT NULL)::INT" for k in range(2, n + 1))
@@ -282,12 +290,19 @@ def _ordered_units(
         last=f"j{n}",
     )
     params = {
-        **(events_params or {}),
+        **events_params,
         "window": query.window,
         "anchor_from": query.start or EARLIEST,
         "anchor_to": query.end or LATEST,
     }
     views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS {text}", params)
+
+
+def _units_from_chosen(
+    con: duckdb.DuckDBPyConnection, query: FunnelQuery, need_events: bool, kind: str
+) -> None:
+    """`_funnel_units` (a TABLE, or a VIEW when nothing is added to it and it is read once)
+    from `_funnel_chosen_times`, with the events of each attempt when `need_events`."""
     if need_events:
         chosen = f"TABLE _funnel_chosen AS {sql.load('funnel_chosen_events')}"
     else:  # a reshaping of `_funnel_chosen_times` that funnel_units.sql reads once
@@ -299,21 +314,24 @@ def _ordered_units(
         else _NO_EXCLUDED
     )
     units = fill(sql.load("funnel_units"), excluded_events=excluded)
-    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_units AS {units}")
+    views.run(con, f"CREATE OR REPLACE TEMP {kind} _funnel_units AS {units}")
 
 
 def _lean_ordered_units(
     con: duckdb.DuckDBPyConnection, query: FunnelQuery, scan: dict[str, Any]
 ) -> None:
     """The fast path for counts alone: the ASOF chain reads unit, time and mask straight from the
-    scan (no event ids, no `_funnel_events`); only the units with equal-time steps are read
-    again, with their event ids, for the pure matcher."""
+    scan (no event ids, no `_funnel_events`), and `_funnel_units` stays a view over its result;
+    only the units with equal-time steps are read again, with their event ids, for the pure
+    matcher."""
     params = Params()
     events = _events_sql(query, params, people=False, details=False)
-    _ordered_units(con, query, False, events, {**params.values, **scan})
+    _chosen_times(con, query, events, {**params.values, **scan})
     ambiguous = views.run(con, "SELECT count(*) FROM _funnel_chosen_times WHERE ambiguous")
     if ambiguous.fetchone()[0] == 0:
+        _units_from_chosen(con, query, False, "VIEW")
         return
+    _units_from_chosen(con, query, False, "TABLE")
     params = Params()
     text = _events_sql(query, params, people=False, units=_AMBIGUOUS_UNITS)
     views.run(
