@@ -4,7 +4,7 @@ The 4-step ordered funnel of the sample ($view of a product page, add_to_cart, c
 purchase; 1-day window from the first step; visitors; bots left out) over data from
 `trail sample --events N`, compacted as the collector does with closed days. Each contender
 runs in its own process, so its peak RSS is its own; the time (wall and CPU) is the query
-alone, best of --repeat; ratios are against the faster baseline.
+alone, best of --repeat alternating rounds; ratios are against the faster baseline.
 
 Run: python bench/funnel.py [--events 10000000] [--repeat 2] [--data-dir DIR]
 """
@@ -194,8 +194,11 @@ def main() -> None:
         return
     data_dir = args.data_dir or sample_dir(args.events, args.seed)
     results = {}
-    for name in CONTENDERS:
-        runs = [measure(name, data_dir) for _ in range(args.repeat)]
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+    for _ in range(args.repeat):  # alternating rounds: a change in load hits every contender
+        for name in CONTENDERS:
+            rounds[name].append(measure(name, data_dir))
+    for name, runs in rounds.items():
         results[name] = {
             "seconds": min(r["seconds"] for r in runs),
             "cpu": min(r["cpu"] for r in runs),
