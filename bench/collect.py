@@ -5,6 +5,7 @@ samples the collector's RSS over a longer run.
     python bench/collect.py                  # 3 rounds x 10 s per server = 30 s each (recorded)
     python bench/collect.py --duration 3     # quicker
     python bench/collect.py --soak 300       # plus a 5-minute RSS soak of the collector
+    python bench/collect.py --loop uvloop    # both servers on uvloop
 """
 
 from __future__ import annotations
@@ -185,7 +186,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of both servers (uvloop must be installed; trail does not depend on it)",
+    )
     parser.add_argument("--soak", type=int, default=0, help="also soak the collector N seconds")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
