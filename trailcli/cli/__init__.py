@@ -43,20 +43,19 @@ def _root(
     """trail: presence and product analytics from your own logs."""
 
 
-app.command("sql")(sql_cmd.sql)
-app.command("compact")(compact.compact)
-app.command("sample")(sample_cmd.sample)
+# Listed in `trail --help` in this order: the daemon, the questions, then the tools.
 app.command("collect")(collect.collect)
-# Registrations of the other commands follow; each module stays cheap to import.
+app.add_typer(online_app, name="online")
 app.command("replay")(replay_command)
-app.command("publish")(publish_cmd.publish)
-report_app.command("referrers")(referrers)
+app.add_typer(report_app, name="report")
 report_app.command("funnel")(funnel_command)
+report_app.command("referrers")(referrers)
 report_app.command("paths")(paths)
 report_app.command("pages")(pages)
-app.add_typer(report_app, name="report")
-app.add_typer(online_app, name="online")
-
+app.command("sql")(sql_cmd.sql)
+app.command("publish")(publish_cmd.publish)
+app.command("compact")(compact.compact)
+app.command("sample")(sample_cmd.sample)
 
 def main() -> None:
     app()
