@@ -43,7 +43,7 @@ def _root(
     """trail: presence and product analytics from your own logs."""
 
 
-# Listed in `trail --help` in this order: the daemon, the questions, then the tools.
+# The daemon, the questions it answers, then the tools (`--help` lists groups after commands).
 app.command("collect")(collect.collect)
 app.add_typer(online_app, name="online")
 app.command("replay")(replay_command)
