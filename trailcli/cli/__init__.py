@@ -57,5 +57,6 @@ app.command("publish")(publish_cmd.publish)
 app.command("compact")(compact.compact)
 app.command("sample")(sample_cmd.sample)
 
+
 def main() -> None:
     app()
