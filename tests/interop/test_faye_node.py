@@ -191,7 +191,7 @@ def test_round_trip_errors_and_disconnect(make_server: Any, node: Any, mode: str
 def test_killed_client_ends_with_transport_closed(make_server: Any, node: Any, mode: str) -> None:
     server = make_server(timeout=3.0, grace=1.0)
     client = node("listen.js", server.url, mode, "/k")
-    client_id = client.wait_line("ready").split()[1]
+    client_id = client.wait_line("ready", 60).split()[1]
     time.sleep(0.5)  # the connect is held (long-polling) or the socket bound (websocket)
     client.proc.send_signal(signal.SIGKILL)
     killed_at = time.time()
@@ -208,7 +208,7 @@ def test_frozen_client_times_out(make_server: Any, node: Any, mode: str) -> None
     # a 2 s timeout: short, yet the client's own 1.2 × timeout deadline survives a busy machine
     server = make_server(timeout=2.0, grace=1.0)
     client = node("listen.js", server.url, mode, "/f")
-    client_id = client.wait_line("ready", 20).split()[1]
+    client_id = client.wait_line("ready", 60).split()[1]
     client.proc.send_signal(signal.SIGSTOP)  # its sockets stay open; it just stops talking
     stopped_at = time.time()
     closed = server.wait_for(closed_event(client_id), 10)
@@ -221,7 +221,7 @@ def test_frozen_client_times_out(make_server: Any, node: Any, mode: str) -> None
 def test_server_restart_makes_clients_come_back(make_server: Any, node: Any, mode: str) -> None:
     server = make_server(timeout=3.0, grace=1.0)
     client = node("listen.js", server.url, mode, "/r", "2", "25")
-    first_id = client.wait_line("ready").split()[1]
+    first_id = client.wait_line("ready", 60).split()[1]
     server.stop(signal.SIGKILL)
     server.start()
     deadline = time.monotonic() + 15
@@ -247,7 +247,7 @@ def test_form_encoded_back_end_publish_reaches_subscribers(
 ) -> None:
     server = make_server()
     client = node("listen.js", server.url, mode, "/news/*")
-    client.wait_line("ready")
+    client.wait_line("ready", 60)
     ack = server.publish_form("/news/today", {"headline": "hello"})
     assert ack == {"channel": "/news/today", "successful": True}
     line = client.wait_line("got", 5)
