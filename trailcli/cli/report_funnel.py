@@ -13,6 +13,8 @@ from trailcli.cli.common import (
     DataDir,
     FormatOpt,
     From,
+    IncludeBots,
+    SessionTimeout,
     To,
     Tz,
     cli_errors,
@@ -80,10 +82,8 @@ def funnel(
         int | None,
         typer.Option("--dropped-at", help="List the units that reached step N but not N+1."),
     ] = None,
-    include_bots: Annotated[bool, typer.Option("--include-bots", help="Count bots too.")] = False,
-    session_timeout: Annotated[
-        str, typer.Option("--session-timeout", help=f"Gap that ends a session. {DURATION_HELP}")
-    ] = "30m",
+    include_bots: IncludeBots = False,
+    session_timeout: SessionTimeout = "30m",
     start: From = None,
     end: To = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
