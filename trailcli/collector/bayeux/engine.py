@@ -494,6 +494,13 @@ class Engine:
         return None
 
     def _subscribe(self, message: Message, now: datetime) -> Message:
+        return self._for_each_subscription(message, lambda c, ch: self._subscribe_one(c, ch, now))
+
+    def _for_each_subscription(
+        self, message: Message, apply: Callable[[Client, Any], str | None]
+    ) -> Message:
+        """The reply to a subscribe or unsubscribe: `apply` runs on each named channel in order
+        until one gives an error (Faye's codes for a missing client or subscription come first)."""
         reply = _reply(message)
         wanted = message.get("subscription")
         reply["subscription"] = wanted if wanted else []
@@ -503,7 +510,7 @@ class Engine:
         if problem is None:
             client = self.clients[message["clientId"]]
             for channel in wanted if isinstance(wanted, list) else [wanted]:
-                problem = self._subscribe_one(client, channel, now)
+                problem = apply(client, channel)
                 if problem:
                     break
         if problem:
@@ -533,24 +540,14 @@ class Engine:
         return None
 
     def _unsubscribe(self, message: Message, now: datetime) -> Message:
-        reply = _reply(message)
-        wanted = message.get("subscription")
-        reply["subscription"] = wanted if wanted else []
-        problem = self._known_client_problem(message)
-        if problem is None and not wanted:
-            problem = error(402, "subscription", "Missing required parameter")
-        if problem is None:
-            client = self.clients[message["clientId"]]
-            for channel in wanted if isinstance(wanted, list) else [wanted]:
-                if not isinstance(channel, str) or not channels.is_valid(channel):
-                    problem = error(405, str(channel), "Invalid channel")
-                    break
-                if self._drop_subscription(client, channel):
-                    self._notify("client_unsubscribed", client.id, channel, now)
-        if problem:
-            reply["error"] = problem
-        reply["successful"] = problem is None
-        return reply
+        return self._for_each_subscription(message, lambda c, ch: self._unsubscribe_one(c, ch, now))
+
+    def _unsubscribe_one(self, client: Client, channel: Any, now: datetime) -> str | None:
+        if not isinstance(channel, str) or not channels.is_valid(channel):
+            return error(405, str(channel), "Invalid channel")
+        if self._drop_subscription(client, channel):
+            self._notify("client_unsubscribed", client.id, channel, now)
+        return None
 
     def _drop_subscription(self, client: Client, channel: str) -> bool:
         if channel not in client.subscriptions:
