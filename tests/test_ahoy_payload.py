@@ -259,3 +259,40 @@ def test_fuzzed_bodies_parse_or_fail_cleanly(content_type: str, body: bytes, que
         )  # fmt: skip
         record["properties"].encode("utf-8")
         json.loads(record["properties"])
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_json_codec_agrees_with_the_standard_library(value: object) -> None:
+    # long integers stay exact and lone surrogates are repaired, as with the json module alone
+    text = json.dumps(value)
+    assert p.loads(text) == json.loads(text)
+    assert p.loads(text.encode("utf-8", "surrogatepass")) == json.loads(text)
+    assert json.loads(p.dumps(value)) == json.loads(_stdlib_dumps(value))
+
+
+def _stdlib_dumps(value: object) -> str:
+    """What `dumps` wrote with the json module alone: surrogates repaired only when present."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(p.clean_json(value), ensure_ascii=False)
+    return text
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", "{", "[1,]", "\ufeff[1]"])
+def test_loads_stays_strict(text: str) -> None:
+    with pytest.raises(ValueError):
+        p.loads(text)

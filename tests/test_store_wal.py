@@ -488,3 +488,14 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(data_dir: Path) -> 
     check_exactly_once(data_dir, acknowledged, seed)
     assert len(acknowledged) > 20, "the children acknowledged too little to test anything"
     assert wal.segment_numbers(layout.wal_dir(data_dir, "crashy")) == []
+
+
+def test_frames_round_trip_times_and_odd_text() -> None:
+    # orjson writes most frames; the standard encoder takes what orjson refuses (a lone surrogate)
+    for text in ("plain", "caf\u00e9 \x00", "lone \ud800"):
+        records = [{"time": T0, "received_at": T0.replace(microsecond=7), "name": text}]
+        frame = wal.encode_frame("events", records)
+        body = frame[wal._FRAME.size :]
+        assert wal.decode_frame(body) == json.loads(body)
+        assert wal.decode_frame(body)["r"][0]["time"] == T0.isoformat()
+        assert wal.decode_frame(body)["r"][0]["received_at"] == "2026-03-01T12:00:00.000007+00:00"

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 AHOY_NAMESPACE = uuid.UUID("a82ae811-5011-45ab-a728-569df7499c5f")
 TOKEN_MAX = 64
 _NOT_TOKEN = re.compile(r"[^A-Za-z0-9-]")
@@ -79,8 +81,23 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+# orjson turns integers beyond 64 bits into floats; text with such a digit run goes to the
+# standard parser, which keeps them exact
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def loads(text: str | bytes) -> Any:
-    """Strict JSON (no NaN/Infinity); ValueError for anything unparsable or too deeply nested."""
+    """Strict JSON (no NaN/Infinity); ValueError for anything unparsable or too deeply nested.
+
+    orjson parses the common case; what it refuses (lone surrogate escapes, deep nesting) or
+    would change (long integers) is left to the standard parser, so results never differ.
+    """
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    if not _LONG_DIGITS.search(raw):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return _DECODER.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
     except RecursionError:
@@ -89,6 +106,10 @@ def loads(text: str | bytes) -> Any:
 
 def dumps(value: Any) -> str:
     """Compact JSON text of a cleaned value (what `properties` and `extra` store)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits, lone surrogates: the standard encoder below
+        pass
     text = _ENCODER.encode(value)
     try:
         text.encode("utf-8")
