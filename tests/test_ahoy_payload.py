@@ -296,3 +296,77 @@ def _stdlib_dumps(value: object) -> str:
 def test_loads_stays_strict(text: str) -> None:
     with pytest.raises(ValueError):
         p.loads(text)
+
+
+BEACON_NAMES = ["visit_token", "visitor_token", "events_json", "name", "events[]", "a b", 'x"y']
+PART_HEADS = [
+    'Content-Disposition: form-data; name="{}"',
+    'content-disposition: form-data; name="{}"',
+    'Content-Disposition: form-data; name="{}"; filename="f.txt"',
+    'Content-Disposition: form-data; name="{}"\r\nContent-Type: text/plain',
+    'Content-Disposition: form-data;  name="{}"',
+]
+part_values = (
+    st.binary(max_size=40)
+    | st.sampled_from([b"v-1", b"null", b"\x00", b"\xff\xfe", b"a\r\n\r\nb", b"--B7", b""])
+    | JSON_VALUES.map(lambda v: json.dumps(v).encode())
+)
+
+
+@st.composite
+def multipart_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    boundary = draw(st.sampled_from(["B7", "----trailbenchboundary7d3a", "x y"]))
+    content_type = draw(
+        st.sampled_from(
+            [
+                "multipart/form-data; boundary={}",
+                'multipart/form-data; boundary="{}"',
+                "Multipart/Form-Data; charset=utf-8; boundary={}",
+                "multipart/mixed; boundary={}",
+                "multipart/form-data",
+            ]
+        )
+    ).format(boundary)
+    delimiter = b"--" + boundary.encode()
+    if draw(st.booleans()):  # shaped like an ahoy.js beacon, values still arbitrary
+        names = draw(st.permutations(BEACON_NAMES[:3]))[: draw(st.integers(1, 3))]
+        body = b"".join(
+            delimiter + b"\r\n" + PART_HEADS[0].format(name).encode() + b"\r\n\r\n"
+            + draw(part_values) + b"\r\n"
+            for name in names
+        )  # fmt: skip
+        return content_type, body + delimiter + draw(st.sampled_from([b"--\r\n", b"--"]))
+    body = draw(st.sampled_from([b"", b"preamble\r\n"]))
+    for _ in range(draw(st.integers(0, 4))):
+        head = draw(st.sampled_from(PART_HEADS)).format(draw(st.sampled_from(BEACON_NAMES)))
+        ending = draw(st.sampled_from([b"\r\n", b"\r\n", b""]))
+        body += delimiter + b"\r\n" + head.encode() + b"\r\n\r\n" + draw(part_values) + ending
+    body += delimiter + draw(st.sampled_from([b"--\r\n", b"--", b"--\r\nepilogue", b""]))
+    return content_type, body
+
+
+@settings(max_examples=600, deadline=None)
+@given(multipart_bodies())
+def test_beacon_fast_path_agrees_with_the_general_parser(case: tuple[str, bytes]) -> None:
+    content_type, body = case
+    fast = p.beacon_params(content_type, body)
+    if fast is not None:
+        assert fast == p.request_params((), content_type, body)
+
+
+def test_beacon_fast_path_takes_ahoy_js_beacons() -> None:
+    events = json.dumps([{"name": "$view", "properties": {"n": 1}, "time": 1.5, "id": "e1"}])
+    body = (
+        b'--B7\r\nContent-Disposition: form-data; name="visit_token"\r\n\r\nv-1\r\n'
+        b'--B7\r\nContent-Disposition: form-data; name="visitor_token"\r\n\r\nw-1\r\n'
+        b'--B7\r\nContent-Disposition: form-data; name="events_json"\r\n\r\n'
+        + events.encode()
+        + b"\r\n--B7--\r\n"
+    )
+    content_type = "multipart/form-data; boundary=B7"
+    fast = p.beacon_params(content_type, body)
+    assert fast == {"visit_token": "v-1", "visitor_token": "w-1", "events_json": events}
+    assert fast == p.request_params((), content_type, body)
+    # anything unusual is left to the general parser
+    assert p.beacon_params(content_type, body.replace(b"visitor_token", b"user_token")) is None
+    assert p.beacon_params("application/json", body) is None

@@ -127,6 +127,10 @@ async def read_params(request: web.Request) -> tuple[dict[str, Any], bytes]:
     settings = request.app[SETTINGS]
     body = await read_body(request, settings.max_content_length)
     content_type = request.headers.get("Content-Type", "")
+    if not request.rel_url.raw_query_string:
+        beacon = payload.beacon_params(content_type, body)  # the usual ahoy.js beacon, cheaply
+        if beacon is not None:
+            return beacon, body
     try:
         params = payload.request_params(request.query.items(), content_type, body)
     except RecursionError:

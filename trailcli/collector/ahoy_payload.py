@@ -83,7 +83,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 # orjson turns integers beyond 64 bits into floats; text with such a digit run goes to the
 # standard parser, which keeps them exact
-_LONG_DIGITS = re.compile(rb"\d{19}")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19  # a run of 19 digits, as the translation above writes it
 
 
 def loads(text: str | bytes) -> Any:
@@ -93,7 +94,7 @@ def loads(text: str | bytes) -> Any:
     would change (long integers) is left to the standard parser, so results never differ.
     """
     raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
-    if not _LONG_DIGITS.search(raw):
+    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -431,6 +432,59 @@ def multipart_pairs(content_type: str, body: bytes) -> list[tuple[str, str]]:
         value = value[:-2] if value.endswith(b"\r\n") else value
         pairs.append((_utf8(name), _utf8(value)))
     return pairs
+
+
+_BEACON_PART = b'\r\nContent-Disposition: form-data; name="'
+_BEACON_FIELDS = frozenset((b"visit_token", b"visitor_token", b"events_json"))
+_BEACON_ENDS = (b"--\r\n", b"--")
+_delimiters: dict[str, bytes | None] = {}
+
+
+def beacon_params(content_type: str, body: bytes) -> dict[str, str] | None:
+    """The fields of a plain ahoy.js beacon, read with a few byte operations; None when the body
+    is anything else, for `request_params` to read.
+
+    A plain beacon is multipart/form-data whose parts are each one of `visit_token`,
+    `visitor_token` and `events_json`, once, with only the standard part header, and nothing
+    before the first boundary or after the last. Where this returns fields, they equal
+    `request_params((), content_type, body)`.
+    """
+    delimiter = _beacon_delimiter(content_type)
+    if delimiter is None:
+        return None
+    parts = body.split(delimiter)
+    if len(parts) < 3 or parts[0] or parts[-1] not in _BEACON_ENDS:
+        return None
+    params: dict[str, str] = {}
+    start = len(_BEACON_PART)
+    for part in parts[1:-1]:
+        end = part.find(b'"\r\n\r\n', start)
+        if end < 0 or not part.startswith(_BEACON_PART) or not part.endswith(b"\r\n"):
+            return None
+        name = part[start:end]
+        if name not in _BEACON_FIELDS:
+            return None
+        key = name.decode()
+        if key in params:
+            return None
+        params[key] = _utf8(part[end + 5 : -2])
+    return params
+
+
+def _beacon_delimiter(content_type: str) -> bytes | None:
+    """The part delimiter of a multipart content type (memoised; clients send a few), else None."""
+    try:
+        return _delimiters[content_type]
+    except KeyError:
+        pass
+    delimiter = None
+    if content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+        match = _BOUNDARY.search(content_type)
+        if match:
+            delimiter = b"--" + (match.group(1) or match.group(2)).encode("latin-1", "replace")
+    if len(_delimiters) < 1024:
+        _delimiters[content_type] = delimiter
+    return delimiter
 
 
 def _field_name(head: bytes) -> bytes | None:
