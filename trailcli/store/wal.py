@@ -419,16 +419,23 @@ class LogWriter:
 
     def _rotate(self) -> None:
         """Close the open segment (fsynced) and start the next one, if the open one has records."""
-        with self._sync_leadership(), self._write_lock:
-            seg = self._segment
-            if seg is None or seg.rows == 0:
-                return
+        with self._sync_leadership():
+            with self._write_lock:
+                seg = self._segment
+                if seg is None or seg.rows == 0:
+                    return
+            # the next segment is created and the full one synced outside the write lock, so
+            # appends (made on the event loop) never wait for these fsyncs
+            fresh = None if self._closed else self._new_segment(seg.number + 1)
+            with self._write_lock:
+                self._segment = fresh
+                written = self._written
             os.fsync(seg.fd)
             os.close(seg.fd)
             with self._sync_cond:
-                self._synced = max(self._synced, self._written)
-            self._closed_segments.append(seg)
-            self._segment = None if self._closed else self._new_segment(seg.number + 1)
+                self._synced = max(self._synced, written)
+            with self._write_lock:
+                self._closed_segments.append(seg)
 
     # -- committing -----------------------------------------------------------------------
 
