@@ -33,19 +33,26 @@ class LRU(Generic[K, V]):
         return self._data[key]
 
     def put(self, key: K, value: V) -> None:
+        if key in self._data:
+            self._data.move_to_end(key)
         self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
-            self.evictions += 1
+        self._evict()
 
     def add_if_absent(self, key: K, value: V) -> bool:
         """Insert `key` unless present; True when it was inserted (the first writer wins)."""
-        if key in self._data:
-            self._data.move_to_end(key)
+        data = self._data
+        if key in data:
+            data.move_to_end(key)
             return False
-        self.put(key, value)
+        data[key] = value  # a new key goes last: no move needed
+        if len(data) > self.maxsize:
+            self._evict()
         return True
+
+    def _evict(self) -> None:
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+            self.evictions += 1
 
     def pop(self, key: K) -> V | None:
         return self._data.pop(key, None)

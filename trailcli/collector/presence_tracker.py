@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import time as _time
@@ -34,6 +35,14 @@ log = logging.getLogger("trail.presence")
 
 PRESENCE_CHANNEL = "/trail/presence"
 EVENTS_CHANNEL = "/trail/events"
+
+
+@functools.cache
+def _patterns(channel: str) -> tuple[str, ...]:
+    """The subscriptions that receive `channel` (asked on every accepted event; two channels)."""
+    return tuple(channels.expand(channel))
+
+
 MAX_CLIENT_ID = 64
 IDENTIFIED, UNKNOWN_CLIENT, OTHER_VISIT = "identified", "unknown_client", "other_visit"
 MAX_PENDING_ROWS = 200_000  # rows waiting for the store before new ones are dropped (counted)
@@ -398,7 +407,7 @@ class PresenceTracker:
         if self.engine is None:
             return False
         subscribers = self.engine.subscribers
-        return any(subscribers.get(p) for p in channels.expand(channel))
+        return any(subscribers.get(p) for p in _patterns(channel))
 
     async def _write_loop(self) -> None:
         while not (self._stopping and not self._rows):
