@@ -165,9 +165,11 @@ def stored_events(data_dir: Path) -> int:
     return int(con.execute("SELECT count(*) FROM raw_events").fetchone()[0])
 
 
-def soak(data_dir: Path, seconds: int, connections: int, threads: int) -> list[tuple[float, float]]:
+def soak(
+    data_dir: Path, seconds: int, connections: int, threads: int, loop: str
+) -> list[tuple[float, float]]:
     """Run wrk against the collector in 30 s rounds for `seconds`; (elapsed s, RSS MiB) samples."""
-    proc, port = start_collector(data_dir)
+    proc, port = start_collector(data_dir, loop)
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
     try:
@@ -229,7 +231,7 @@ def main() -> None:
     )
     print(f"events stored: {stored_events(work / 'data')} (wrk counted {coll.requests} replies)")
     if args.soak:
-        samples = soak(work / "soak", args.soak, args.connections, args.threads)
+        samples = soak(work / "soak", args.soak, args.connections, args.threads, args.loop)
         first, last = samples[0][1], samples[-1][1]
         print(
             f"soak RSS: first {first:.1f} MiB, last {last:.1f} MiB, change {100 * (last / first - 1):+.1f}%"

@@ -88,3 +88,17 @@ async def test_background_maintenance_runs_and_keeps_data(aiohttp_client, data_d
         "e1",
         "e2",
     ]
+
+
+async def test_gc_is_tuned_while_serving_and_restored_after(aiohttp_client, data_dir: Path) -> None:
+    import gc
+
+    from trailcli.collector.app import GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    client = await aiohttp_client(create_app(make_settings(data_dir)))
+    assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_freeze_count() > 0
+    await client.close()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

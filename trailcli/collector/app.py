@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import importlib.util
 import inspect
@@ -73,6 +74,9 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     for mount in mounts():
         mount(app, settings)
+    gc_tuning = GcTuning()
+    app.on_startup.append(gc_tuning.start)  # after every startup step, warm-ups included
+    app.on_cleanup.append(gc_tuning.stop)
     return app
 
 
@@ -140,6 +144,32 @@ def _writer_gauges(m: Metrics, writer: RecordWriter) -> None:
             m.set("records_written", float(count), {"kind": kind})
 
     m.on_scrape(scrape)
+
+
+# Young-generation collections every 20,000 allocations instead of 700: a request allocates
+# dozens of short-lived containers that reference counting frees anyway, so the default runs a
+# collection every few requests for nothing.
+GC_THRESHOLDS = (20_000, 20, 100)
+
+
+class GcTuning:
+    """While serving, what was loaded at start is left out of collections (gc.freeze) and young
+    collections run less often; `stop` undoes both."""
+
+    def __init__(self) -> None:
+        self.before: tuple[int, ...] | None = None
+
+    async def start(self, app: web.Application) -> None:
+        self.before = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+
+    async def stop(self, app: web.Application) -> None:
+        if self.before is not None:
+            gc.set_threshold(*self.before)
+            gc.unfreeze()
+            self.before = None
 
 
 async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
