@@ -45,7 +45,7 @@ class AhoyState:
         self.visitor_visits: LRU[str, tuple[str, datetime]] = LRU(settings.visit_cache_size)
         self.event_ids: LRU[str, bool] = LRU(settings.dedup_size)
         self.agents = enrich.UserAgentCache(settings.ua_cache_size)
-        self.addresses: LRU[tuple[str | None, str | None], tuple[str | None, str | None]] = LRU(
+        self.clients: LRU[tuple[str | None, str | None, str | None], Client] = LRU(
             settings.ua_cache_size
         )
         self.geo = enrich.GeoIP(settings.geoip) if settings.geoip else None
@@ -139,21 +139,23 @@ async def read_params(request: web.Request) -> tuple[dict[str, Any], bytes]:
 
 
 def client_of(request: web.Request, state: AhoyState, settings: Settings) -> Client:
+    """Who sent the request (remembered per address and user agent: real traffic repeats them)."""
     forwarded = request.headers.get("X-Forwarded-For") if settings.trust_proxy else None
-    key = (request.remote, forwarded)
-    addresses = state.addresses.get(key)
-    if addresses is None:
+    user_agent = request.headers.get("User-Agent")
+    key = (request.remote, forwarded, user_agent)
+    client = state.clients.get(key)
+    if client is None:
         ip = enrich.client_ip(request.remote, forwarded, settings.trust_proxy)
-        addresses = (ip, enrich.mask_ip(ip))
-        state.addresses.put(key, addresses)
-    ip, masked = addresses
-    ua = payload.text_or_none(request.headers.get("User-Agent"), 2048)
-    return Client(
-        ip=masked if settings.mask_ips else ip,
-        masked_ip=masked,
-        user_agent=ua,
-        device=state.agents.parse(ua),
-    )
+        masked = enrich.mask_ip(ip)
+        ua = payload.text_or_none(user_agent, 2048)
+        client = Client(
+            ip=masked if settings.mask_ips else ip,
+            masked_ip=masked,
+            user_agent=ua,
+            device=state.agents.parse(ua),
+        )
+        state.clients.put(key, client)
+    return client
 
 
 def require_tokens(tokens: payload.Tokens, settings: Settings) -> None:
@@ -355,17 +357,23 @@ async def _events(request: web.Request) -> None:
     await _record_events(app, events, tokens, client)
 
 
-def _fresh(app: web.Application, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Events whose id was not seen before (marked as seen now); duplicates are counted."""
-    state = app[AHOY]
+def _fresh(
+    app: web.Application, state: AhoyState, events: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], str | None]]:
+    """(event, client id) of the events whose id was not seen before (marked as seen now);
+    duplicates are counted."""
     fresh = []
     for event in events:
         event_id = payload.event_id(event)
         if event_id is not None and not state.event_ids.add_if_absent(event_id, True):
             count_drop(app, "duplicate_event")
             continue
-        fresh.append(event)
+        fresh.append((event, event_id))
     return fresh
+
+
+def _new_event_id() -> str:
+    return str(uuid.uuid4())
 
 
 async def _record_events(
@@ -373,24 +381,29 @@ async def _record_events(
 ) -> None:
     """Store the events not seen before, with their visit created first if it is new."""
     settings, state = app[SETTINGS], app[AHOY]
-    fresh = _fresh(app, events)
+    fresh = _fresh(app, state, events)
     if not fresh:
         return
     now = state.clock()
-    times = [payload.trusted_time(e.get("time"), now, settings.event_time_window) for e in fresh]
+    window = settings.event_time_window
+    times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
     visit, visitor, known, new_visit = _event_visit(app, tokens, client, now, min(times))
     user_id = app[identity.BINDINGS].users.get(visit)
+    if known is not None:
+        visitor = visitor or known.visitor_token
+        times = [max(t, known.started_at) for t in times]
     records = [
         payload.event_record(
             event,
             visit_token=visit,
-            visitor_token=visitor or (known.visitor_token if known else None),
+            visitor_token=visitor,
             user_id=user_id,
-            time=max(t, known.started_at) if known else t,
+            time=t,
             received_at=now,
-            new_id=lambda: str(uuid.uuid4()),
+            new_id=_new_event_id,
+            client_id=event_id,
         )
-        for event, t in zip(fresh, times, strict=True)
+        for (event, event_id), t in zip(fresh, times, strict=True)
     ]
     try:
         await _append(app, records, new_visit)
