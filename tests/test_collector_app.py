@@ -102,3 +102,12 @@ async def test_gc_is_tuned_while_serving_and_restored_after(aiohttp_client, data
     await client.close()
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_malloc_arenas_are_capped_where_glibc_is_used() -> None:
+    import platform
+
+    from trailcli.collector.app import limit_malloc_arenas
+
+    expected = platform.libc_ver()[0] == "glibc"
+    assert limit_malloc_arenas() is expected
