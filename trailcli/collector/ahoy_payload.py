@@ -331,7 +331,7 @@ def event_record(
     time: datetime,
     received_at: datetime,
     new_id: Callable[[], str],
-    client_id: str | None | Unset = UNSET,
+    client_id: str | Unset | None = UNSET,
 ) -> dict[str, Any]:
     """One events row; `properties` keeps its JSON types (an object unless the client sent other).
 
