@@ -145,6 +145,8 @@ def client_of(request: web.Request, state: AhoyState, settings: Settings) -> Cli
     """Who sent the request (remembered per address and user agent: real traffic repeats them)."""
     forwarded = request.headers.get("X-Forwarded-For") if settings.trust_proxy else None
     user_agent = request.headers.get("User-Agent")
+    if user_agent is not None:
+        user_agent = user_agent[:2048]  # all that is stored, so all that tells clients apart
     key = (request.remote, forwarded, user_agent)
     client = state.clients.get(key)
     if client is None:
