@@ -13,21 +13,27 @@ from urllib.parse import parse_qsl, urlsplit
 from trailcli import sql
 from trailcli.errors import TrailError, UsageError
 from trailcli.reports.frames import fetch_arrow
-from trailcli.reports.referrer_db import ReferrerDB, Source, load_db
+from trailcli.reports.referrer_db import ReferrerDB, builtin_db, load_db
+from trailcli.reports.referrer_facts import (
+    REFERRER_SCHEMES,
+    click_id_of,
+    is_usable_host,
+    normalise_host,
+    search_term,
+    split_referrer,
+)
 
 DIRECT = "(direct)"
 NONE = "(none)"
 NOT_SET = "(not set)"
 NOT_PROVIDED = "(not provided)"
 DIMENSIONS = ("source", "medium", "channel", "domain", "term", "campaign", "landing_page")
-REFERRER_SCHEMES = ("http", "https", "android-app")
 
 _PAID_MEDIUM = re.compile(r"^(.*cp.*|ppc|retargeting|paid.*)$")
 _DISPLAY_MEDIUM = frozenset({"display", "banner", "expandable", "interstitial", "cpm"})
 _SOCIAL_MEDIUM = frozenset({"social", "social-network", "social-media", "sm", "social network"})
 _EMAIL = re.compile(r"^(email|e-mail|e_mail|e mail)$")
 _SHOPPING_CAMPAIGN = re.compile(r"^(.*(([^a-df-z]|^)shop|shopping).*)$")
-_HOST_OK = re.compile(r"^[a-z0-9._-]+$")
 
 
 @dataclass(frozen=True)
@@ -40,16 +46,6 @@ class Attribution:
     term: str | None = None
     campaign: str | None = None
     domain: str | None = None  # the referrer host without www., None without an outside referrer
-
-
-def normalise_host(host: str | None) -> str:
-    """Lower case, no port, no trailing dot, no leading `www.`; '' when there is no host."""
-    text = re.split(r"[?#]", (host or "").strip().lower(), maxsplit=1)[0]
-    text = text.rsplit("@", 1)[-1]
-    if text.startswith("["):
-        return ""
-    text = text.split(":", 1)[0].rstrip(".")
-    return text.removeprefix("www.")
 
 
 def is_site_host(host: str, site_hosts: Iterable[str]) -> bool:
@@ -103,18 +99,6 @@ def channel_for(source: str, medium: str, campaign: str | None, category: str | 
     return "Unassigned"
 
 
-def _search_term(source: Source, query: str) -> str | None:
-    """The first of the engine's term parameters present in the referrer's query, decoded."""
-    if not source.params or not query:
-        return None
-    values = dict(reversed(parse_qsl(query, keep_blank_values=True)))
-    for param in source.params:
-        term = values.get(param, "").strip()
-        if term:
-            return term
-    return None
-
-
 @dataclass(frozen=True)
 class VisitKey:
     """The parts of a visit that decide its attribution (what the SQL hands to Python)."""
@@ -128,6 +112,7 @@ class VisitKey:
     ref_host: str = ""
     ref_path: str = ""
     ref_query: str = ""
+    search_term: str = ""  # the stored term; used when ref_query is not given
 
 
 class Classifier:
@@ -156,7 +141,7 @@ class Classifier:
     def _from_referrer(self, key: VisitKey, campaign: str | None) -> Attribution:
         scheme = key.ref_scheme.strip().lower()
         host = normalise_host(key.ref_host)
-        if scheme not in REFERRER_SCHEMES or not host or not _HOST_OK.match(host):
+        if scheme not in REFERRER_SCHEMES or not is_usable_host(host):
             return Attribution(DIRECT, NONE, "Direct", campaign=campaign)
         if scheme == "android-app":
             known = self.db.apps.get(host)
@@ -171,30 +156,9 @@ class Classifier:
         known = self.db.lookup_host(host, key.ref_path)
         if known is None:
             return Attribution(host, "referral", "Referral", None, campaign, host)
-        term = _search_term(known, key.ref_query)
+        term = search_term(known, key.ref_query) if key.ref_query else key.search_term or None
         channel = channel_for(known.name, known.medium, campaign, known.medium)
         return Attribution(known.name, known.medium, channel, term, campaign, host)
-
-
-def split_referrer(referrer: str | None) -> tuple[str, str, str, str]:
-    """(scheme, host, path, query) of a referrer URL; empty parts when it does not parse."""
-    text = (referrer or "").strip()
-    try:
-        parts = urlsplit(text)
-        host = parts.hostname or ""
-    except ValueError:
-        return "", "", "", ""
-    return parts.scheme.lower(), host, parts.path, parts.query
-
-
-def click_id_of(landing_page: str | None, known: Iterable[str]) -> str:
-    """The first known click-id parameter present on the landing page ('' when none)."""
-    try:
-        query = urlsplit(landing_page or "").query
-    except ValueError:
-        return ""
-    names = {k.lower() for k, v in parse_qsl(query, keep_blank_values=True) if v}
-    return next((c for c in known if c in names), "")
 
 
 def utm_of(landing_page: str | None) -> dict[str, str]:
@@ -323,6 +287,15 @@ def _click_regex(click_ids: Iterable[str]) -> str:
     return f"(?i)[?&]({names})=[^&#]"
 
 
+def _path_host_regex(hosts: Iterable[str]) -> str:
+    """A regex matching a referrer authority on one of `hosts` or a subdomain of one ('' for no
+    hosts). It may match more than the rules need (a port, user info): the classifier decides."""
+    if not hosts:
+        return ""
+    names = "|".join(re.escape(h) for h in sorted(hosts))
+    return f"(?i)(^|[.@])({names})\\.?(:[0-9]*)?$"
+
+
 def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
     """Visits, visitors and share per value of `query.by` (and goal conversions), as Arrow.
 
@@ -344,7 +317,9 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
         "with_landing_path": query.by == "landing_page",
         "with_landing_host": not query.site_hosts,
         "click_re": _click_regex(db.click_ids),
-        "path_hosts": sorted({p for h in db.paths for p in (h, "www." + h)}),
+        "path_re": _path_host_regex(db.paths),
+        "click_from_url": not set(db.click_ids) <= set(builtin_db().click_ids),
+        "query_from_url": query.by == "term" and bool(query.referrer_db),
     }
     groups_sql = sql.load("referrers_groups")
     if not query.goal:
