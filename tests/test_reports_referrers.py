@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -12,9 +11,10 @@ from trailcli.collector.ahoy_payload import referring_domain, utm_params
 from trailcli.reports.referrer_db import load_db
 from trailcli.reports.referrer_facts import source_facts
 from trailcli.reports.referrers import (
+    DIMENSIONS,
     Classifier,
     ReferrersQuery,
-    VisitKey,
+    _stored_key,
     channel_for,
     classify_url,
     referrers_report,
@@ -336,20 +336,8 @@ def _visits(cases: list[tuple[str, str | None, tuple]], facts: str = "none") -> 
 @pytest.mark.parametrize(("landing", "referrer", "expected"), CASES)
 def test_stored_facts_classify_as_the_urls_do(landing: str, referrer: str | None, expected) -> None:
     """A key built from the stored columns (what the report groups) gives the case's attribution."""
-    stored = _collected(landing, referrer)
-    kind = stored["referrer_kind"]
-    tags = utm_of(landing)
-    key = VisitKey(
-        utm_source=tags.get("utm_source", ""),
-        utm_medium=tags.get("utm_medium", ""),
-        utm_campaign=tags.get("utm_campaign", ""),
-        utm_term=tags.get("utm_term", ""),
-        click_id=stored["click_id"] or "",
-        ref_scheme={"web": "https", "app": "android-app"}.get(kind, ""),
-        ref_host=stored["referring_domain"] or "" if kind in ("web", "app") else "",
-        ref_path=urlsplit(referrer or "").path if kind == "web" else "",
-        search_term=stored["search_term"] or "",
-    )
+    stored = {**_collected(landing, referrer), "utm_term": utm_of(landing).get("utm_term")}
+    key = _stored_key(stored)
     got = Classifier(DB, ["shop.example.com"]).classify(key)
     assert (got.source, got.medium, got.term, got.channel) == expected
 
@@ -619,3 +607,33 @@ def test_a_path_rule_from_a_referrer_db_covers_subdomains(
         "example.net": 1,
         "(direct)": 1,
     }
+
+
+def _report_rows(data_dir: Path, query: ReferrersQuery) -> list[dict]:
+    return referrers_report(data_dir, query).to_pylist()
+
+
+@pytest.mark.parametrize("by", DIMENSIONS)
+def test_stored_facts_and_urls_give_the_same_report(tmp_path: Path, by: str) -> None:
+    """Every option over visits with stored facts equals the report over the same visits
+    stored without them (read from the URLs)."""
+    from trailcli.store import tables
+
+    dirs = {}
+    for facts in ("all", "none"):
+        dirs[facts] = tmp_path / facts
+        dirs[facts].mkdir()
+        tables.bulk_write(dirs[facts], "visits", tables.to_arrow("visits", _visits(CASES, facts)))
+        purchase = {"name": "purchase", "time": "2026-01-01T10:05:00Z"}
+        events = [
+            {**purchase, "event_id": f"e{i}", "visit_token": f"v{i}"} for i in range(0, 60, 4)
+        ]
+        tables.bulk_write(dirs[facts], "events", tables.to_arrow("events", events))
+    queries = [
+        ReferrersQuery(by=by),
+        ReferrersQuery(by=by, goal="purchase"),
+        ReferrersQuery(by=by, site_hosts=("example.com",), limit=5),
+        ReferrersQuery(by=by, include_bots=True, start=None, end=None),
+    ]
+    for query in queries:
+        assert _report_rows(dirs["all"], query) == _report_rows(dirs["none"], query)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from trailcli.errors import CorruptDataError, NoDataError
+from trailcli.reports.referrer_facts import FACT_COLUMNS
 from trailcli.store import maintenance, tables, views
 from trailcli.store.schema import KINDS
 
@@ -131,7 +132,7 @@ def test_a_data_dir_with_spaces_reads_and_compacts(tmp_path: Path) -> None:
 def _visits_written_before_the_source_facts(data_dir: Path) -> None:
     """A visits table as older versions wrote it: no referrer_kind, click_id or search_term."""
     table = tables.to_arrow("visits", [{"visit_token": "old", "started_at": T, "referrer": "x"}])
-    old = table.drop_columns(["referrer_kind", "click_id", "search_term"])
+    old = table.drop_columns(list(FACT_COLUMNS))
     from deltalake import write_deltalake
 
     write_deltalake(str(data_dir / "visits"), old, partition_by=["date"], mode="append")

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from trailcli.reports.referrer_db import ReferrerDB, Source, builtin_db
 
-FACT_COLUMNS = ("referrer_kind", "click_id", "search_term")
+FACT_COLUMNS = ("referrer_kind", "referrer_path_rule", "search_term", "click_id", "landing_host")
 # referrer_kind values: what kind of referrer the visit has (never null in a row that has facts)
 NO_REFERRER = "none"  # no referrer at all
 WEB = "web"  # an http(s) URL with a usable host
@@ -23,6 +23,7 @@ OTHER = "other"  # anything else: malformed, hostless, or another scheme (counts
 SCHEME_OF_KIND = {WEB: "https", APP: "android-app"}
 REFERRER_SCHEMES = ("http", "https", "android-app")
 MAX_TERM = 255
+MAX_HOST = 255
 
 _HOST_OK = re.compile(r"^[a-z0-9._-]+$")
 
@@ -94,8 +95,10 @@ def _builtin() -> ReferrerDB:
 def source_facts(
     referrer: str | None, landing_page: str | None, db: ReferrerDB | None = None
 ) -> dict[str, str | None]:
-    """The stored source facts of a visit: `referrer_kind`, `click_id` (the known click-id
-    parameter on the landing page, lower case) and `search_term` (from a known engine's query).
+    """The stored source facts of a visit: `referrer_kind`, `referrer_path_rule` (the path prefix
+    of the known-source rule the referrer matched, such as /shopping for google.com/shopping),
+    `search_term` (from a known engine's query), `click_id` (the known click-id parameter on the
+    landing page, lower case) and `landing_host` (the landing page's host, lower case).
 
     `db` defaults to the package's own list, which is what the collector and `trail sample` use.
     """
@@ -104,12 +107,14 @@ def source_facts(
     if not scheme and not host and (referrer or "").strip():
         scheme = OTHER  # text that is not a URL is still a referrer, just not a usable one
     kind = kind_of(scheme, host)
-    term = None
+    term = rule = None
     if kind == WEB:
-        known = database.lookup_host(normalise_host(host), path)
+        known, rule = database.lookup_host_rule(normalise_host(host), path)
         term = search_term(known, query) if known is not None else None
     return {
         "referrer_kind": kind,
-        "click_id": click_id_of(landing_page, database.click_ids) or None,
+        "referrer_path_rule": rule,
         "search_term": term[:MAX_TERM] if term else None,
+        "click_id": click_id_of(landing_page, database.click_ids) or None,
+        "landing_host": split_referrer(landing_page)[1][:MAX_HOST] or None,
     }
