@@ -3,9 +3,12 @@
 Visits are generated for `--events` events (about four events per visit, so only the visits
 table is written: the report reads visits only). The stored utm_* columns are filled from the
 landing page as the collector fills them (`--no-stored-utm` leaves them empty, as for rows written
-by other tools, so the report parses the landing pages). Both sides read the same views and count
-visits and distinct visitors per group.
+by other tools, so the report parses the landing pages), and so are the source facts
+(referrer_kind, click_id, search_term; `--no-facts` leaves them empty, as in tables written before
+they existed, so the report reads the URLs). Both sides read the same views and count visits and
+distinct visitors per group.
 Run: python bench/referrers.py [--events 10000000] [--repeat 2] [--no-compact] [--no-stored-utm]
+  [--no-facts]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from trailcli.collector.ahoy_payload import UTM_FIELDS, utm_params
+from trailcli.reports.referrer_facts import FACT_COLUMNS, source_facts
 from trailcli.reports.referrers import ReferrersQuery, referrers_report
 from trailcli.store import tables, views
 from trailcli.store.maintenance import compact
@@ -62,7 +66,25 @@ def stored_utm(landings: list[str]) -> dict[str, pa.Array]:
     }
 
 
-def generate_visits(n_visits: int, seed: int = 7, with_utm: bool = True) -> pa.Table:
+def stored_facts(referrers: list[str | None], landings: list[str]) -> dict[str, pa.Array]:
+    """The source facts the collector stores: the referrer's from each distinct referrer, the
+    click id from each distinct landing page (the same function, each URL once)."""
+    by_referrer = {r: source_facts(r, None) for r in set(referrers)}
+    by_landing = {url: source_facts(None, url) for url in set(landings)}
+    from_landing = ("click_id", "landing_host")
+    facts = {
+        name: pa.array([by_referrer[r][name] for r in referrers], pa.string())
+        for name in FACT_COLUMNS
+        if name not in from_landing
+    }
+    for name in from_landing:
+        facts[name] = pa.array([by_landing[url][name] for url in landings], pa.string())
+    return facts
+
+
+def generate_visits(
+    n_visits: int, seed: int = 7, with_utm: bool = True, with_facts: bool = True
+) -> pa.Table:
     """`n_visits` visits of n_visits/2.5 visitors with weighted referrers and landing pages."""
     rng = np.random.default_rng(seed)
     nums = rng.integers(0, 50_000, size=n_visits)
@@ -94,6 +116,8 @@ def generate_visits(n_visits: int, seed: int = 7, with_utm: bool = True) -> pa.T
     columns["landing_page"] = pa.array(landings)
     if with_utm:
         columns.update(stored_utm(landings))
+    if with_facts:
+        columns.update(stored_facts(referrers, landings))
     columns["device_type"] = pa.array(devices)
     table = pa.table(columns, schema=VISITS.schema)
     return tables.with_date(VISITS, table)
@@ -143,12 +167,19 @@ def main() -> None:
         action="store_true",
         help="leave the utm_* columns empty, so the report parses UTM tags from the landing pages",
     )
+    parser.add_argument(
+        "--no-facts",
+        action="store_true",
+        help="leave the source fact columns empty, so the report reads the referrer and landing URLs",
+    )
     args = parser.parse_args()
     n_visits = args.events // EVENTS_PER_VISIT
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         t0 = time.perf_counter()
-        visits = generate_visits(n_visits, with_utm=not args.no_stored_utm)
+        visits = generate_visits(
+            n_visits, with_utm=not args.no_stored_utm, with_facts=not args.no_facts
+        )
         tables.bulk_write(data_dir, "visits", visits)
         if not args.no_compact:
             compact(data_dir, kinds=["visits"])

@@ -199,6 +199,26 @@ def test_visit_record_fields() -> None:
     assert record["app_version"] == "3"
     assert record["platform"] is None
     assert json.loads(record["extra"]) == {"custom": [1, 2]}
+    assert (record["referrer_kind"], record["click_id"], record["search_term"]) == (
+        "web",
+        None,
+        None,
+    )
+
+
+def test_visit_record_stores_the_source_facts_of_its_urls() -> None:
+    params = {
+        "landing_page": "https://a.test/p?gclid=abc",
+        "referrer": "https://www.google.co.uk/search?q=trail+shoes",
+    }
+    record = p.visit_record(
+        params, visit_token="v", visitor_token="u", user_id=None, started_at=NOW
+    )
+    assert record["referrer_kind"] == "web"
+    assert record["click_id"] == "gclid"
+    assert record["search_term"] == "trail shoes"
+    bare = p.visit_record({}, visit_token="v", visitor_token="u", user_id=None, started_at=NOW)
+    assert (bare["referrer_kind"], bare["click_id"], bare["search_term"]) == ("none", None, None)
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from trailcli.collector.ahoy_payload import referring_domain, utm_params
 from trailcli.reports.referrer_db import load_db
+from trailcli.reports.referrer_facts import source_facts
 from trailcli.reports.referrers import (
+    DIMENSIONS,
+    Classifier,
     ReferrersQuery,
+    _stored_key,
     channel_for,
     classify_url,
     referrers_report,
+    utm_of,
 )
 
 SITE = "https://shop.example.com"
@@ -225,6 +231,28 @@ CASES = [
         None,
         ("newsletter", "(not set)", None, "Unassigned"),
     ),
+    # path rules (google.com/shopping): the host, www. and any subdomain; whole path segments only
+    (
+        f"{SITE}/",
+        "https://www.google.com/shopping?q=boots",
+        ("Google Shopping", "shopping", None, "Organic Shopping"),
+    ),
+    (
+        f"{SITE}/",
+        "https://m.google.com/shopping/product/1",
+        ("Google Shopping", "shopping", None, "Organic Shopping"),
+    ),
+    (
+        f"{SITE}/",
+        "https://eu.m.google.com:443/shopping",
+        ("Google Shopping", "shopping", None, "Organic Shopping"),
+    ),
+    (
+        f"{SITE}/",
+        "https://www.google.com/shoppingcart",
+        ("Google", "search", None, "Organic Search"),
+    ),
+    (f"{SITE}/", "https://notgoogle.com/shopping", ("notgoogle.com", "referral", None, "Referral")),
     # click ids: that network, medium cpc, paid channel
     (f"{SITE}/?gclid=abc", "https://www.google.com/", ("Google", "cpc", None, "Paid Search")),
     (f"{SITE}/?gclid=abc", None, ("Google", "cpc", None, "Paid Search")),
@@ -276,7 +304,17 @@ def test_channel_rules(source, medium, campaign, category, channel) -> None:
     assert channel_for(source, medium, campaign, category) == channel
 
 
-def _visits(cases: list[tuple[str, str | None, tuple]]) -> list[dict]:
+def _collected(landing: str, referrer: str | None) -> dict:
+    """The URL-derived columns the collector stores for a visit (no utm params sent)."""
+    return {
+        "referring_domain": referring_domain(referrer),
+        **utm_params({}, landing),
+        **source_facts(referrer, landing),
+    }
+
+
+def _visits(cases: list[tuple[str, str | None, tuple]], facts: str = "none") -> list[dict]:
+    """Visits of the cases; `facts`: none (rows from before the stored facts), all, or mixed."""
     return [
         {
             "visit_token": f"v{i}",
@@ -285,15 +323,33 @@ def _visits(cases: list[tuple[str, str | None, tuple]]) -> list[dict]:
             "landing_page": landing,
             "referrer": referrer,
             "device_type": "Desktop",
+            **(
+                _collected(landing, referrer)
+                if facts == "all" or i % 2 * (facts == "mixed")
+                else {}
+            ),
         }
         for i, (landing, referrer, _) in enumerate(cases)
     ]
 
 
+@pytest.mark.parametrize(("landing", "referrer", "expected"), CASES)
+def test_stored_facts_classify_as_the_urls_do(landing: str, referrer: str | None, expected) -> None:
+    """A key built from the stored columns (what the report groups) gives the case's attribution."""
+    stored = {**_collected(landing, referrer), "utm_term": utm_of(landing).get("utm_term")}
+    key = _stored_key(stored)
+    got = Classifier(DB, ["shop.example.com"]).classify(key)
+    assert (got.source, got.medium, got.term, got.channel) == expected
+
+
+@pytest.mark.parametrize("facts", ["none", "all", "mixed"])
 @pytest.mark.parametrize("by", ["source", "medium", "channel", "term"])
-def test_report_in_duckdb_agrees_with_the_python_classifier(data_dir: Path, write_rows, by) -> None:
-    """The SQL path (distinct keys classified in Python, joined back) equals per-visit classify."""
-    write_rows("visits", _visits(CASES))
+def test_report_in_duckdb_agrees_with_the_python_classifier(
+    data_dir: Path, write_rows, by, facts
+) -> None:
+    """The SQL path (distinct keys classified in Python, joined back) equals per-visit classify,
+    whether the rows carry stored source facts or only their URLs."""
+    write_rows("visits", _visits(CASES, facts))
     report = referrers_report(data_dir, ReferrersQuery(by=by, site_hosts=("shop.example.com",)))
     got = dict(zip(report.column(by).to_pylist(), report.column("visits").to_pylist(), strict=True))
     want: Counter[str] = Counter()
@@ -480,3 +536,104 @@ def test_visitors_count_once_per_value_across_keys_and_every_landing_host_is_the
     rows = referrers_report(data_dir, ReferrersQuery()).to_pylist()
     got = {r["source"]: (r["visits"], r["visitors"]) for r in rows}
     assert got == {"Google": (2, 1), "(direct)": (2, 2)}
+
+
+def test_the_report_reads_the_stored_facts_of_a_row_that_has_them(
+    data_dir: Path, write_rows
+) -> None:
+    google = "https://www.google.com/search?q=boots"
+    row = {"visitor_token": "A", "started_at": "2026-01-01T10:00:00Z", "landing_page": f"{SITE}/"}
+    write_rows(
+        "visits",
+        [
+            {**row, "visit_token": "1", "referrer": google, "referring_domain": "www.google.com"},
+            {**row, "visit_token": "2", "referrer": google, "referrer_kind": "none"},
+        ],
+    )
+    rows = referrers_report(data_dir, ReferrersQuery(by="source")).to_pylist()
+    assert {r["source"]: r["visits"] for r in rows} == {"Google": 1, "(direct)": 1}
+
+
+def test_a_referrer_db_click_id_the_stored_facts_lack_is_read_from_the_landing_page(
+    data_dir: Path, write_rows, tmp_path: Path
+) -> None:
+    landing = f"{SITE}/?newclid=1"
+    write_rows(
+        "visits",
+        [
+            {
+                "visit_token": "1",
+                "visitor_token": "A",
+                "started_at": "2026-01-01T10:00:00Z",
+                "landing_page": landing,
+                **_collected(landing, None),
+            }
+        ],
+    )
+    extra = tmp_path / "clicks.json"
+    extra.write_text('{"sources": [], "click_ids": {"newclid": "Bing"}}')
+    plain = referrers_report(data_dir, ReferrersQuery()).to_pylist()
+    with_db = referrers_report(data_dir, ReferrersQuery(referrer_db=(extra,))).to_pylist()
+    assert [r["source"] for r in plain] == ["(direct)"]
+    assert [r["source"] for r in with_db] == ["Bing"]
+
+
+def test_a_path_rule_from_a_referrer_db_covers_subdomains(
+    data_dir: Path, write_rows, tmp_path: Path
+) -> None:
+    extra = tmp_path / "docs.json"
+    extra.write_text(
+        '{"sources": [{"name": "Example Docs", "medium": "referral", '
+        '"domains": ["example.net/docs"]}]}'
+    )
+    referrers = ["https://eu.example.net/docs/a", "https://example.net/blog", None]
+    write_rows(
+        "visits",
+        [
+            {
+                "visit_token": str(i),
+                "visitor_token": "A",
+                "started_at": "2026-01-01T10:00:00Z",
+                "landing_page": f"{SITE}/",
+                "referrer": ref,
+                **_collected(f"{SITE}/", ref),
+            }
+            for i, ref in enumerate(referrers)
+        ],
+    )
+    rows = referrers_report(data_dir, ReferrersQuery(referrer_db=(extra,))).to_pylist()
+    assert {r["source"]: r["visits"] for r in rows} == {
+        "Example Docs": 1,
+        "example.net": 1,
+        "(direct)": 1,
+    }
+
+
+def _report_rows(data_dir: Path, query: ReferrersQuery) -> list[dict]:
+    return referrers_report(data_dir, query).to_pylist()
+
+
+@pytest.mark.parametrize("by", DIMENSIONS)
+def test_stored_facts_and_urls_give_the_same_report(tmp_path: Path, by: str) -> None:
+    """Every option over visits with stored facts equals the report over the same visits
+    stored without them (read from the URLs)."""
+    from trailcli.store import tables
+
+    dirs = {}
+    for facts in ("all", "none"):
+        dirs[facts] = tmp_path / facts
+        dirs[facts].mkdir()
+        tables.bulk_write(dirs[facts], "visits", tables.to_arrow("visits", _visits(CASES, facts)))
+        purchase = {"name": "purchase", "time": "2026-01-01T10:05:00Z"}
+        events = [
+            {**purchase, "event_id": f"e{i}", "visit_token": f"v{i}"} for i in range(0, 60, 4)
+        ]
+        tables.bulk_write(dirs[facts], "events", tables.to_arrow("events", events))
+    queries = [
+        ReferrersQuery(by=by),
+        ReferrersQuery(by=by, goal="purchase"),
+        ReferrersQuery(by=by, site_hosts=("example.com",), limit=5),
+        ReferrersQuery(by=by, include_bots=True, start=None, end=None),
+    ]
+    for query in queries:
+        assert _report_rows(dirs["all"], query) == _report_rows(dirs["none"], query)

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from trailcli.errors import CorruptDataError, NoDataError
+from trailcli.reports.referrer_facts import FACT_COLUMNS
 from trailcli.store import maintenance, tables, views
 from trailcli.store.schema import KINDS
 
@@ -125,3 +127,34 @@ def test_a_data_dir_with_spaces_reads_and_compacts(tmp_path: Path) -> None:
     maintenance.compact(data_dir, older_than=T + dt.timedelta(days=1), retention=dt.timedelta(0))
     assert views.connect(data_dir).execute(count).fetchall() == [(1,)]
     assert maintenance.clean_dates(data_dir, "events") == {"2026-03-01"}
+
+
+def _visits_written_before_the_source_facts(data_dir: Path) -> None:
+    """A visits table as older versions wrote it: no referrer_kind, click_id or search_term."""
+    table = tables.to_arrow("visits", [{"visit_token": "old", "started_at": T, "referrer": "x"}])
+    old = table.drop_columns(list(FACT_COLUMNS))
+    from deltalake import write_deltalake
+
+    write_deltalake(str(data_dir / "visits"), old, partition_by=["date"], mode="append")
+
+
+def test_columns_added_later_read_as_null_in_older_files(data_dir: Path, write_rows: Write) -> None:
+    _visits_written_before_the_source_facts(data_dir)
+    con = views.connect(data_dir)
+    assert con.execute("SELECT visit_token, referrer_kind FROM visits").fetchall() == [
+        ("old", None)
+    ]
+    row = {"visit_token": "new", "started_at": T, "referrer_kind": "none"}
+    write_rows("visits", [row])  # the table's schema gains the columns
+    con = views.connect(data_dir)
+    rows = con.execute("SELECT visit_token, referrer_kind FROM visits ORDER BY 1").fetchall()
+    assert rows == [("new", "none"), ("old", None)]
+
+
+def test_a_partition_of_older_files_compacts(data_dir: Path) -> None:
+    _visits_written_before_the_source_facts(data_dir)
+    maintenance.compact(data_dir, older_than=T + dt.timedelta(days=1))
+    con = views.connect(data_dir)
+    assert con.execute("SELECT visit_token, click_id FROM visits").fetchall() == [("old", None)]
+    (clean,) = tables.file_list(data_dir, "visits")
+    assert "click_id" in pq.read_schema(clean).names

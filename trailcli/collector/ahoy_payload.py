@@ -14,6 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from trailcli.reports.referrer_facts import source_facts
+
 AHOY_NAMESPACE = uuid.UUID("a82ae811-5011-45ab-a728-569df7499c5f")
 TOKEN_MAX = 64
 _NOT_TOKEN = re.compile(r"[^A-Za-z0-9-]")
@@ -415,6 +417,7 @@ def visit_record(
     for name in TEXT_FIELDS:
         record[name] = text_or_none(params.get(name))
     record["referring_domain"] = referring_domain(record["referrer"])
+    record.update(source_facts(record["referrer"], record["landing_page"]))
     record.update(utm_params(params, record["landing_page"]))
     return record
 

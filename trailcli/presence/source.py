@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
 from trailcli.errors import CorruptDataError
-from trailcli.store import layout, maintenance
+from trailcli.store import layout, maintenance, tables
 from trailcli.store.schema import KINDS, Kind
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class Lake:
             f"read_parquet(getvariable('{name}_files'), hive_partitioning = true, "
             "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
         )
+        columns = tables.select_columns(self.con, k.table_schema, f"SELECT * FROM {source}")
         if not dedup:
             return f"SELECT {columns} FROM {source}"
         keys = ", ".join(k.key)

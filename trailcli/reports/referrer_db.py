@@ -104,25 +104,30 @@ class ReferrerDB:
 
     def lookup_host(self, host: str, path: str = "") -> Source | None:
         """The source owning `host` (lower case, no `www.`): host+path, host, `name.*`, then parents."""
+        return self.lookup_host_rule(host, path)[0]
+
+    def lookup_host_rule(self, host: str, path: str = "") -> tuple[Source | None, str | None]:
+        """The source owning `host` and the path prefix of the rule that decided it (None when
+        the host alone did)."""
         candidate = host
         while candidate:
             found = self._match(candidate, path)
-            if found is not None:
+            if found[0] is not None:
                 return found
             _, dot, rest = candidate.partition(".")
             candidate = rest if dot and "." in rest else ""
-        return None
+        return None, None
 
-    def _match(self, host: str, path: str) -> Source | None:
+    def _match(self, host: str, path: str) -> tuple[Source | None, str | None]:
         for prefix, source in self.paths.get(host, ()):
             if path == prefix or path.startswith(prefix + "/"):
-                return source
+                return source, prefix
         if host in self.hosts:
-            return self.hosts[host]
+            return self.hosts[host], None
         for base in _wildcard_bases(host):
             if base in self.wildcards:
-                return self.wildcards[base]
-        return None
+                return self.wildcards[base], None
+        return None, None
 
     def lookup_alias(self, text: str) -> Source | None:
         """The source a utm_source spelling names (`google`, `ig`, `facebook.com`), if any."""

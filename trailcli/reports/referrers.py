@@ -13,21 +13,28 @@ from urllib.parse import parse_qsl, urlsplit
 from trailcli import sql
 from trailcli.errors import TrailError, UsageError
 from trailcli.reports.frames import fetch_arrow
-from trailcli.reports.referrer_db import ReferrerDB, Source, load_db
+from trailcli.reports.referrer_db import ReferrerDB, builtin_db, load_db
+from trailcli.reports.referrer_facts import (
+    REFERRER_SCHEMES,
+    SCHEME_OF_KIND,
+    click_id_of,
+    is_usable_host,
+    normalise_host,
+    search_term,
+    split_referrer,
+)
 
 DIRECT = "(direct)"
 NONE = "(none)"
 NOT_SET = "(not set)"
 NOT_PROVIDED = "(not provided)"
 DIMENSIONS = ("source", "medium", "channel", "domain", "term", "campaign", "landing_page")
-REFERRER_SCHEMES = ("http", "https", "android-app")
 
 _PAID_MEDIUM = re.compile(r"^(.*cp.*|ppc|retargeting|paid.*)$")
 _DISPLAY_MEDIUM = frozenset({"display", "banner", "expandable", "interstitial", "cpm"})
 _SOCIAL_MEDIUM = frozenset({"social", "social-network", "social-media", "sm", "social network"})
 _EMAIL = re.compile(r"^(email|e-mail|e_mail|e mail)$")
 _SHOPPING_CAMPAIGN = re.compile(r"^(.*(([^a-df-z]|^)shop|shopping).*)$")
-_HOST_OK = re.compile(r"^[a-z0-9._-]+$")
 
 
 @dataclass(frozen=True)
@@ -40,16 +47,6 @@ class Attribution:
     term: str | None = None
     campaign: str | None = None
     domain: str | None = None  # the referrer host without www., None without an outside referrer
-
-
-def normalise_host(host: str | None) -> str:
-    """Lower case, no port, no trailing dot, no leading `www.`; '' when there is no host."""
-    text = re.split(r"[?#]", (host or "").strip().lower(), maxsplit=1)[0]
-    text = text.rsplit("@", 1)[-1]
-    if text.startswith("["):
-        return ""
-    text = text.split(":", 1)[0].rstrip(".")
-    return text.removeprefix("www.")
 
 
 def is_site_host(host: str, site_hosts: Iterable[str]) -> bool:
@@ -103,18 +100,6 @@ def channel_for(source: str, medium: str, campaign: str | None, category: str | 
     return "Unassigned"
 
 
-def _search_term(source: Source, query: str) -> str | None:
-    """The first of the engine's term parameters present in the referrer's query, decoded."""
-    if not source.params or not query:
-        return None
-    values = dict(reversed(parse_qsl(query, keep_blank_values=True)))
-    for param in source.params:
-        term = values.get(param, "").strip()
-        if term:
-            return term
-    return None
-
-
 @dataclass(frozen=True)
 class VisitKey:
     """The parts of a visit that decide its attribution (what the SQL hands to Python)."""
@@ -128,6 +113,7 @@ class VisitKey:
     ref_host: str = ""
     ref_path: str = ""
     ref_query: str = ""
+    search_term: str = ""  # the stored term; used when ref_query is not given
 
 
 class Classifier:
@@ -156,7 +142,7 @@ class Classifier:
     def _from_referrer(self, key: VisitKey, campaign: str | None) -> Attribution:
         scheme = key.ref_scheme.strip().lower()
         host = normalise_host(key.ref_host)
-        if scheme not in REFERRER_SCHEMES or not host or not _HOST_OK.match(host):
+        if scheme not in REFERRER_SCHEMES or not is_usable_host(host):
             return Attribution(DIRECT, NONE, "Direct", campaign=campaign)
         if scheme == "android-app":
             known = self.db.apps.get(host)
@@ -171,30 +157,9 @@ class Classifier:
         known = self.db.lookup_host(host, key.ref_path)
         if known is None:
             return Attribution(host, "referral", "Referral", None, campaign, host)
-        term = _search_term(known, key.ref_query)
+        term = search_term(known, key.ref_query) if key.ref_query else key.search_term or None
         channel = channel_for(known.name, known.medium, campaign, known.medium)
         return Attribution(known.name, known.medium, channel, term, campaign, host)
-
-
-def split_referrer(referrer: str | None) -> tuple[str, str, str, str]:
-    """(scheme, host, path, query) of a referrer URL; empty parts when it does not parse."""
-    text = (referrer or "").strip()
-    try:
-        parts = urlsplit(text)
-        host = parts.hostname or ""
-    except ValueError:
-        return "", "", "", ""
-    return parts.scheme.lower(), host, parts.path, parts.query
-
-
-def click_id_of(landing_page: str | None, known: Iterable[str]) -> str:
-    """The first known click-id parameter present on the landing page ('' when none)."""
-    try:
-        query = urlsplit(landing_page or "").query
-    except ValueError:
-        return ""
-    names = {k.lower() for k, v in parse_qsl(query, keep_blank_values=True) if v}
-    return next((c for c in known if c in names), "")
 
 
 def utm_of(landing_page: str | None) -> dict[str, str]:
@@ -268,7 +233,12 @@ def _dimension_value(att: Attribution, by: str, landing_path: str) -> str:
 
 
 def _classify_keys(
-    keys: Any, landing_hosts: list[str], query: ReferrersQuery, db: ReferrerDB
+    hashes: Any,
+    keys: list[VisitKey],
+    landing_paths: list[str],
+    landing_hosts: list[str],
+    query: ReferrersQuery,
+    db: ReferrerDB,
 ) -> tuple[Any, Any]:
     """Arrow tables (key_hash, dim_id) for each distinct key and (dim_id, dim) for each value.
 
@@ -276,28 +246,43 @@ def _classify_keys(
     """
     import pyarrow as pa
 
-    rows = keys.to_pylist()
-    if len({r["key_hash"] for r in rows}) != len(rows):
+    if len(set(hashes.to_pylist())) != len(keys):
         raise TrailError(
             "Two different referrer keys share one hash; the report cannot tell them apart.",
             "run the report over a narrower --from/--to",
         )
     site_hosts = query.site_hosts or tuple(h for h in landing_hosts if h)
     classifier = Classifier(db, site_hosts)
-    fields = VisitKey.__dataclass_fields__
     ids: dict[str, int] = {}
     dim_ids = []
-    for r in rows:
-        att = classifier.classify(VisitKey(**{f: r[f] for f in fields}))
-        dim = _dimension_value(att, query.by, r["landing_path"])
+    for key, landing_path in zip(keys, landing_paths, strict=True):
+        dim = _dimension_value(classifier.classify(key), query.by, landing_path)
         dim_ids.append(ids.setdefault(dim, len(ids)))
-    key_table = pa.table(
-        {"key_hash": keys.column("key_hash"), "dim_id": pa.array(dim_ids, pa.int32())}
-    )
+    key_table = pa.table({"key_hash": hashes, "dim_id": pa.array(dim_ids, pa.int32())})
     dim_table = pa.table(
         {"dim_id": pa.array(list(ids.values()), pa.int32()), "dim": pa.array(list(ids))}
     )
     return key_table, dim_table
+
+
+def _stored_key(row: dict[str, Any]) -> VisitKey:
+    """The classifier's key for a row of referrers_stored_keys (text trimmed as the URL path does)."""
+    kind = row["referrer_kind"]
+
+    def text(name: str) -> str:
+        return (row[name] or "").strip()
+
+    return VisitKey(
+        utm_source=text("utm_source").lower(),
+        utm_medium=text("utm_medium"),
+        utm_campaign=text("utm_campaign"),
+        utm_term=text("utm_term"),
+        click_id=row["click_id"] or "",
+        ref_scheme=SCHEME_OF_KIND.get(kind, ""),
+        ref_host=(row["referring_domain"] or "") if kind in SCHEME_OF_KIND else "",
+        ref_path=row["referrer_path_rule"] or "",
+        search_term=row["search_term"] or "",
+    )
 
 
 def _goal_visits_sql(goal: str | None) -> tuple[str, dict[str, Any]]:
@@ -323,10 +308,107 @@ def _click_regex(click_ids: Iterable[str]) -> str:
     return f"(?i)[?&]({names})=[^&#]"
 
 
+def _path_host_regex(hosts: Iterable[str]) -> str:
+    """A regex matching a referrer authority on one of `hosts` or a subdomain of one ('' for no
+    hosts). It may match more than the rules need (a port, user info): the classifier decides."""
+    if not hosts:
+        return ""
+    names = "|".join(re.escape(h) for h in sorted(hosts))
+    return f"(?i)(^|[.@])({names})\\.?(:[0-9]*)?$"
+
+
+def _stored_facts_suffice(query: ReferrersQuery, db: ReferrerDB) -> bool:
+    """True when the stored source facts hold all the report needs: they were made with the
+    package's own list, so a --referrer-db list with more click ids, path rules, or (for --by
+    term) search parameters needs the URLs, and so does --by landing_page."""
+    if query.by == "landing_page" or (query.by == "term" and query.referrer_db):
+        return False
+    builtin = builtin_db()
+    rules = {(h, p) for h, entries in db.paths.items() for p, _ in entries}
+    builtin_rules = {(h, p) for h, entries in builtin.paths.items() for p, _ in entries}
+    return set(db.click_ids) <= set(builtin.click_ids) and rules <= builtin_rules
+
+
+def _query_params(query: ReferrersQuery) -> dict[str, Any]:
+    return {
+        "since": query.start,
+        "until": query.end,
+        "include_bots": query.include_bots,
+        "with_query": query.by == "term",
+    }
+
+
+def _with_goal(statement: str, goal: str | None) -> str:
+    """The statement as is with a goal; without one the goal test is the constant false."""
+    return statement if goal else statement.replace(GOAL_FRAGMENT, "false")
+
+
+def _report_from_stored_facts(con: Any, query: ReferrersQuery, db: ReferrerDB) -> Any | None:
+    """The report from the stored source facts only; None when some visit in range has none
+    (stored before they existed)."""
+    import pyarrow.compute as pc
+
+    found = fetch_arrow(con, sql.load("referrers_stored_keys"), _query_params(query))
+    is_key = pc.equal(found.column("kind"), "key")
+    key_rows = found.filter(is_key)
+    keys = key_rows.to_pylist()
+    if any(r["referrer_kind"] is None for r in keys):
+        return None
+    hosts = found.filter(pc.invert(is_key)).column("landing_host").to_pylist()
+    key_table, dim_table = _classify_keys(
+        key_rows.column("key_hash"),
+        [_stored_key(r) for r in keys],
+        [""] * len(keys),
+        hosts,
+        query,
+        db,
+    )
+    con.register("_ref_keys", key_table)
+    con.register("_ref_dims", dim_table)
+    statement = _with_goal(sql.load("referrers_stored_by_dimension"), query.goal)
+    return fetch_arrow(con, statement, {**_query_params(query), "limit": query.limit})
+
+
+def _report_from_urls(con: Any, query: ReferrersQuery, db: ReferrerDB) -> Any:
+    """The report with the source parts worked out from the URLs where a row has no stored facts
+    (and everywhere the stored facts do not suffice)."""
+    facts_suffice = _stored_facts_suffice(query, db)
+    params = {
+        **_query_params(query),
+        "with_landing_path": query.by == "landing_page",
+        "with_landing_host": not query.site_hosts,
+        "click_re": _click_regex(db.click_ids),
+        "path_re": _path_host_regex(db.paths),
+        "click_from_url": not facts_suffice,
+        "query_from_url": query.by == "term" and bool(query.referrer_db),
+    }
+    from trailcli.store import views
+
+    groups_sql = _with_goal(sql.load("referrers_groups"), query.goal)
+    views.run(con, f"CREATE TEMP TABLE _ref_groups AS {groups_sql}", params)
+    found = fetch_arrow(con, sql.load("referrers_keys"))
+    hosts = fetch_arrow(con, sql.load("referrers_landing_hosts"))
+    fields = VisitKey.__dataclass_fields__
+    rows = found.to_pylist()
+    key_table, dim_table = _classify_keys(
+        found.column("key_hash"),
+        [VisitKey(**{f: r[f] for f in fields}) for r in rows],
+        [r["landing_path"] for r in rows],
+        hosts.column(0).to_pylist(),
+        query,
+        db,
+    )
+    con.register("_ref_keys", key_table)
+    con.register("_ref_dims", dim_table)
+    return fetch_arrow(con, sql.load("referrers_by_dimension"), {"limit": query.limit})
+
+
 def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
     """Visits, visitors and share per value of `query.by` (and goal conversions), as Arrow.
 
-    Rows are ordered by visits (most first), then by the dimension value.
+    Rows are ordered by visits (most first), then by the dimension value. Visits with stored
+    source facts are grouped by those short columns; the URLs are read only when some visit in
+    range has none or the facts do not suffice (_stored_facts_suffice).
     """
     if query.by not in DIMENSIONS:
         raise UsageError(f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)}")
@@ -336,26 +418,11 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
     goal_statement, goal_params = _goal_visits_sql(query.goal)
     con = views.connect(data_dir, need=("visits",))
     views.run(con, f"CREATE TEMP TABLE _goal_visits AS {goal_statement}", goal_params)
-    params = {
-        "since": query.start,
-        "until": query.end,
-        "include_bots": query.include_bots,
-        "with_query": query.by == "term",
-        "with_landing_path": query.by == "landing_page",
-        "with_landing_host": not query.site_hosts,
-        "click_re": _click_regex(db.click_ids),
-        "path_hosts": sorted({p for h in db.paths for p in (h, "www." + h)}),
-    }
-    groups_sql = sql.load("referrers_groups")
-    if not query.goal:
-        groups_sql = groups_sql.replace(GOAL_FRAGMENT, "false")
-    views.run(con, f"CREATE TEMP TABLE _ref_groups AS {groups_sql}", params)
-    keys = fetch_arrow(con, sql.load("referrers_keys"))
-    hosts = fetch_arrow(con, sql.load("referrers_landing_hosts"))
-    key_table, dim_table = _classify_keys(keys, hosts.column(0).to_pylist(), query, db)
-    con.register("_ref_keys", key_table)
-    con.register("_ref_dims", dim_table)
-    result = fetch_arrow(con, sql.load("referrers_by_dimension"), {"limit": query.limit})
+    result = None
+    if _stored_facts_suffice(query, db):
+        result = _report_from_stored_facts(con, query, db)
+    if result is None:
+        result = _report_from_urls(con, query, db)
     result = result.rename_columns([query.by, *result.column_names[1:]])
     if not query.goal:
         result = result.drop_columns(["conversions", "conversion_rate"])

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from trailcli.reports.referrer_facts import FACT_COLUMNS, source_facts
 from trailcli.sample import catalog
 from trailcli.sample.ids import arrow_strings, numeric_strings, prefix, uuid4s
 from trailcli.sample.presence import OFFLINE_REASONS, Sessions
@@ -79,6 +80,21 @@ def referrer_pool() -> pa.Array:
 
 
 @cache
+def source_fact_pools() -> dict[str, pa.Array]:
+    """The stored source facts per (referrer, search term) pair, same index as referrer_pool(),
+    worked out from the URLs by the collector's own function (a click id gets a stand-in value)."""
+    facts = [
+        source_facts(
+            catalog.search_referrer(ref, term),
+            f"{catalog.SITE}/?{ref.query}{'Cj0K' if ref.click_id else ''}",
+        )
+        for ref in catalog.REFERRERS
+        for term in catalog.SEARCH_TERMS
+    ]
+    return {name: _pool([f[name] for f in facts]) for name in FACT_COLUMNS}
+
+
+@cache
 def landing_pool() -> pa.Array:
     """Landing URL (click id value not yet appended) per (page, referrer): page * n_refs + ref."""
     pages = catalog.pages()
@@ -113,6 +129,7 @@ def visits_table(seed: int, day_index: int, traffic: Traffic) -> pa.Table:
     agents = all_agents()
     place_idx = pa.array(who.place[v.visitor])
     refs = pa.array(v.referrer)
+    ref_terms = pa.array(v.referrer * len(catalog.SEARCH_TERMS) + v.term)
     user = who.user[v.visitor]
     screen_w, screen_h, has_screen = _screens(
         rng, [agents[i].device_type for i in range(len(agents))], who.agent[v.visitor]
@@ -125,8 +142,9 @@ def visits_table(seed: int, day_index: int, traffic: Traffic) -> pa.Table:
         "started_at": times(v.start),
         "ip": _ip_pool().take(pa.array(who.ip[v.visitor])),
         "user_agent": _pool([a.ua for a in agents]).take(agent_idx),
-        "referrer": referrer_pool().take(pa.array(v.referrer * len(catalog.SEARCH_TERMS) + v.term)),
+        "referrer": referrer_pool().take(ref_terms),
         "referring_domain": _pool([catalog.host(r) for r in catalog.REFERRERS]).take(refs),
+        **{name: pool.take(ref_terms) for name, pool in source_fact_pools().items()},
         "landing_page": landing_pages(traffic),
         "browser": _pool([a.browser for a in agents]).take(agent_idx),
         "os": _pool([a.os for a in agents]).take(agent_idx),

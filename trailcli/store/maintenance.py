@@ -270,13 +270,11 @@ def _write_deduplicated(
     """Write the rows of `paths` to `target`, each key once (DESIGN.md: earliest wins), sorted."""
     import duckdb
 
-    columns = ", ".join(kind.schema.names)
     key = ", ".join(kind.key)
     con.execute("SET VARIABLE compact_files = $files", {"files": paths})
-    source = (
-        f"SELECT {columns} FROM read_parquet(getvariable('compact_files'), union_by_name = true)"
-    )
+    files = "SELECT * FROM read_parquet(getvariable('compact_files'), union_by_name = true)"
     try:
+        source = f"SELECT {tables.select_columns(con, kind.schema, files)} FROM ({files})"
         relation = con.sql(
             f"SELECT * FROM ({source}) QUALIFY row_number() OVER (PARTITION BY {key} "
             f"ORDER BY {first_wins_order(kind)}) = 1 ORDER BY {_order_by(kind)}"

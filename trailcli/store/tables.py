@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -14,6 +14,9 @@ import pyarrow.compute as pc
 
 from trailcli.store import layout
 from trailcli.store.schema import KINDS, Kind
+
+if TYPE_CHECKING:
+    import duckdb
 
 ZSTD_PARQUET = {"compression": "ZSTD"}
 
@@ -149,6 +152,7 @@ def bulk_write(
         table,
         partition_by=["date"],
         mode="append",
+        schema_mode="merge",  # tables written before a column was added gain it
         target_file_size=target_file_size,
         writer_properties=WriterProperties(compression="ZSTD"),
         configuration=None if table_exists(data_dir, kind) else TABLE_CONFIG,
@@ -198,6 +202,7 @@ def append_once(data_dir: Path, kind: str, table: pa.Table, app_id: str, version
         table.select([f.name for f in k.table_schema]).cast(k.table_schema),
         partition_by=["date"],
         mode="append",
+        schema_mode="merge",
         writer_properties=WriterProperties(compression="ZSTD"),
         configuration=TABLE_CONFIG if isinstance(target, str) else None,
         commit_properties=CommitProperties(
@@ -232,3 +237,22 @@ def file_list(data_dir: Path, kind: str) -> list[str]:
         return []
     # file_uris() percent-encodes (a space is %20); DuckDB wants the plain local path
     return [unquote(uri.removeprefix("file://")) for uri in DeltaTable(path).file_uris()]
+
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def select_columns(con: duckdb.DuckDBPyConnection, fields: Iterable[pa.Field], source: str) -> str:
+    """A SELECT list of `fields` over the relation `source` (SQL text): a column none of its files
+    has yet (files written before the column was added) reads as a typed null."""
+    present = {d[0] for d in con.execute(f"SELECT * FROM ({source}) LIMIT 0").description}
+    return ", ".join(
+        f.name if f.name in present else f"CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS {f.name}"
+        for f in fields
+    )

@@ -34,12 +34,12 @@ def _files_relation(
         _empty_relation(con, kind, name)
         return
     con.execute(f"SET VARIABLE {name}_files = $files", {"files": files})
-    columns = ", ".join(f.name for f in kind.table_schema)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM read_parquet("
-        f"getvariable('{name}_files'), hive_partitioning = true, "
+    source = (
+        f"SELECT * FROM read_parquet(getvariable('{name}_files'), hive_partitioning = true, "
         "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
     )
+    columns = tables.select_columns(con, kind.table_schema, source)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM ({source})")
 
 
 def _dedup_sql(kind: Kind, source: str) -> str:
