@@ -310,6 +310,7 @@ async def test_api_online_lists_persons_from_memory(collector: Client) -> None:
     assert (await collector.get("/api/online")).status == 401
     wrong = await collector.get("/api/online", headers={"Authorization": "Bearer nope"})
     assert wrong.status == 401
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
     visit = await collector.post(
         "/ahoy/visits",
         json={
@@ -317,11 +318,15 @@ async def test_api_online_lists_persons_from_memory(collector: Client) -> None:
             "visitor_token": "vis-on",
             "landing_page": "https://a.example/",
         },
-        headers={
-            "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-        },
+        headers={"User-Agent": firefox},
     )
     assert visit.status == 200, await visit.text()
+    view = await collector.post(
+        "/ahoy/events",
+        json=[{"name": "$view", "properties": {"url": "https://a.example/cart?x=1"}}],
+        headers={"Ahoy-Visit": "v-on", "Ahoy-Visitor": "vis-on", "User-Agent": firefox},
+    )
+    assert view.status == 200, await view.text()
     cid = await handshake(collector, {"trail": {"visit_token": "v-on"}})
     await subscribe(collector, cid, "/chat/9")
     await handshake(collector)  # no visitor, no user: not a person
@@ -345,6 +350,7 @@ async def test_api_online_lists_persons_from_memory(collector: Client) -> None:
     ]
     assert (row["visitor_token"], row["visit_token"], row["clients"]) == ("vis-on", "v-on", 1)
     assert row["channels"] == ["/chat/9"]
+    assert row["last_page"] == "/cart"  # from the $view event, whose properties are stored as text
     assert row["browser"] == "Firefox"
     assert datetime.fromisoformat(row["online_since"]).tzinfo is not None
 

@@ -108,12 +108,18 @@ def covers_live_channels(pattern: str) -> bool:
     return pattern == "/**" or pattern == "/trail" or pattern.startswith("/trail/")
 
 
-def event_message(record: Mapping[str, Any]) -> dict[str, Any]:
-    """An accepted event as `/trail/events` carries it, properties as an object."""
+def _properties_object(record: Mapping[str, Any]) -> Any:
+    """An events record's properties as stored (JSON text) turned back into a value."""
     properties = record.get("properties")
     if isinstance(properties, str):
         with contextlib.suppress(ValueError):
             properties = json.loads(properties)
+    return properties
+
+
+def event_message(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An accepted event as `/trail/events` carries it, properties as an object."""
+    properties = _properties_object(record)
     when = record.get("time")
     return {
         "event_id": record.get("event_id"),
@@ -317,9 +323,9 @@ class PresenceTracker:
             watched = self._has_watchers(EVENTS_CHANNEL)
             for r in records:
                 when = _as_datetime(r.get("time"))
-                if when is not None:
+                if when is not None and r.get("name") == "$view":
                     self.live.record_event(
-                        r.get("visit_token"), r.get("name"), r.get("properties"), when
+                        r.get("visit_token"), "$view", _properties_object(r), when
                     )
                 if watched:
                     self._publish_later(EVENTS_CHANNEL, event_message(r))
