@@ -136,6 +136,11 @@ class NodeClient:
         self.kill()
         raise AssertionError(f"no line starting {prefix!r}; saw {seen}; stderr: {self.stderr()}")
 
+    def remaining_lines(self, seconds: float = 5.0) -> list[str]:
+        """The lines not read yet, up to the end of the output (the script has exited)."""
+        deadline = time.monotonic() + seconds
+        return list(iter(lambda: self.lines.next(deadline), None))
+
     def stderr(self) -> str:
         if self.proc.poll() is None or self.proc.stderr is None:
             return "(still running)"
@@ -172,8 +177,7 @@ def test_round_trip_errors_and_disconnect(make_server: Any, node: Any, mode: str
     server = make_server()
     client = node("scenario.js", server.url, mode)
     assert client.proc.wait(20) == 0, client.stderr()
-    assert client.proc.stdout is not None
-    outcome = json.loads(client.proc.stdout.read().strip().splitlines()[-1])
+    outcome = json.loads(client.remaining_lines()[-1])
     assert outcome["transport"] == mode
     client_id = outcome["clientId"]
     closed = server.wait_for(closed_event(client_id), 2)
