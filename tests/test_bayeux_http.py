@@ -540,3 +540,33 @@ async def test_eventsource_stream(client: Any) -> None:
         await asyncio.sleep(0.05)
         assert time.monotonic() < deadline
     assert closed.ends == [(client_id, "transport_closed")]
+
+
+async def test_tracing_writes_each_request_and_reply_with_its_ids(
+    client: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trailcli.collector.bayeux import transports
+
+    monkeypatch.setattr(transports, "_TRACING", True)
+    client_id = await handshake(client)
+    ws = await client.ws_connect("/faye")
+    subscribe_message = {
+        "channel": "/meta/subscribe",
+        "clientId": client_id,
+        "subscription": "/t",
+        "id": "7",
+    }
+    await ws.send_str(json.dumps([subscribe_message]))
+    await ws.receive()
+    await ws.close()
+    lines = [line.split(" ", 4) for line in capsys.readouterr().err.splitlines()]
+    seen = [(direction, transport) for _, direction, transport, _, _ in lines]
+    assert seen == [
+        ("in", "long-polling"),
+        ("out", "long-polling"),
+        ("in", "websocket"),
+        ("out", "websocket"),
+    ]
+    assert json.loads(lines[2][4]) == [subscribe_message]
+    [reply] = json.loads(lines[3][4])
+    assert (reply["id"], reply["clientId"], reply["successful"]) == ("7", client_id, True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from node_lines import Lines
 
 pytestmark = pytest.mark.interop
 
@@ -123,23 +123,23 @@ class NodeClient:
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert self.proc.stdout is not None
+        self.lines = Lines(self.proc.stdout)
 
     def wait_line(self, prefix: str, seconds: float = 10.0) -> str:
-        assert self.proc.stdout is not None
         deadline = time.monotonic() + seconds
         seen = []
-        while (remaining := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
-            if not ready:
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                break
+        while (line := self.lines.next(deadline)) is not None:
             if line.startswith(prefix):
-                return line.strip()
-            seen.append(line.strip())
+                return line
+            seen.append(line)
         self.kill()
         raise AssertionError(f"no line starting {prefix!r}; saw {seen}; stderr: {self.stderr()}")
+
+    def remaining_lines(self, seconds: float = 5.0) -> list[str]:
+        """The lines not read yet, up to the end of the output (the script has exited)."""
+        deadline = time.monotonic() + seconds
+        return list(iter(lambda: self.lines.next(deadline), None))
 
     def stderr(self) -> str:
         if self.proc.poll() is None or self.proc.stderr is None:
@@ -177,8 +177,7 @@ def test_round_trip_errors_and_disconnect(make_server: Any, node: Any, mode: str
     server = make_server()
     client = node("scenario.js", server.url, mode)
     assert client.proc.wait(20) == 0, client.stderr()
-    assert client.proc.stdout is not None
-    outcome = json.loads(client.proc.stdout.read().strip().splitlines()[-1])
+    outcome = json.loads(client.remaining_lines()[-1])
     assert outcome["transport"] == mode
     client_id = outcome["clientId"]
     closed = server.wait_for(closed_event(client_id), 2)
@@ -191,7 +190,7 @@ def test_round_trip_errors_and_disconnect(make_server: Any, node: Any, mode: str
 def test_killed_client_ends_with_transport_closed(make_server: Any, node: Any, mode: str) -> None:
     server = make_server(timeout=3.0, grace=1.0)
     client = node("listen.js", server.url, mode, "/k")
-    client_id = client.wait_line("ready", 60).split()[1]
+    client_id = client.wait_line("ready").split()[1]
     time.sleep(0.5)  # the connect is held (long-polling) or the socket bound (websocket)
     client.proc.send_signal(signal.SIGKILL)
     killed_at = time.time()
@@ -208,7 +207,7 @@ def test_frozen_client_times_out(make_server: Any, node: Any, mode: str) -> None
     # a 2 s timeout: short, yet the client's own 1.2 × timeout deadline survives a busy machine
     server = make_server(timeout=2.0, grace=1.0)
     client = node("listen.js", server.url, mode, "/f")
-    client_id = client.wait_line("ready", 60).split()[1]
+    client_id = client.wait_line("ready", 20).split()[1]
     client.proc.send_signal(signal.SIGSTOP)  # its sockets stay open; it just stops talking
     stopped_at = time.time()
     closed = server.wait_for(closed_event(client_id), 10)
@@ -221,7 +220,7 @@ def test_frozen_client_times_out(make_server: Any, node: Any, mode: str) -> None
 def test_server_restart_makes_clients_come_back(make_server: Any, node: Any, mode: str) -> None:
     server = make_server(timeout=3.0, grace=1.0)
     client = node("listen.js", server.url, mode, "/r", "2", "25")
-    first_id = client.wait_line("ready", 60).split()[1]
+    first_id = client.wait_line("ready").split()[1]
     server.stop(signal.SIGKILL)
     server.start()
     deadline = time.monotonic() + 15
@@ -247,7 +246,7 @@ def test_form_encoded_back_end_publish_reaches_subscribers(
 ) -> None:
     server = make_server()
     client = node("listen.js", server.url, mode, "/news/*")
-    client.wait_line("ready", 60)
+    client.wait_line("ready")
     ack = server.publish_form("/news/today", {"headline": "hello"})
     assert ack == {"channel": "/news/today", "successful": True}
     line = client.wait_line("got", 5)

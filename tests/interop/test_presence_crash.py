@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from node_lines import Lines
 
 INTEROP = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -52,7 +53,7 @@ modes.forEach((mode, i) => {
     console.log(JSON.stringify({ clientId: client._dispatcher.clientId, mode }));
   }, (err) => { console.error('subscribe failed: ' + JSON.stringify(err)); process.exit(1); });
 });
-setTimeout(() => process.exit(2), 120000);
+setTimeout(() => process.exit(2), 60000);
 """
 
 
@@ -93,19 +94,12 @@ def start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def read_ready(process: subprocess.Popen[str], count: int, timeout: float) -> list[dict[str, Any]]:
-    import selectors
-
-    ready: list[dict[str, Any]] = []
     assert process.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        while len(ready) < count and time.monotonic() < deadline:
-            if sel.select(timeout=0.5):
-                line = process.stdout.readline()
-                if not line:
-                    break
-                ready.append(json.loads(line))
+    lines = Lines(process.stdout)
+    deadline = time.monotonic() + timeout
+    ready: list[dict[str, Any]] = []
+    while len(ready) < count and (line := lines.next(deadline)) is not None:
+        ready.append(json.loads(line))
     assert len(ready) == count, f"only {len(ready)} of {count} Faye clients subscribed"
     return ready
 
@@ -142,7 +136,7 @@ def test_sessions_of_a_killed_collector_end_node_lost_at_its_last_heartbeat(
         text=True,
     )  # fmt: skip
     processes.append(clients)
-    online = {c["clientId"] for c in read_ready(clients, 3, timeout=60)}
+    online = {c["clientId"] for c in read_ready(clients, 3, timeout=20)}
 
     time.sleep(2.5)  # at least two heartbeats after every subscribe
     collector.send_signal(signal.SIGKILL)

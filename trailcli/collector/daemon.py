@@ -38,6 +38,9 @@ async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=settings.shutdown_timeout,
+        # a held long-poll whose client went away is cancelled at once (its session's grace
+        # starts then), rather than found by the Bayeux sweep's watch
+        handler_cancellation=True,
     )
     await runner.setup()
     try:

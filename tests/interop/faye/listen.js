@@ -8,7 +8,7 @@ const [url, mode, channel, listenersArg, watchdogArg] = process.argv.slice(2);
 const listeners = Number(listenersArg || 1);
 const client = new faye.Client(url, { timeout: 10, retry: 0.5 });
 if (mode === 'long-polling') client.disable('websocket');
-setTimeout(() => { console.error('FAIL: watchdog'); process.exit(3); }, Number(watchdogArg || 60) * 1000);
+setTimeout(() => { console.error('FAIL: watchdog'); process.exit(3); }, Number(watchdogArg || 20) * 1000);
 
 const heard = new Array(listeners).fill(0);
 const subscriptions = [];

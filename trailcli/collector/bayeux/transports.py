@@ -7,7 +7,10 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,16 @@ from trailcli.collector.bayeux.engine import (
 )
 
 log = logging.getLogger("trail.bayeux")
+# TRAIL_BAYEUX_TRACE=1 writes every frame in and out to stderr: time, direction, transport,
+# connection, text (for debugging a client's conversation with the server)
+_TRACING = bool(os.environ.get("TRAIL_BAYEUX_TRACE"))
+
+
+def _trace(direction: str, transport: str, conn: object, text: str) -> None:
+    if _TRACING:
+        stamp = f"{time.time():.3f}"
+        print(stamp, direction, transport, f"{id(conn) & 0xFFFFFF:x}", text, file=sys.stderr)
+
 
 JSONP_CALLBACK = "jsonpcallback"
 _JSONP_NAME = re.compile(r"[a-z_$][a-z0-9_$]*(\.[a-z_$][a-z0-9_$]*)*", re.IGNORECASE | re.ASCII)
@@ -76,8 +89,11 @@ class FayeEndpoint:
         except web.HTTPRequestEntityTooLarge:
             return self._too_large(request)
         transport = "callback-polling" if jsonp else "long-polling"
+        _trace("in", transport, request, json.dumps(messages))
         items = await self._process(messages, self._context(request, transport), request)
-        return self._respond(request, encode(items), jsonp)
+        body = encode(items)
+        _trace("out", transport, request, body)
+        return self._respond(request, body, jsonp)
 
     async def client_script(self, request: web.Request) -> web.StreamResponse:
         """The browser Faye client, `client/faye-browser-min.js` of the npm `faye` package."""
@@ -282,6 +298,7 @@ class SocketSession:
                 await self.ws.close()
 
     async def _handle_frame(self, text: str) -> None:
+        _trace("in", "websocket", self, text)
         try:
             messages = _decode(text)
         except BadRequest as exc:
@@ -324,8 +341,12 @@ class SocketSession:
             await self._send(encode(items))
 
     async def _send(self, text: str) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
+        _trace("out", "websocket", self, text)
+        try:
             await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError) as exc:
+            # the socket is closing: the client resends what it got no reply to
+            _trace("unsent", "websocket", self, repr(exc))
 
 
 class EventStream:
