@@ -430,9 +430,9 @@ def _person_steps(
     )
     lake.bind("identities")
     lake.con.register("carried", _carried_table(carry))
+    snapshots.fold_clients(lake, upto)
     lake.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE timeline_sessions AS {sql_text('online_timeline_sessions')}",
-        {"upto": upto},
+        f"CREATE OR REPLACE TEMP TABLE timeline_sessions AS {sql_text('online_timeline_sessions')}"
     )
     pending = [
         Session(r["node_id"], r["client_id"], r["started"], r["last_seen"])

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trailcli import sql
 from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
 from trailcli.presence.source import Lake
@@ -312,6 +313,7 @@ def gather(
     lake.bind("identities")
     carried = carry.sessions if carry else []
     persons = sorted({p for s in carried if (p := carry_person(carry, s)) is not None})
+    fold_clients(lake, upto)
     params = {"upto": upto, "near_from": near_from, "carried": persons}
     rows = lake.fetch("online_sessions", {**params, "with_channels": with_channels})
     gone = carry.gone if carry else set()
@@ -324,6 +326,15 @@ def gather(
     for row in lake.fetch("online_node_beats", {"upto": upto}):
         beats[row["node_id"]] = max(row["beat"], beats.get(row["node_id"], row["beat"]))
     return list(sessions.values()), beats
+
+
+def fold_clients(lake: Lake, upto: datetime) -> None:
+    """Fold the bound presence rows up to `upto` into one session per client, the temp table
+    `client_sessions` that `online_sessions` and `online_timeline_sessions` read."""
+    lake.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE client_sessions AS {sql.load('online_client_sessions')}",
+        {"upto": upto},
+    )
 
 
 def carry_person(carry: Carry | None, s: Session) -> str | None:
