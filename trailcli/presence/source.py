@@ -39,7 +39,6 @@ class Lake:
 
     def _load(self, kind: str) -> None:
         """File list and row count per date from the Delta log (no data file is opened)."""
-        import pyarrow as pa
         from deltalake import DeltaTable
 
         root = layout.table_path(self.data_dir, kind)
@@ -47,7 +46,7 @@ class Lake:
         counts: dict[str, int] = {}
         self.exists[kind] = DeltaTable.is_deltatable(str(root))
         if self.exists[kind]:
-            actions = pa.table(DeltaTable(str(root)).get_add_actions(flatten=True))
+            actions = DeltaTable(str(root)).get_add_actions(flatten=True)  # arro3, not pyarrow
             rows = zip(
                 actions.column("path").to_pylist(),
                 actions.column("partition.date").to_pylist(),
