@@ -7,9 +7,8 @@ every partition up to the request. The person rules are those of `presence.rules
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,7 @@ def _collect(
     """Sessions that can matter for `[lo, hi]` (from the carry's midnight, or from the start),
     ends decided. None when the carry turns out not to fit: a session it took for gone shows
     signs of life."""
-    carried = copy.deepcopy(carry) if carry else None
+    carried = replace(carry, sessions=[s.copy() for s in carry.sessions]) if carry else None
     gathered = snapshots.gather(lake, hi, lo - grace, carried, with_channels)
     if gathered is None:
         return None
