@@ -105,16 +105,24 @@ class Lake:
         """Rows of the named query in `queries/` as dicts."""
         return self.fetch_sql(sql.load(query), params)
 
+    def fetch_tuples(self, query: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Rows of the named query as tuples: for long results, where a dict per row costs."""
+        return self._cursor(sql.load(query), params).fetchall()
+
     def fetch_sql(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a statement as dicts; unreadable Parquet becomes a CorruptDataError."""
+        cursor = self._cursor(text, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _cursor(self, text: str, params: dict[str, Any] | None) -> Any:
+        """The executed statement; unreadable Parquet becomes a CorruptDataError."""
         import duckdb
 
         try:
-            cursor = self.con.execute(text, params or {})
+            return self.con.execute(text, params or {})
         except (duckdb.IOException, duckdb.InvalidInputException) as exc:
             raise CorruptDataError(
                 f"Cannot read the presence log: {str(exc).splitlines()[0]}",
                 "restore the named file from a backup or remove it with 'trail repair'",
             ) from exc
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
