@@ -78,7 +78,7 @@ def load(lake: Lake, midnight: datetime) -> Carry | None:
     meta = _read_meta(lake.data_dir, midnight)
     if meta is None or not _still_fits(meta, fingerprint(lake.counts, midnight)):
         return None
-    return _read(lake.data_dir, midnight, meta)
+    return _read(lake, midnight, meta)
 
 
 def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> bool:
@@ -94,13 +94,16 @@ def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> 
     return True
 
 
-def _read(data_dir: Path, midnight: datetime, meta: dict[str, Any]) -> Carry | None:
-    import pyarrow.parquet as pq
+def _read(lake: Lake, midnight: datetime, meta: dict[str, Any]) -> Carry | None:
+    """The snapshot's sessions, read through the lake's DuckDB connection (no pyarrow to load)."""
+    import duckdb
 
-    table_path, _ = _paths(data_dir, midnight)
+    table_path, _ = _paths(lake.data_dir, midnight)
     try:
-        rows = pq.read_table(table_path).to_pylist()
-    except (OSError, ValueError):
+        cursor = lake.con.execute("SELECT * FROM read_parquet($path)", {"path": str(table_path)})
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    except (OSError, duckdb.Error):
         return None
     carry = Carry(midnight, [], {n: datetime.fromisoformat(b) for n, b in meta["beats"].items()})
     for row in rows:
@@ -437,4 +440,4 @@ def _previous(lake: Lake, midnight: datetime, counts: dict[str, dict[str, int]])
     meta = _read_meta(lake.data_dir, before)
     if meta is None or meta.get("fingerprint") != fingerprint(counts, before):
         return None
-    return _read(lake.data_dir, before, meta)
+    return _read(lake, before, meta)
