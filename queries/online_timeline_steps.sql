@@ -1,7 +1,8 @@
--- online_timeline_steps: how the number of persons online changes over [$from, $to): persons'
--- sessions merged into stretches (gaps shorter than $grace_us closed), then +1/-1 per stretch
--- boundary summed per instant (a sweep line; ends and starts at one instant net out).
--- returns: instant, delta
+-- online_timeline_steps: the number of persons online over [$from, $to) as a step function:
+-- persons' sessions merged into stretches (gaps shorter than $grace_us closed), +1/-1 per stretch
+-- boundary summed per instant (a sweep line; ends and starts at one instant net out), and the
+-- running total from each instant on; instants as microseconds since $from.
+-- returns: since_from_us, online
 -- params: $from, $to, $grace_us, $users_only
 WITH spans AS (
     SELECT s.person, s.started AS s, coalesce(s.ended, d.end_at) AS e
@@ -27,7 +28,9 @@ stretches AS (
     GROUP BY person, island
     HAVING min(s) < $to AND max(e) > $from
 )
-SELECT instant, sum(delta)::BIGINT AS delta
+SELECT
+    epoch_us(instant) - epoch_us($from) AS since_from_us,
+    (sum(sum(delta)) OVER (ORDER BY instant))::BIGINT AS online
 FROM (
     SELECT s AS instant, 1 AS delta FROM stretches
     UNION ALL

@@ -263,3 +263,20 @@ def test_timeline_average_is_time_weighted(data_dir, log) -> None:
         {"bucket_start": t(0), "max_online": 2, "min_online": 0, "avg_online": 1.0,
          "peak_online": 2, "peak_at": t(5)}
     ]  # fmt: skip
+
+
+def test_equal_time_rows_take_the_binding_of_the_earlier_seq(data_dir, log) -> None:
+    """Two rows of one session at one instant name different users: log order (seq) decides,
+    for `--at` and `timeline` alike, whatever order the rows are stored in."""
+    rows = Log().beats(0, 200)
+    rows.add(10, "subscribe", "c1", channel="/chat", visitor_token="v", user_id="u2")
+    rows.add(10, "online", "c1", visitor_token="v", user_id="u1")
+    rows.add(12, "online", "c2", visitor_token="w", user_id="u1")
+    rows.add(50, "offline", "c1").add(50, "offline", "c2")
+    subscribe, online_row = rows.rows[-5], rows.rows[-4]
+    subscribe["seq"], online_row["seq"] = online_row["seq"], subscribe["seq"]  # stored out of order
+    log(rows)
+    (person,) = persons_at(data_dir, 20)
+    assert (person["user_id"], person["clients"], person["channels"]) == ("u1", 2, ["/chat"])
+    (bucket,) = online.timeline(data_dir, t(0), t(60), timedelta(minutes=1), LATER)
+    assert (bucket["peak_online"], bucket["peak_at"]) == (1, t(10))

@@ -294,6 +294,15 @@ def test_compaction_alone_keeps_snapshots_fresh(data_dir) -> None:
     assert online.load_window(data_dir, t(150), t(150), t(10_000), Options()).used_snapshot
 
 
+def test_unreadable_snapshot_falls_back_to_the_scan(data_dir) -> None:
+    write(data_dir, "presence", two_day_log())
+    snapshots.build_snapshots(data_dir)
+    (snapshots.layout.snapshot_dir(data_dir) / "2026-03-02.parquet").write_bytes(b"not parquet")
+    assert not online.load_window(data_dir, t(150), t(150), t(10_000), Options()).used_snapshot
+    (row,) = online.online_at(data_dir, t(150), t(10_000))
+    assert row["online_since"] == t(5)
+
+
 def test_non_default_grace_and_missing_snapshot_scan(data_dir) -> None:
     write(data_dir, "presence", two_day_log())
     assert not online.load_window(data_dir, t(150), t(150), t(10_000), Options()).used_snapshot

@@ -11,7 +11,7 @@ subscribe/unsubscribe rows in log order; see queries/online_sessions.sql).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,10 @@ class Session:
     def ends(self) -> datetime:
         """The end as a comparable instant (FOREVER while open)."""
         return self.end if self.end is not None else FOREVER
+
+    def copy(self) -> Session:
+        """An independent copy (its memberships copied too), for folding without changing this one."""
+        return replace(self, channels=[replace(m) for m in self.channels])
 
     def open_channels(self, at: datetime) -> list[str]:
         """Channels this session is subscribed to at `at` (sorted, distinct)."""

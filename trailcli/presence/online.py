@@ -7,9 +7,8 @@ every partition up to the request. The person rules are those of `presence.rules
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,7 @@ def _collect(
     """Sessions that can matter for `[lo, hi]` (from the carry's midnight, or from the start),
     ends decided. None when the carry turns out not to fit: a session it took for gone shows
     signs of life."""
-    carried = copy.deepcopy(carry) if carry else None
+    carried = replace(carry, sessions=[s.copy() for s in carry.sessions]) if carry else None
     gathered = snapshots.gather(lake, hi, lo - grace, carried, with_channels)
     if gathered is None:
         return None
@@ -345,28 +344,38 @@ def sweep(
 
 
 def buckets(
-    steps: list[tuple[datetime, int]], start: datetime, end: datetime, every: timedelta
+    points: list[tuple[int, int]], start: datetime, end: datetime, every: timedelta
 ) -> list[dict[str, Any]]:
-    """Per bucket of `every` from `start`: max, min and time-weighted average of the step function."""
+    """Per bucket of `every` from `start`: max, min and time-weighted average of the step function.
+
+    `points` are `(microseconds since start, count from then on)` in time order: a day can hold
+    hundreds of thousands of steps, and whole numbers are cheap to compare and subtract.
+    """
+    us = timedelta(microseconds=1)
+    stop, width = (end - start) // us, every // us
     rows = []
-    i, current = 0, 0
-    bucket = start
-    while bucket < end:
-        top = min(bucket + every, end)
-        while i < len(steps) and steps[i][0] <= bucket:
-            current = steps[i][1]
+    i, current, bucket = 0, 0, 0
+    while bucket < stop:
+        top = min(bucket + width, stop)
+        while i < len(points) and points[i][0] <= bucket:
+            current = points[i][1]
             i += 1
-        values, area, t = [current], 0.0, bucket
-        while i < len(steps) and steps[i][0] < top:
-            area += current * (steps[i][0] - t).total_seconds()
-            t, current = steps[i]
-            values.append(current)
+        high = low = current
+        area, at = 0, bucket
+        while i < len(points) and points[i][0] < top:
+            instant, count = points[i]
+            area += current * (instant - at)
+            at, current = instant, count
+            if current > high:
+                high = current
+            elif current < low:
+                low = current
             i += 1
-        area += current * (top - t).total_seconds()
+        area += current * (top - at)
         rows.append(
             {
-                "bucket_start": bucket, "max_online": max(values), "min_online": min(values),
-                "avg_online": area / (top - bucket).total_seconds(),
+                "bucket_start": start + bucket * us, "max_online": high, "min_online": low,
+                "avg_online": area / (top - bucket),
             }
         )  # fmt: skip
         bucket = top
@@ -390,21 +399,25 @@ def timeline(
         raise UsageError(
             "Too many buckets (over 100,000).", "pass a larger --every or a shorter range"
         )
-    steps = _person_steps(Path(data_dir), start, end, now, opts) if opts.by == "person" else None
-    if steps is None:
+    points = _person_points(Path(data_dir), start, end, now, opts) if opts.by == "person" else None
+    if points is None:
         window = load_window(data_dir, start, end, now, opts)
         steps = sweep((st for u in units(window.sessions, opts) for st in u.stretches), start, end)
-    peak_at, peak = max(steps, key=lambda s: (s[1], -s[0].timestamp()))
-    rows = buckets(steps, start, end, every)
+        points = [((instant - start) // timedelta(microseconds=1), n) for instant, n in steps]
+    peak = max(count for _, count in points)
+    peak_us = next(at for at, count in points if count == peak)  # points are in time order
+    peak_at = start + timedelta(microseconds=peak_us)
+    rows = buckets(points, start, end, every)
     for row in rows:
         row.update(peak_online=peak, peak_at=peak_at)
     return rows
 
 
-def _person_steps(
+def _person_points(
     data_dir: Path, start: datetime, end: datetime, now: datetime, opts: Options
-) -> list[tuple[datetime, int]] | None:
-    """The persons-online step function over `[start, end)`, folded and swept in DuckDB.
+) -> list[tuple[int, int]] | None:
+    """The persons-online step function over `[start, end)`, folded and swept in DuckDB, as
+    `(microseconds since start, count)`.
 
     Same rules as `units` + `sweep`, without a Python object per session. None where it does
     not apply (a channel filter, or a snapshot that took a session for gone): the caller then
@@ -430,9 +443,9 @@ def _person_steps(
     )
     lake.bind("identities")
     lake.con.register("carried", _carried_table(carry))
+    snapshots.fold_clients(lake, upto)
     lake.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE timeline_sessions AS {sql_text('online_timeline_sessions')}",
-        {"upto": upto},
+        f"CREATE OR REPLACE TEMP TABLE timeline_sessions AS {sql_text('online_timeline_sessions')}"
     )
     pending = [
         Session(r["node_id"], r["client_id"], r["started"], r["last_seen"])
@@ -465,14 +478,10 @@ def _person_steps(
         "grace_us": int(opts.grace / timedelta(microseconds=1)),
         "users_only": opts.users_only,
     }
-    steps, count = [(start, 0)], 0
-    for row in lake.fetch("online_timeline_steps", params):
-        count += int(row["delta"])
-        if row["instant"] == start:
-            steps[0] = (start, count)
-        else:
-            steps.append((row["instant"], count))
-    return steps
+    points = lake.fetch_tuples("online_timeline_steps", params)
+    if not points or points[0][0] != 0:
+        points.insert(0, (0, 0))
+    return points
 
 
 def _carried_table(carry: snapshots.Carry | None) -> Any:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trailcli import sql
 from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
 from trailcli.presence.source import Lake
@@ -77,7 +78,7 @@ def load(lake: Lake, midnight: datetime) -> Carry | None:
     meta = _read_meta(lake.data_dir, midnight)
     if meta is None or not _still_fits(meta, fingerprint(lake.counts, midnight)):
         return None
-    return _read(lake.data_dir, midnight, meta)
+    return _read(lake, midnight, meta)
 
 
 def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> bool:
@@ -93,13 +94,16 @@ def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> 
     return True
 
 
-def _read(data_dir: Path, midnight: datetime, meta: dict[str, Any]) -> Carry | None:
-    import pyarrow.parquet as pq
+def _read(lake: Lake, midnight: datetime, meta: dict[str, Any]) -> Carry | None:
+    """The snapshot's sessions, read through the lake's DuckDB connection (no pyarrow to load)."""
+    import duckdb
 
-    table_path, _ = _paths(data_dir, midnight)
+    table_path, _ = _paths(lake.data_dir, midnight)
     try:
-        rows = pq.read_table(table_path).to_pylist()
-    except (OSError, ValueError):
+        cursor = lake.con.execute("SELECT * FROM read_parquet($path)", {"path": str(table_path)})
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    except (OSError, duckdb.Error):
         return None
     carry = Carry(midnight, [], {n: datetime.fromisoformat(b) for n, b in meta["beats"].items()})
     for row in rows:
@@ -312,6 +316,7 @@ def gather(
     lake.bind("identities")
     carried = carry.sessions if carry else []
     persons = sorted({p for s in carried if (p := carry_person(carry, s)) is not None})
+    fold_clients(lake, upto)
     params = {"upto": upto, "near_from": near_from, "carried": persons}
     rows = lake.fetch("online_sessions", {**params, "with_channels": with_channels})
     gone = carry.gone if carry else set()
@@ -324,6 +329,15 @@ def gather(
     for row in lake.fetch("online_node_beats", {"upto": upto}):
         beats[row["node_id"]] = max(row["beat"], beats.get(row["node_id"], row["beat"]))
     return list(sessions.values()), beats
+
+
+def fold_clients(lake: Lake, upto: datetime) -> None:
+    """Fold the bound presence rows up to `upto` into one session per client, the temp table
+    `client_sessions` that `online_sessions` and `online_timeline_sessions` read."""
+    lake.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE client_sessions AS {sql.load('online_client_sessions')}",
+        {"upto": upto},
+    )
 
 
 def carry_person(carry: Carry | None, s: Session) -> str | None:
@@ -426,4 +440,4 @@ def _previous(lake: Lake, midnight: datetime, counts: dict[str, dict[str, int]])
     meta = _read_meta(lake.data_dir, before)
     if meta is None or meta.get("fingerprint") != fingerprint(counts, before):
         return None
-    return _read(lake.data_dir, before, meta)
+    return _read(lake, before, meta)

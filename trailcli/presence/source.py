@@ -39,7 +39,6 @@ class Lake:
 
     def _load(self, kind: str) -> None:
         """File list and row count per date from the Delta log (no data file is opened)."""
-        import pyarrow as pa
         from deltalake import DeltaTable
 
         root = layout.table_path(self.data_dir, kind)
@@ -47,7 +46,7 @@ class Lake:
         counts: dict[str, int] = {}
         self.exists[kind] = DeltaTable.is_deltatable(str(root))
         if self.exists[kind]:
-            actions = pa.table(DeltaTable(str(root)).get_add_actions(flatten=True))
+            actions = DeltaTable(str(root)).get_add_actions(flatten=True)  # arro3, not pyarrow
             rows = zip(
                 actions.column("path").to_pylist(),
                 actions.column("partition.date").to_pylist(),
@@ -107,16 +106,24 @@ class Lake:
         """Rows of the named query in `queries/` as dicts."""
         return self.fetch_sql(sql.load(query), params)
 
+    def fetch_tuples(self, query: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Rows of the named query as tuples: for long results, where a dict per row costs."""
+        return self._cursor(sql.load(query), params).fetchall()
+
     def fetch_sql(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a statement as dicts; unreadable Parquet becomes a CorruptDataError."""
+        cursor = self._cursor(text, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _cursor(self, text: str, params: dict[str, Any] | None) -> Any:
+        """The executed statement; unreadable Parquet becomes a CorruptDataError."""
         import duckdb
 
         try:
-            cursor = self.con.execute(text, params or {})
+            return self.con.execute(text, params or {})
         except (duckdb.IOException, duckdb.InvalidInputException) as exc:
             raise CorruptDataError(
                 f"Cannot read the presence log: {str(exc).splitlines()[0]}",
                 "restore the named file from a backup or remove it with 'trail repair'",
             ) from exc
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from trailcli.errors import CorruptDataError, NoDataError, TrailError, UsageError
-from trailcli.store import layout, tables
+from trailcli.store import layout
 from trailcli.store.schema import KINDS, Kind
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ def clean_dates_of(files: Iterable[str]) -> set[str]:
 
 def clean_dates(data_dir: Path, kind: str) -> set[str]:
     """Partitions (dates) of `kind` that compaction has deduplicated and marked clean."""
+    from trailcli.store import tables
+
     return clean_dates_of(tables.file_list(data_dir, kind))
 
 
@@ -140,6 +142,8 @@ def compact(
     names = _check_kinds(kinds)
     if retention < timedelta(0):
         raise UsageError("The retention cannot be negative.", "use e.g. 24h or 7d")
+    from trailcli.store import tables  # pyarrow.compute: not on the path of readers such as online
+
     present = [k for k in names if tables.table_exists(data_dir, k)]
     if not present:
         looked = ", ".join(str(layout.table_path(data_dir, k)) for k in names)
@@ -397,6 +401,8 @@ def bin_pack_today(
     deduplicate it. Returns deltalake's metrics by kind for the tables that exist.
     """
     from deltalake import DeltaTable
+
+    from trailcli.store import tables
 
     today = (now or datetime.now(UTC)).astimezone(UTC).date().isoformat()
     metrics: dict[str, Any] = {}

@@ -1,0 +1,36 @@
+-- online_client_sessions: the one per-client fold of the bound presence partitions up to an
+-- instant, shared by online_sessions and online_timeline_sessions (which read it as the relation
+-- `client_sessions`). A session starts at its first online row and ends at its first offline row;
+-- its visit, visitor and user are those of its earliest row that names one, ties at one time
+-- broken by `seq` (log order). A person is the visit's first identity binding, else the
+-- session's user id, else its visitor.
+-- returns: node_id, client_id, started, ended, last_seen, visit_token, visitor_token, user_id, person, is_user
+-- params: $upto
+WITH rows AS (
+    SELECT * FROM presence
+    WHERE time <= $upto AND transition <> 'heartbeat' AND coalesce(client_id, '') <> ''
+),
+sessions AS (
+    SELECT
+        node_id,
+        client_id,
+        min(time) FILTER (WHERE transition = 'online') AS started,
+        min(time) FILTER (WHERE transition = 'offline') AS ended,
+        max(time) AS last_seen,
+        arg_min(nullif(visit_token, ''), (time, seq)) FILTER (WHERE nullif(visit_token, '') IS NOT NULL) AS visit_token,
+        arg_min(nullif(visitor_token, ''), (time, seq)) FILTER (WHERE nullif(visitor_token, '') IS NOT NULL) AS visitor_token,
+        arg_min(nullif(user_id, ''), (time, seq)) FILTER (WHERE nullif(user_id, '') IS NOT NULL) AS user_id
+    FROM rows
+    GROUP BY node_id, client_id
+),
+bound AS (
+    SELECT visit_token, arg_min(user_id, (time, user_id)) AS user_id
+    FROM identities
+    WHERE user_id IS NOT NULL AND visit_token IN (SELECT visit_token FROM sessions)
+    GROUP BY visit_token
+)
+SELECT
+    s.*,
+    coalesce(b.user_id, s.user_id, s.visitor_token) AS person,
+    coalesce(b.user_id, s.user_id) IS NOT NULL AS is_user
+FROM sessions AS s LEFT JOIN bound AS b USING (visit_token)
