@@ -274,6 +274,8 @@ def _write_deduplicated(
     """Write the rows of `paths` to `target`, each key once (DESIGN.md: earliest wins), sorted."""
     import duckdb
 
+    from trailcli.store import tables
+
     key = ", ".join(kind.key)
     con.execute("SET VARIABLE compact_files = $files", {"files": paths})
     files = "SELECT * FROM read_parquet(getvariable('compact_files'), union_by_name = true)"
