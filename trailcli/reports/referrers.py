@@ -366,7 +366,7 @@ def _report_from_stored_facts(con: Any, query: ReferrersQuery, db: ReferrerDB) -
     con.register("_ref_keys", key_table)
     con.register("_ref_dims", dim_table)
     statement = _with_goal(sql.load("referrers_stored_by_dimension"), query.goal)
-    return fetch_arrow(con, statement, {**_query_params(query), "limit": query.limit})
+    return _report_rows(con, statement, _query_params(query), query.limit)
 
 
 def _report_from_urls(con: Any, query: ReferrersQuery, db: ReferrerDB) -> Any:
@@ -400,7 +400,15 @@ def _report_from_urls(con: Any, query: ReferrersQuery, db: ReferrerDB) -> Any:
     )
     con.register("_ref_keys", key_table)
     con.register("_ref_dims", dim_table)
-    return fetch_arrow(con, sql.load("referrers_by_dimension"), {"limit": query.limit})
+    return _report_rows(con, sql.load("referrers_by_dimension"), {}, query.limit)
+
+
+def _report_rows(con: Any, grouped_sql: str, params: dict[str, Any], limit: int | None) -> Any:
+    """The report's rows from a statement giving (dim_id, visits, visitors, conversions)."""
+    from trailcli.store import views
+
+    views.run(con, f"CREATE TEMP TABLE _ref_grouped AS {grouped_sql}", params)
+    return fetch_arrow(con, sql.load("referrers_rows"), {"limit": limit})
 
 
 def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
