@@ -17,13 +17,14 @@ import functools
 import json
 import logging
 import time as _time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from trailcli.collector import identity, keys
+from trailcli.collector.ahoy_payload import loads as payload_json
 from trailcli.collector.ahoy_payload import sanitize_token
 from trailcli.collector.bayeux import BAYEUX_ENGINE, channels
 from trailcli.collector.metrics import Metrics
@@ -113,7 +114,7 @@ def _properties_object(record: Mapping[str, Any]) -> Any:
     properties = record.get("properties")
     if isinstance(properties, str):
         with contextlib.suppress(ValueError):
-            properties = json.loads(properties)
+            properties = payload_json(properties)
     return properties
 
 
@@ -322,8 +323,7 @@ class PresenceTracker:
         elif kind == "events":
             watched = self._has_watchers(EVENTS_CHANNEL)
             for r in records:
-                when = _as_datetime(r.get("time"))
-                if when is not None and r.get("name") == "$view":
+                if r.get("name") == "$view" and (when := _as_datetime(r.get("time"))):
                     self.live.record_event(
                         r.get("visit_token"), "$view", _properties_object(r), when
                     )
@@ -412,8 +412,7 @@ class PresenceTracker:
     def _has_watchers(self, channel: str) -> bool:
         if self.engine is None:
             return False
-        subscribers = self.engine.subscribers
-        return any(subscribers.get(p) for p in _patterns(channel))
+        return any(map(self.engine.subscribers.get, _patterns(channel)))
 
     async def _write_loop(self) -> None:
         while not (self._stopping and not self._rows):
@@ -651,6 +650,9 @@ async def online_now(request: web.Request) -> web.Response:
 # --- mounting -----------------------------------------------------------------------------------
 
 
+_OBSERVED_KINDS = frozenset(("visits", "identities"))
+
+
 class _ObservedWriter:
     """The store writer, telling the tracker about every batch once it is durable."""
 
@@ -658,7 +660,12 @@ class _ObservedWriter:
         self._inner = inner
         self._tracker = tracker
 
-    async def append_async(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Any:
+    def append_async(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Awaitable[Any]:
+        if kind not in _OBSERVED_KINDS:  # events reach the tracker through keys.EVENT_HOOKS
+            return self._inner.append_async(kind, records)
+        return self._append_observed(kind, records)
+
+    async def _append_observed(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Any:
         result = await self._inner.append_async(kind, records)
         self._notify(kind, records)
         return result
@@ -676,7 +683,7 @@ class _ObservedWriter:
         return stats
 
     def _notify(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
-        if kind in ("visits", "identities"):  # events arrive through keys.EVENT_HOOKS
+        if kind in _OBSERVED_KINDS:
             try:
                 self._tracker.records_written(kind, records)
             except Exception:
