@@ -33,8 +33,6 @@ from trailcli.errors import NoDataError, TrailError
 
 log = logging.getLogger("trail.collect")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def _optional_mount(module: str) -> Mount | None:
     """`module.mount` when that module exists (mounts built in parallel may not have landed yet)."""
@@ -63,11 +61,10 @@ def create_app(
     """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
     limit_malloc_arenas()
     # aiohttp's own body cap; each endpoint enforces its own, smaller limit
-    app = web.Application(
-        middlewares=[_front], client_max_size=max(settings.max_content_length, 1 << 20)
-    )
+    app = web.Application(client_max_size=max(settings.max_content_length, 1 << 20))
     app[SETTINGS] = settings
     app[METRICS] = _new_metrics()
+    app.on_response_prepare.append(_response_hook(app[METRICS], settings.allow_origins))
     app[STARTED_AT] = time.time()
     app.cleanup_ctx.append(_store_ctx(writer_factory or open_log_writer))
     if settings.compact:
@@ -76,6 +73,7 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     for mount in mounts():
         mount(app, settings)
+    cors.add_preflight_routes(app)
     gc_tuning = GcTuning()
     app.on_startup.append(gc_tuning.start)  # after every startup step, warm-ups included
     app.on_cleanup.append(gc_tuning.stop)
@@ -228,23 +226,26 @@ async def _every(interval: float, job: str, app: web.Application) -> None:
             app[METRICS].set("maintenance_seconds", time.monotonic() - started, {"job": job})
 
 
-@web.middleware
-async def _front(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every request by route and status, around the CORS rules (one middleware layer)."""
-    route = _route_name(request)
-    status = 500
-    try:
-        response = await cors.handle(request, handler)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        status = 499
-        raise
-    finally:
-        request.app[METRICS].inc("http_requests_total", {"route": route, "status": str(status)})
+def _response_hook(
+    metrics: Metrics, allow_origins: tuple[str, ...]
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Count every response by route and status and add CORS headers for allowed origins.
+
+    A response signal rather than a middleware: aiohttp runs a middleware as extra coroutine
+    layers around every handler, which cost more than the Ahoy beacon's own parsing.
+    """
+    labels: dict[tuple[str, int], dict[str, str]] = {}
+
+    async def on_response(request: web.Request, response: web.StreamResponse) -> None:
+        key = (_route_name(request), response.status)
+        found = labels.get(key)
+        if found is None:
+            found = labels[key] = {"route": key[0], "status": str(key[1])}
+        metrics.inc("http_requests_total", found)
+        if allow_origins:
+            cors.add_response_headers(request, response, allow_origins)
+
+    return on_response
 
 
 def _route_name(request: web.Request) -> str:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
-from multidict import CIMultiDict
 
 from trailcli.collector.keys import SETTINGS
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
 DEFAULT_ALLOW_HEADERS = "Content-Type, X-CSRF-Token, Authorization, Ahoy-Visit, Ahoy-Visitor"
@@ -47,33 +42,34 @@ def _safe_header_list(requested: str | None) -> str:
     return ", ".join(ok[:32])
 
 
-@web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The CORS rules as an aiohttp middleware."""
-    return await handle(request, handler)
+def add_preflight_routes(app: web.Application) -> None:
+    """Let every route answer preflights, except those that answer them already (`/faye` does,
+    as Faye does). Call it once every route is added."""
+    for resource in app.router.resources():
+        methods = {route.method for route in resource}
+        if isinstance(resource, web.Resource) and not methods & {"OPTIONS", "*"}:
+            resource.add_route("OPTIONS", preflight)
 
 
-async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer preflights for allowed origins and add CORS headers to their responses (errors too)."""
+async def preflight(request: web.Request) -> web.Response:
+    """A preflight: 204 with the CORS headers for an allowed origin, 403 for any other; a plain
+    OPTIONS request gets the methods the collector takes."""
+    if "Access-Control-Request-Method" not in request.headers:
+        return web.Response(status=204, headers={"Allow": ALLOW_METHODS})
     origin = request.headers.get("Origin", "")
-    allowed = origin_allowed(origin, request.app[SETTINGS].allow_origins)
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        if not allowed:
-            return web.Response(status=403, text="Origin not allowed\n")
-        requested = request.headers.get("Access-Control-Request-Headers")
-        return web.Response(status=204, headers=preflight_headers(origin, requested))
-    if not allowed:
-        return await handler(request)
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        _merge(exc.headers, cors_headers(origin))
-        raise
-    if not response.prepared:
-        _merge(response.headers, cors_headers(origin))
-    return response
+    if not origin_allowed(origin, request.app[SETTINGS].allow_origins):
+        return web.Response(status=403, text="Origin not allowed\n")
+    requested = request.headers.get("Access-Control-Request-Headers")
+    return web.Response(status=204, headers=preflight_headers(origin, requested))
 
 
-def _merge(headers: CIMultiDict[str], extra: dict[str, str]) -> None:
-    for name, value in extra.items():
-        headers[name] = value
+def add_response_headers(
+    request: web.Request, response: web.StreamResponse, allowed: tuple[str, ...]
+) -> None:
+    """Let an allowed origin read `response` (errors too), unless its handler set CORS itself."""
+    origin = request.headers.get("Origin")
+    if origin and origin_allowed(origin, allowed):
+        headers = response.headers
+        if "Access-Control-Allow-Origin" not in headers:
+            for name, value in cors_headers(origin).items():
+                headers[name] = value
