@@ -53,9 +53,9 @@ def test_at_as_json_lists_persons(run_cli, small_log) -> None:
     ]  # fmt: skip
 
 
-def test_at_imports_neither_arrow_nor_polars(small_log, write_rows) -> None:
+def test_at_imports_no_arrow_polars_or_urllib(small_log, write_rows) -> None:
     """`trail online --at` reads through DuckDB only: pyarrow and polars cost a large share of
-    the command's start-up."""
+    the command's start-up, and urllib (with ssl) is only for --url."""
     import subprocess
     import sys
 
@@ -68,7 +68,7 @@ def test_at_imports_neither_arrow_nor_polars(small_log, write_rows) -> None:
         f"args = ['online', '--data-dir', {str(small_log)!r}, '--at', {iso(70)!r}, '-f', 'json']\n"
         "result = CliRunner().invoke(app, args)\n"
         "assert result.exit_code == 0, result.output\n"
-        "heavy = ('pyarrow', 'polars')\n"
+        "heavy = ('pyarrow', 'polars', 'urllib.request')\n"
         "print(json.dumps([json.loads(result.stdout), [m for m in heavy if m in sys.modules]]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
