@@ -53,6 +53,34 @@ def test_at_as_json_lists_persons(run_cli, small_log) -> None:
     ]  # fmt: skip
 
 
+def test_at_imports_no_arrow_polars_or_urllib(small_log, write_rows) -> None:
+    """`trail online --at` reads through DuckDB only: pyarrow and polars cost a large share of
+    the command's start-up, and urllib (with ssl) is only for --url."""
+    import subprocess
+    import sys
+
+    write_rows("visits", [{"visit_token": "v-c1", "started_at": iso(5), "browser": "Firefox"}])
+    write_rows("identities", [{"time": iso(20), "visit_token": "v-c1", "user_id": "u1"}])
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from trailcli.cli import app\n"
+        f"args = ['online', '--data-dir', {str(small_log)!r}, '--at', {iso(70)!r}, '-f', 'json']\n"
+        "result = CliRunner().invoke(app, args)\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = ('pyarrow', 'polars', 'urllib.request')\n"
+        "print(json.dumps([json.loads(result.stdout), [m for m in heavy if m in sys.modules]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rows, imported = json.loads(out.stdout)
+    assert [(r["user_id"], r["visit_token"], r["browser"]) for r in rows] == [
+        ("u1", "v-c1", "Firefox"),
+        (None, "v-c2", None),
+        (None, "v-c3", None),
+    ]
+    assert imported == []
+
+
 def test_by_client_csv_includes_anonymous_sessions(run_cli, small_log) -> None:
     result = run_cli(
         "online", "--data-dir", small_log, "--at", iso(70), "--by", "client", "-f", "csv"

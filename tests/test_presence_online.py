@@ -11,6 +11,7 @@ import pytest
 from trailcli.errors import NoDataError, UsageError
 from trailcli.presence import online
 from trailcli.presence.online import Options
+from trailcli.presence.source import Lake
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 LATER = T0 + timedelta(days=30)  # "now" long after the log: every node is gone
@@ -224,6 +225,75 @@ def test_visit_fields_and_last_page(data_dir, log, write_rows) -> None:
     )  # fmt: skip
     assert row["referring_domain"] == "x.org"
     assert persons_at(data_dir, 50)[0]["last_page"] == "/b"
+
+
+@pytest.fixture
+def bound_visit_days(monkeypatch) -> list[list[str]]:
+    """The visits partitions each `Lake.bind("visits", ...)` of a request reads."""
+    bound: list[list[str]] = []
+    bind = Lake.bind
+
+    def spy(self: Lake, kind: str, dates: Any = None) -> None:
+        if kind == "visits":
+            bound.append(sorted(dates) if dates is not None else self.dates("visits"))
+        bind(self, kind, dates)
+
+    monkeypatch.setattr(Lake, "bind", spy)
+    return bound
+
+
+def test_visit_fields_read_the_days_around_the_sessions(
+    data_dir, log, write_rows, bound_visit_days
+) -> None:
+    log(Log().beats(0, 200).session("c1", 10, 100, visitor="a", visit="va"))
+    write_rows(
+        "visits",
+        [{"visit_token": "va", "started_at": t(5), "browser": "Firefox"},
+         {"visit_token": "vx", "started_at": t(5) - timedelta(days=9), "browser": "Edge"}],
+    )  # fmt: skip
+    assert [r["browser"] for r in persons_at(data_dir, 20)] == ["Firefox"]
+    assert bound_visit_days == [["2026-03-01"]]  # not 2026-02-20, which holds no visit asked for
+    assert [r["browser"] for r in online.online_between(data_dir, t(0), t(60), LATER)] == [
+        "Firefox"
+    ]
+    assert bound_visit_days == [["2026-03-01"]] * 2
+
+
+def test_visit_fields_far_from_the_session_are_found(
+    data_dir, log, write_rows, bound_visit_days
+) -> None:
+    log(
+        Log().beats(0, 200).session("c1", 10, 100, visitor="a", visit="va")
+        .session("c2", 10, 100, visitor="b", visit="vb")
+        .session("c3", 10, 100, visitor="c", visit="vc")
+        .session("c4", 10, 100, visitor="d", visit="vd")
+    )  # fmt: skip
+    day = timedelta(days=1)
+    write_rows(
+        "visits",
+        [{"visit_token": "va", "started_at": t(5) - day, "browser": "Firefox"},  # the day before
+         {"visit_token": "vb", "started_at": t(5) - 5 * day, "browser": "Safari"},  # long before
+         {"visit_token": "vc", "started_at": t(5) + 3 * day, "browser": "Chrome"},  # recorded late
+         {"visit_token": "vx", "started_at": t(5) - 9 * day, "browser": "Edge"}],
+    )  # fmt: skip
+    rows = persons_at(data_dir, 20)
+    assert [(r["visit_token"], r["browser"]) for r in rows] == [
+        ("va", "Firefox"), ("vb", "Safari"), ("vc", "Chrome"), ("vd", None),
+    ]  # fmt: skip
+    assert bound_visit_days == [["2026-02-28"], ["2026-02-20", "2026-02-24", "2026-03-04"]]
+
+
+def test_visit_recorded_twice_days_apart_shows_the_row_near_its_session(
+    data_dir, log, write_rows
+) -> None:
+    log(Log().beats(0, 200).session("c1", 10, 100, visitor="a", visit="va"))
+    write_rows(
+        "visits",
+        [{"visit_token": "va", "started_at": t(5) - timedelta(days=5), "browser": "Old"},
+         {"visit_token": "va", "started_at": t(3), "browser": "Firefox"},
+         {"visit_token": "va", "started_at": t(5), "browser": "Later"}],
+    )  # fmt: skip
+    assert [r["browser"] for r in persons_at(data_dir, 20)] == ["Firefox"]
 
 
 def test_no_presence_table_is_no_data(data_dir) -> None:

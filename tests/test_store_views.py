@@ -35,6 +35,18 @@ def test_a_missing_table_reads_as_an_empty_view_with_its_columns(
     assert con.execute("SELECT count(*) FROM events").fetchall() == [(1,)]
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_an_empty_table_has_the_types_of_the_arrow_schema(kind: str) -> None:
+    """The SQL types read without pyarrow match the Arrow schema written with it."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("arrow_empty", KINDS[kind].table_schema.empty_table())
+    arrow = con.execute("DESCRIBE SELECT * FROM arrow_empty").fetchall()
+    sql = con.execute(f"DESCRIBE {tables.empty_select(KINDS[kind].table_columns)}").fetchall()
+    assert [(c[0], c[1]) for c in sql] == [(c[0], c[1]) for c in arrow]
+
+
 def test_no_table_at_all_is_no_data_naming_what_was_looked_for(data_dir: Path) -> None:
     with pytest.raises(NoDataError) as err:
         views.connect(data_dir, need=("events", "visits"))

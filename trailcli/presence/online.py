@@ -36,6 +36,7 @@ TIMELINE_COLUMNS = [
     "bucket_start", "max_online", "min_online", "avg_online", "peak_online", "peak_at",
 ]  # fmt: skip
 Stretch = tuple[datetime, datetime]
+VISIT_MARGIN = timedelta(days=1)  # how far from its sessions' start a visit is looked for first
 
 
 @dataclass(frozen=True)
@@ -201,12 +202,37 @@ def _identity(s: Session, opts: Options) -> dict[str, Any]:
     return row
 
 
-def _visit_fields(lake: Lake, tokens: Iterable[str]) -> dict[str, dict[str, Any]]:
-    wanted = sorted(set(tokens))
-    if not wanted or not lake.exists["visits"]:
+def _visit_fields(lake: Lake, sessions: Iterable[Session]) -> dict[str, dict[str, Any]]:
+    """The fields of the sessions' visits, each from the visit's earliest row (`started_at`).
+
+    Visits are partitioned by the day they were recorded, normally moments before or after
+    their sessions start: the days from one before the earliest start to one after the latest
+    are read, and the other days only for visits not found there.
+    """
+    starts: dict[str, datetime] = {}
+    for s in sessions:
+        if s.visit_token:
+            starts[s.visit_token] = min(s.start, starts.get(s.visit_token, s.start))
+    if not starts or not lake.exists["visits"]:
         return {}
-    lake.bind("visits")
-    return {r["visit_token"]: r for r in lake.fetch("online_visit_fields", {"tokens": wanted})}
+    first = snapshots.day_text(min(starts.values()) - VISIT_MARGIN)
+    last = snapshots.day_text(max(starts.values()) + VISIT_MARGIN)
+    near = [d for d in lake.dates("visits") if first <= d <= last]
+    found = _read_visit_fields(lake, set(starts), near)
+    missing = set(starts) - found.keys()
+    if missing:
+        far = [d for d in lake.dates("visits") if not first <= d <= last]
+        found.update(_read_visit_fields(lake, missing, far))
+    return found
+
+
+def _read_visit_fields(lake: Lake, tokens: set[str], dates: list[str]) -> dict[str, dict[str, Any]]:
+    """The fields of the visits `tokens` from the visits partitions `dates` only."""
+    if not tokens or not dates:
+        return {}
+    lake.bind("visits", dates)
+    rows = lake.fetch("online_visit_fields", {"tokens": sorted(tokens)})
+    return {r["visit_token"]: r for r in rows}
 
 
 def _is_open(s: Session, at: datetime, opts: Options) -> bool:
@@ -232,10 +258,10 @@ def online_at(
         picked.append((unit, stretch, in_stretch or unit.sessions, open_now))
     tokens = {s.visit_token for _, _, members, _ in picked for s in members if s.visit_token}
     pages = _pages_at(window, tokens, at)
-    fields = _visit_fields(window.lake, tokens)
+    reps = [_representative(open_now or members) for _, _, members, open_now in picked]
+    fields = _visit_fields(window.lake, reps)
     rows = []
-    for _unit, stretch, members, open_now in picked:
-        rep = _representative(open_now or members)
+    for (_unit, stretch, members, open_now), rep in zip(picked, reps, strict=True):
         page = max(
             (pages[s.visit_token] for s in members if s.visit_token in pages),
             key=lambda p: p[1],
@@ -297,12 +323,10 @@ def online_between(
             s for s in unit.sessions if any(lo < end and hi > start for lo, hi in spans_of(s, opts))
         ]
         picked.append((unit, inside, members or unit.sessions))
-    fields = _visit_fields(
-        window.lake, {s.visit_token for _, _, m in picked for s in m if s.visit_token}
-    )
+    reps = [_representative(members) for _, _, members in picked]
+    fields = _visit_fields(window.lake, reps)
     rows = []
-    for unit, inside, members in picked:
-        rep = _representative(members)
+    for (unit, inside, members), rep in zip(picked, reps, strict=True):
         row = _identity(rep, opts)
         row.update(
             first_seen=inside[0][0], last_seen=inside[-1][1],

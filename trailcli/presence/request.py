@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trailcli.errors import UsageError
-from trailcli.presence import online, remote
+from trailcli.presence import online
 from trailcli.timeparse import parse_duration, parse_time, parse_tz, utcnow
 
 
@@ -82,6 +82,8 @@ def answer(data_dir: Path, ask: Ask) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows and columns of an instant or range request."""
     ask = ask.refreshed()
     if ask.url:
+        from trailcli.presence import remote  # urllib and ssl: only for a collector
+
         o = ask.options
         return remote.fetch_online(ask.url, ask.token, o.channel, o.users_only), online.AT_COLUMNS
     prefix = online.CLIENT_COLUMNS if ask.options.by == "client" else []

@@ -84,16 +84,14 @@ class Lake:
 
     def _relation(self, k: Kind, name: str, paths: list[str], dedup: bool) -> str:
         """A SELECT over `paths` (the list travels as a variable), duplicates removed if asked."""
-        columns = ", ".join(f.name for f in k.table_schema)
         if not paths:
-            self.con.register(f"_{name}_empty", k.table_schema.empty_table())
-            return f"SELECT {columns} FROM _{name}_empty"
+            return tables.empty_select(k.table_columns)
         self.con.execute(f"SET VARIABLE {name}_files = $files", {"files": paths})
         source = (
             f"read_parquet(getvariable('{name}_files'), hive_partitioning = true, "
             "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
         )
-        columns = tables.select_columns(self.con, k.table_schema, f"SELECT * FROM {source}")
+        columns = tables.select_columns(self.con, k.table_columns, f"SELECT * FROM {source}")
         if not dedup:
             return f"SELECT {columns} FROM {source}"
         keys = ", ".join(k.key)

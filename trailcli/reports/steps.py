@@ -25,7 +25,7 @@ STEP_FORMS = (
 )
 VISIT_PREFIX = "visit."
 # Visit columns a step or a breakdown may name; `extra` is free-form JSON and stays out.
-VISIT_COLUMNS: frozenset[str] = frozenset(f.name for f in VISITS.schema if f.name != "extra")
+VISIT_COLUMNS: frozenset[str] = frozenset(n for n in VISITS.column_names if n != "extra")
 NUMERIC_VISIT_COLUMNS = frozenset({"latitude", "longitude", "screen_width", "screen_height"})
 
 _KEY = re.compile(r"^[A-Za-z_$][\w$-]*(\.[A-Za-z_$][\w$-]*)*$")

@@ -264,7 +264,7 @@ def first_wins_order(kind: Kind) -> str:
 
 
 def _order_by(kind: Kind) -> str:
-    columns = [c for c in ("visitor_token", kind.time_column, *kind.key) if c in kind.schema.names]
+    columns = [c for c in ("visitor_token", kind.time_column, *kind.key) if c in kind.column_names]
     return ", ".join(dict.fromkeys(columns))
 
 
@@ -280,7 +280,7 @@ def _write_deduplicated(
     con.execute("SET VARIABLE compact_files = $files", {"files": paths})
     files = "SELECT * FROM read_parquet(getvariable('compact_files'), union_by_name = true)"
     try:
-        source = f"SELECT {tables.select_columns(con, kind.schema, files)} FROM ({files})"
+        source = f"SELECT {tables.select_columns(con, kind.columns, files)} FROM ({files})"
         relation = con.sql(
             f"SELECT * FROM ({source}) QUALIFY row_number() OVER (PARTITION BY {key} "
             f"ORDER BY {first_wins_order(kind)}) = 1 ORDER BY {_order_by(kind)}"

@@ -1,4 +1,8 @@
-"""Delta Lake tables of Parquet: turning records into Arrow batches, bulk writes, file lists."""
+"""Delta Lake tables of Parquet: turning records into Arrow batches, bulk writes, file lists.
+
+pyarrow is imported only by the functions that build or write Arrow tables: reading goes
+through DuckDB and needs none of it.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from trailcli.store import layout
-from trailcli.store.schema import KINDS, Kind
+from trailcli.store.schema import FLOAT64, INT32, INT64, KINDS, TS, Column, Kind
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 ZSTD_PARQUET = {"compression": "ZSTD"}
 
@@ -69,21 +71,21 @@ def _int_checker(bits: int) -> Any:
     )
 
 
-def _checker(field: pa.Field) -> Any:
-    if field.name in ("properties", "extra"):
+def _checker(column: Column) -> Any:
+    if column.name in ("properties", "extra"):
         return _check_json
-    if pa.types.is_timestamp(field.type):
+    if column.type == TS:
         return _check_time
-    if pa.types.is_int32(field.type):
+    if column.type == INT32:
         return _int_checker(32)
-    if pa.types.is_int64(field.type):
+    if column.type == INT64:
         return _int_checker(64)
-    if pa.types.is_floating(field.type):
+    if column.type == FLOAT64:
         return lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
     return lambda v: v is None or isinstance(v, str)
 
 
-_CHECKERS = {name: [(f.name, _checker(f)) for f in kind.schema] for name, kind in KINDS.items()}
+_CHECKERS = {name: [(c.name, _checker(c)) for c in kind.columns] for name, kind in KINDS.items()}
 
 
 def check_records(kind: str, records: Iterable[Any]) -> None:
@@ -116,6 +118,8 @@ def to_arrow(kind: Kind | str, records: Iterable[Mapping[str, Any]]) -> pa.Table
     Missing columns are null; JSON columns (`properties`, `extra`) accept objects; times accept
     datetimes, ISO-8601 strings or epoch seconds.
     """
+    import pyarrow as pa
+
     k = KINDS[kind] if isinstance(kind, str) else kind
     rows = list(records)
     columns: dict[str, list[Any]] = {}
@@ -132,6 +136,9 @@ def to_arrow(kind: Kind | str, records: Iterable[Mapping[str, Any]]) -> pa.Table
 
 def with_date(kind: Kind, table: pa.Table) -> pa.Table:
     """Add (or replace) the `date` partition column: the UTC date of the kind's time column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if "date" in table.column_names:
         table = table.drop_columns(["date"])
     times = table.column(kind.time_column)
@@ -239,20 +246,16 @@ def file_list(data_dir: Path, kind: str) -> list[str]:
     return [unquote(uri.removeprefix("file://")) for uri in DeltaTable(path).file_uris()]
 
 
-_DUCKDB_TYPES = {
-    pa.string(): "VARCHAR",
-    pa.int32(): "INTEGER",
-    pa.int64(): "BIGINT",
-    pa.float64(): "DOUBLE",
-    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
-}
-
-
-def select_columns(con: duckdb.DuckDBPyConnection, fields: Iterable[pa.Field], source: str) -> str:
-    """A SELECT list of `fields` over the relation `source` (SQL text): a column none of its files
-    has yet (files written before the column was added) reads as a typed null."""
+def select_columns(con: duckdb.DuckDBPyConnection, columns: Iterable[Column], source: str) -> str:
+    """A SELECT list of `columns` over the relation `source` (SQL text): a column none of its
+    files has yet (files written before the column was added) reads as a typed null."""
     present = {d[0] for d in con.execute(f"SELECT * FROM ({source}) LIMIT 0").description}
     return ", ".join(
-        f.name if f.name in present else f"CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS {f.name}"
-        for f in fields
+        c.name if c.name in present else f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in columns
     )
+
+
+def empty_select(columns: Iterable[Column]) -> str:
+    """A SELECT of no rows with `columns`, typed: how a missing table or partition reads."""
+    typed = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in columns)
+    return f"SELECT {typed} WHERE false"

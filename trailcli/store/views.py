@@ -21,9 +21,8 @@ VIEW_ORDER = ("identities", "visits", "events", "presence")
 
 
 def _empty_relation(con: duckdb.DuckDBPyConnection, kind: Kind, name: str) -> None:
-    empty = kind.table_schema.empty_table()
-    con.register(f"_{name}_empty", empty)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _{name}_empty")
+    empty = tables.empty_select(kind.table_columns)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {empty}")
 
 
 def _files_relation(
@@ -38,7 +37,7 @@ def _files_relation(
         f"SELECT * FROM read_parquet(getvariable('{name}_files'), hive_partitioning = true, "
         "hive_types = {'date': 'VARCHAR'}, union_by_name = true)"
     )
-    columns = tables.select_columns(con, kind.table_schema, source)
+    columns = tables.select_columns(con, kind.table_columns, source)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {columns} FROM ({source})")
 
 
