@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from trailcli.collector import ahoy_payload as payload
 from trailcli.collector import enrich, identity
-from trailcli.collector.keys import EVENT_HOOKS, METRICS, SETTINGS, WRITER
+from trailcli.collector.keys import EVENT_HOOKS, METRICS, SETTINGS, WRITER, RecordWriter
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
 
@@ -44,6 +44,7 @@ class AhoyState:
     """Bounded memory of the API: visits seen, cookie-less visit reuse, event ids, parsed agents."""
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings  # also here: one lookup per request instead of one per step
         self.visits: LRU[str, KnownVisit] = LRU(settings.visit_cache_size)
         self.visitor_visits: LRU[str, tuple[str, datetime]] = LRU(settings.visit_cache_size)
         self.event_ids: LRU[str, bool] = LRU(settings.dedup_size)
@@ -126,8 +127,10 @@ async def _read_upto(request: web.Request, limit: int) -> bytes:
             raise Reply(413, TOO_LARGE)
 
 
-async def read_params(request: web.Request) -> tuple[dict[str, Any], bytes]:
-    settings = request.app[SETTINGS]
+async def read_params(
+    request: web.Request, settings: Settings | None = None
+) -> tuple[dict[str, Any], bytes]:
+    settings = settings or request.app[SETTINGS]
     body = await read_body(request, settings.max_content_length)
     content_type = request.headers.get("Content-Type", "")
     if not request.rel_url.raw_query_string:
@@ -319,21 +322,20 @@ def _set_cookies(
 async def post_events(request: web.Request) -> web.StreamResponse:
     """POST /ahoy/events: store up to the limit of events, each once; reply `{}`."""
     try:
-        await _events(request)
+        await _events(request, request.app)
     except Reply as reply:
         return reply.response()
     return web.Response(body=b"{}", headers=EVENTS_REPLY_HEADERS)
 
 
 def _parse_events(
-    app: web.Application, params: dict[str, Any], body: bytes
+    app: web.Application, state: AhoyState, params: dict[str, Any], body: bytes
 ) -> list[dict[str, Any]]:
-    settings = app[SETTINGS]
+    settings = state.settings
     try:
         found = payload.event_list(params, body, settings.max_events_per_request)
     except (payload.InvalidParameters, RecursionError):
         raise Reply(400, INVALID_PARAMS) from None
-    state = app[AHOY]
     if found.bad_json:
         count_drop(app, "bad_events_json")
         state.warn_drop("bad_events_json", "Dropped a request whose events are not valid JSON")
@@ -347,19 +349,20 @@ def _parse_events(
     return found.events
 
 
-async def _events(request: web.Request) -> None:
-    app, settings, state = request.app, request.app[SETTINGS], request.app[AHOY]
-    params, body = await read_params(request)
+async def _events(request: web.Request, app: web.Application) -> None:
+    state = app[AHOY]
+    settings = state.settings
+    params, body = await read_params(request, settings)
     tokens = payload.resolve_tokens(params, request.headers)
     require_tokens(tokens, settings)
-    events = _parse_events(app, params, body)
+    events = _parse_events(app, state, params, body)
     client = client_of(request, state, settings)
     if excluded(client, settings):
         count_drop(app, "bot", max(1, len(events)))
         return
     if not events:
         return
-    await _record_events(app, events, tokens, client)
+    await _record_events(app, state, events, tokens, client)
 
 
 def _fresh(
@@ -382,17 +385,21 @@ def _new_event_id() -> str:
 
 
 async def _record_events(
-    app: web.Application, events: list[dict[str, Any]], tokens: payload.Tokens, client: Client
+    app: web.Application,
+    state: AhoyState,
+    events: list[dict[str, Any]],
+    tokens: payload.Tokens,
+    client: Client,
 ) -> None:
     """Store the events not seen before, with their visit created first if it is new."""
-    settings, state = app[SETTINGS], app[AHOY]
+    settings = state.settings
     fresh = _fresh(app, state, events)
     if not fresh:
         return
     now = state.clock()
     window = settings.event_time_window
     times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
-    visit, visitor, known, new_visit = _event_visit(app, tokens, client, now, min(times))
+    visit, visitor, known, new_visit = _event_visit(state, tokens, client, now, min(times))
     user_id = app[identity.BINDINGS].users.get(visit)
     if known is not None:
         visitor = visitor or known.visitor_token
@@ -411,7 +418,7 @@ async def _record_events(
         for (event, event_id), t in zip(fresh, times, strict=True)
     ]
     try:
-        await _append(app, records, new_visit)
+        await _append(app[WRITER], records, new_visit)
     except BaseException:
         for record in records:
             state.event_ids.pop(record["event_id"])
@@ -422,10 +429,10 @@ async def _record_events(
 
 
 def _event_visit(
-    app: web.Application, tokens: payload.Tokens, client: Client, now: datetime, first: datetime
+    state: AhoyState, tokens: payload.Tokens, client: Client, now: datetime, first: datetime
 ) -> tuple[str, str | None, KnownVisit | None, dict[str, Any] | None]:
     """(visit, visitor, what is known of the visit, its new row if the event creates it)."""
-    settings, state = app[SETTINGS], app[AHOY]
+    settings = state.settings
     visitor: str | None
     if settings.cookieless:
         visit, visitor, _new = _cookieless_tokens(tokens, client, state, settings, now)
@@ -441,14 +448,13 @@ def _event_visit(
     return visit, visitor, KnownVisit(first, visitor), _enriched(row, client, state)
 
 
-async def _append(
-    app: web.Application, records: list[dict[str, Any]], visit: dict[str, Any] | None
-) -> None:
-    writer = app[WRITER]
+def _append(
+    writer: RecordWriter, records: list[dict[str, Any]], visit: dict[str, Any] | None
+) -> Awaitable[Any]:
+    """The events' append (with their new visit's, if any), to await: no coroutine of its own."""
     if visit is None:
-        await writer.append_async("events", records)
-        return
-    await asyncio.gather(
+        return writer.append_async("events", records)
+    return asyncio.gather(
         writer.append_async("visits", [visit]), writer.append_async("events", records)
     )
 
