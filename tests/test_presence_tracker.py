@@ -468,10 +468,12 @@ def test_which_subscriptions_need_the_token(pattern: str, guarded: bool) -> None
     assert covers_live_channels(pattern) is guarded
 
 
-def test_event_message_parses_json_properties() -> None:
+def test_event_message_carries_properties_as_an_object() -> None:
     at = datetime(2026, 3, 1, tzinfo=UTC)
-    msg = event_message({"event_id": "e", "properties": json.dumps({"a": [1]}), "time": at})
+    record = {"event_id": "e", "properties": json.dumps({"a": [1]}), "time": at}
+    msg = event_message(record, {"a": [1]})
     assert msg["properties"] == {"a": [1]}
+    assert msg["event_id"] == "e"
     assert msg["time"] == "2026-03-01T00:00:00+00:00"
 
 

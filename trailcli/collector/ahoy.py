@@ -425,7 +425,8 @@ async def _record_events(
         if new_visit is not None:
             _forget_visit(state, visit)
         raise
-    _accepted(app, records, new_visit)
+    properties = [event.get("properties") for event, _ in fresh]
+    _accepted(app, records, [{} if p is None else p for p in properties], new_visit)
 
 
 def _event_visit(
@@ -460,7 +461,10 @@ def _append(
 
 
 def _accepted(
-    app: web.Application, records: list[dict[str, Any]], visit: dict[str, Any] | None
+    app: web.Application,
+    records: list[dict[str, Any]],
+    properties: list[Any],
+    visit: dict[str, Any] | None,
 ) -> None:
     """Count durable records and hand the events to the hooks (a failing hook is only logged)."""
     app[METRICS].inc("events_total", None, len(records))
@@ -468,7 +472,7 @@ def _accepted(
         app[METRICS].inc("visits_total")
     for hook in app[EVENT_HOOKS]:
         try:
-            hook(records)
+            hook(records, properties)
         except Exception:
             log.exception("event hook %r failed", hook)
 

@@ -30,6 +30,7 @@ METRICS = web.AppKey("metrics", Metrics)
 NODE_ID = web.AppKey("node_id", str)
 STARTED_AT = web.AppKey("started_at", float)  # time.time() at start
 WRITER = web.AppKey("writer", RecordWriter)
-# Called with each batch of accepted event rows once they are durable (e.g. /trail/events fan-out).
-EventHook = Callable[[list[dict[str, Any]]], None]
+# Called with each batch of accepted event rows once they are durable (e.g. /trail/events fan-out),
+# and each row's properties as the client sent them, parsed (so hooks need not parse them again).
+EventHook = Callable[[list[dict[str, Any]], list[Any]], None]
 EVENT_HOOKS = web.AppKey("event_hooks", list[EventHook])

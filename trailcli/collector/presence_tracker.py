@@ -118,9 +118,8 @@ def _properties_object(record: Mapping[str, Any]) -> Any:
     return properties
 
 
-def event_message(record: Mapping[str, Any]) -> dict[str, Any]:
+def event_message(record: Mapping[str, Any], properties: Any) -> dict[str, Any]:
     """An accepted event as `/trail/events` carries it, properties as an object."""
-    properties = _properties_object(record)
     when = record.get("time")
     return {
         "event_id": record.get("event_id"),
@@ -321,19 +320,21 @@ class PresenceTracker:
                 if r.get("visit_token"):
                     self.live.record_visit(r["visit_token"], r)
         elif kind == "events":
-            watched = self._has_watchers(EVENTS_CHANNEL)
-            for r in records:
-                if r.get("name") == "$view" and (when := _as_datetime(r.get("time"))):
-                    self.live.record_event(
-                        r.get("visit_token"), "$view", _properties_object(r), when
-                    )
-                if watched:
-                    self._publish_later(EVENTS_CHANNEL, event_message(r))
+            self.events_accepted(records, [_properties_object(r) for r in records])
         elif kind == "identities":
             now = self.clock()
             for r in records:
                 if r.get("visit_token") and r.get("user_id"):
                     self._announce(self.live.identify_visit(r["visit_token"], r["user_id"], now))
+
+    def events_accepted(self, records: Sequence[Mapping[str, Any]], properties: list[Any]) -> None:
+        """Events the store has just accepted, with each one's properties as a value."""
+        watched = self._has_watchers(EVENTS_CHANNEL)
+        for r, props in zip(records, properties, strict=True):
+            if r.get("name") == "$view" and (when := _as_datetime(r.get("time"))):
+                self.live.record_event(r.get("visit_token"), "$view", props, when)
+            if watched:
+                self._publish_later(EVENTS_CHANNEL, event_message(r, props))
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -731,10 +732,10 @@ def _tracker_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterato
 
 
 def _events_hook(app: web.Application) -> keys.EventHook:
-    def accepted(records: list[dict[str, Any]]) -> None:
+    def accepted(records: list[dict[str, Any]], properties: list[Any]) -> None:
         tracker = app.get(TRACKER)
         if tracker is not None:
-            tracker.records_written("events", records)
+            tracker.events_accepted(records, properties)
 
     return accepted
 
