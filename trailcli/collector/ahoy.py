@@ -98,7 +98,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     A body that cannot be decoded (bad gzip) gives 400; one that does not arrive within the
     body timeout gives 408.
     """
-    if request.content_length is not None and request.content_length > limit:
+    declared = request.content_length  # parsed from the header on every access
+    if declared is not None and declared > limit:
         raise Reply(413, TOO_LARGE)
     try:
         if request.content.is_eof():  # the usual small POST: already received in full
