@@ -133,3 +133,21 @@ async def test_a_failed_sync_fails_every_waiting_caller(
     assert store.stats()["records_written"]["events"] == 0
     monkeypatch.undo()
     store.close()
+
+
+async def test_the_sync_thread_stops_on_drain_and_comes_back_for_later_appends(
+    data_dir: Path,
+) -> None:
+    store = LogWriter.open(data_dir, "n1", flush_interval=60)
+    writer = BatchingWriter(store)
+    await writer.append_async("events", [event(0)])
+    assert writer._syncer is not None
+    thread = writer._syncer._thread
+    assert thread.is_alive()
+    await writer.drain()
+    assert not thread.is_alive()
+    await writer.append_async("events", [event(1)])
+    assert store.stats()["records_written"]["events"] == 2
+    await writer.drain()
+    store.close()
+    assert sorted(r["event_id"] for r in stored(data_dir, "events")) == ["e0", "e1"]
