@@ -45,6 +45,7 @@ class AhoyState:
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings  # also here: one lookup per request instead of one per step
+        self.event_window = timedelta(seconds=settings.event_time_window)
         self.visits: LRU[str, KnownVisit] = LRU(settings.visit_cache_size)
         self.visitor_visits: LRU[str, tuple[str, datetime]] = LRU(settings.visit_cache_size)
         self.event_ids: LRU[str, bool] = LRU(settings.dedup_size)
@@ -393,12 +394,11 @@ async def _record_events(
     client: Client,
 ) -> None:
     """Store the events not seen before, with their visit created first if it is new."""
-    settings = state.settings
     fresh = _fresh(app, state, events)
     if not fresh:
         return
     now = state.clock()
-    window = settings.event_time_window
+    window = state.event_window
     times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
     visit, visitor, known, new_visit = _event_visit(state, tokens, client, now, min(times))
     user_id = app[identity.BINDINGS].users.get(visit)

@@ -313,11 +313,16 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def trusted_time(
-    value: Any, now: datetime, window: float, not_before: datetime | None = None
+    value: Any, now: datetime, window: float | timedelta, not_before: datetime | None = None
 ) -> datetime:
-    """The client time when within [now − window, now], else `now`; never before `not_before`."""
+    """The client time when within [now − window, now], else `now`; never before `not_before`.
+
+    `window` in seconds, or as a timedelta (cheaper when the caller has one at hand).
+    """
     parsed = parse_time(value)
-    if parsed is None or not (now - timedelta(seconds=window) <= parsed <= now):
+    if not isinstance(window, timedelta):
+        window = timedelta(seconds=window)
+    if parsed is None or not (now - window <= parsed <= now):
         parsed = now
     if not_before is not None and parsed < not_before:
         parsed = not_before

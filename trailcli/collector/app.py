@@ -27,7 +27,7 @@ from trailcli.collector.keys import (
     RecordWriter,
     WriterFactory,
 )
-from trailcli.collector.metrics import Metrics
+from trailcli.collector.metrics import Metrics, Series
 from trailcli.collector.settings import Settings
 from trailcli.errors import NoDataError, TrailError
 
@@ -234,14 +234,16 @@ def _response_hook(
     A response signal rather than a middleware: aiohttp runs a middleware as extra coroutine
     layers around every handler, which cost more than the Ahoy beacon's own parsing.
     """
-    labels: dict[tuple[str, int], dict[str, str]] = {}
+    counters: dict[tuple[object, int], Series] = {}  # by route (None: unmatched) and status
 
     async def on_response(request: web.Request, response: web.StreamResponse) -> None:
-        key = (_route_name(request), response.status)
-        found = labels.get(key)
-        if found is None:
-            found = labels[key] = {"route": key[0], "status": str(key[1])}
-        metrics.inc("http_requests_total", found)
+        info = request.match_info
+        key = (info.route if info.http_exception is None else None, response.status)
+        counter = counters.get(key)
+        if counter is None:
+            labels = {"route": _route_name(request), "status": str(response.status)}
+            counter = counters[key] = metrics.counter("http_requests_total", labels)
+        counter.inc()
         if allow_origins:
             cors.add_response_headers(request, response, allow_origins)
 

@@ -43,6 +43,19 @@ def _format_value(value: float) -> str:
     return repr(float(value)) if not float(value).is_integer() else str(int(value))
 
 
+class Series:
+    """One counter series of a `Metrics` registry (a name with fixed labels)."""
+
+    __slots__ = ("_key", "_values")
+
+    def __init__(self, values: dict[_LabelKey, float], key: _LabelKey) -> None:
+        self._values = values
+        self._key = key
+
+    def inc(self, value: float = 1.0) -> None:
+        self._values[self._key] += value
+
+
 class Metrics:
     """Counters only go up (`inc`); gauges are set (`set`) or read from a callback at scrape time."""
 
@@ -66,6 +79,14 @@ class Metrics:
         series = self._values.setdefault(name, {})
         key = _key(labels)
         series[key] = series.get(key, 0.0) + value
+
+    def counter(self, name: str, labels: Labels = None) -> Series:
+        """The counter series `name` with these labels, to `inc` without looking them up again."""
+        self._types.setdefault(name, "counter")
+        series = self._values.setdefault(name, {})
+        key = _key(labels)
+        series.setdefault(key, 0.0)
+        return Series(series, key)
 
     def set(self, name: str, value: float, labels: Labels = None) -> None:
         """Set the gauge `name` with these labels."""
