@@ -7,7 +7,7 @@ through DuckDB and needs none of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,10 +118,36 @@ def to_arrow(kind: Kind | str, records: Iterable[Mapping[str, Any]]) -> pa.Table
     Missing columns are null; JSON columns (`properties`, `extra`) accept objects; times accept
     datetimes, ISO-8601 strings or epoch seconds.
     """
-    import pyarrow as pa
-
     k = KINDS[kind] if isinstance(kind, str) else kind
     rows = list(records)
+    try:
+        table = _from_text_times(k, rows)
+    except (ValueError, TypeError):  # pyarrow's ArrowInvalid and ArrowTypeError among them
+        table = _value_by_value(k, rows)
+    return with_date(k, table)
+
+
+def _from_text_times(k: Kind, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """The usual case, the WAL's records: JSON columns already text, times as ISO-8601 text with
+    their offset. Arrow converts whole columns (about 2x faster than value by value, and less
+    time holding the GIL while the collector serves); anything else raises, for
+    `_value_by_value` to convert the way it always has."""
+    import pyarrow as pa
+
+    as_text = pa.schema(
+        [pa.field(f.name, pa.string()) if pa.types.is_timestamp(f.type) else f for f in k.schema]
+    )
+    table = pa.Table.from_pylist(rows, schema=as_text)
+    columns = [
+        table.column(i).cast(f.type) if pa.types.is_timestamp(f.type) else table.column(i)
+        for i, f in enumerate(k.schema)
+    ]
+    return pa.Table.from_arrays(columns, schema=k.schema)
+
+
+def _value_by_value(k: Kind, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
     columns: dict[str, list[Any]] = {}
     for field in k.schema:
         values = [r.get(field.name) for r in rows]
@@ -130,8 +156,7 @@ def to_arrow(kind: Kind | str, records: Iterable[Mapping[str, Any]]) -> pa.Table
         elif pa.types.is_timestamp(field.type):
             values = [_timestamp(v) for v in values]
         columns[field.name] = values
-    table = pa.table(columns, schema=k.schema)
-    return with_date(k, table)
+    return pa.table(columns, schema=k.schema)
 
 
 def with_date(kind: Kind, table: pa.Table) -> pa.Table:
