@@ -22,8 +22,13 @@ class Format(enum.StrEnum):
     ndjson = "ndjson"
 
 
+_AS_IS = frozenset((str, int, bool, type(None)))
+
+
 def _plain(value: Any, tz: ZoneInfo) -> Any:
     """Turn one cell into a JSON-compatible value; times become ISO-8601 in `tz`."""
+    if type(value) in _AS_IS:  # most cells: no conversion
+        return value
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return aware.astimezone(tz).isoformat()
