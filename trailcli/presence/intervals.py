@@ -11,13 +11,19 @@ subscribe/unsubscribe rows in log order; see queries/online_sessions.sql).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from trailcli.presence.rules import ALIVE_HEARTBEATS, HEARTBEAT_INTERVAL, person_key
 
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _shallow_copy(obj: Any) -> Any:
+    twin = object.__new__(type(obj))
+    twin.__dict__.update(obj.__dict__)
+    return twin
 
 
 @dataclass
@@ -58,8 +64,14 @@ class Session:
         return self.end if self.end is not None else FOREVER
 
     def copy(self) -> Session:
-        """An independent copy (its memberships copied too), for folding without changing this one."""
-        return replace(self, channels=[replace(m) for m in self.channels])
+        """An independent copy (its memberships copied too), for folding without changing this one.
+
+        Field by field: `dataclasses.replace` re-runs `__init__` through keyword arguments, which
+        showed in `--at` (a snapshot holds thousands of sessions).
+        """
+        twin = _shallow_copy(self)
+        twin.channels = [_shallow_copy(m) for m in self.channels]
+        return twin
 
     def open_channels(self, at: datetime) -> list[str]:
         """Channels this session is subscribed to at `at` (sorted, distinct)."""
