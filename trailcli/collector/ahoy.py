@@ -426,8 +426,8 @@ async def _record_events(
         if new_visit is not None:
             _forget_visit(state, visit)
         raise
-    properties = [event.get("properties") for event, _ in fresh]
-    _accepted(app, records, [{} if p is None else p for p in properties], new_visit)
+    properties = [{} if (p := event.get("properties")) is None else p for event, _ in fresh]
+    _accepted(app, records, properties, new_visit)
 
 
 def _event_visit(

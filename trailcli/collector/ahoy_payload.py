@@ -281,13 +281,6 @@ def event_list(params: Mapping[str, Any], raw_body: bytes, limit: int) -> EventL
     return EventList(kept, over_limit=max(0, len(found) - limit))
 
 
-class Unset:
-    """The type of UNSET: an argument not given (where None is a meaningful value)."""
-
-
-UNSET = Unset()
-
-
 def parse_time(value: Any) -> datetime | None:
     """An event time from ISO-8601 text or epoch seconds (number or numeric text); None if neither."""
     if isinstance(value, bool) or value is None:
@@ -338,14 +331,14 @@ def event_record(
     time: datetime,
     received_at: datetime,
     new_id: Callable[[], str],
-    client_id: str | Unset | None = UNSET,
+    client_id: str | None = None,
 ) -> dict[str, Any]:
     """One events row; `properties` keeps its JSON types (an object unless the client sent other).
 
     `client_id` is `event_id(event)` when the caller has it already.
     """
     properties = event.get("properties")
-    given = event_id(event) if isinstance(client_id, Unset) else client_id
+    given = client_id or event_id(event)
     return {
         "event_id": given or new_id(),
         "visit_token": visit_token,
