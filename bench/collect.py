@@ -4,7 +4,7 @@ samples the collector's RSS over a longer run.
 
     python bench/collect.py                  # 3 rounds x 10 s per server = 30 s each (recorded)
     python bench/collect.py --duration 3     # quicker
-    python bench/collect.py --soak 300       # plus a 5-minute RSS soak of the collector
+    python bench/collect.py --soak 300       # plus a 5-minute RSS soak (after a 60 s warm-up)
     python bench/collect.py --loop uvloop    # both servers on uvloop
 """
 
@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,21 +166,59 @@ def stored_events(data_dir: Path) -> int:
     return int(con.execute("SELECT count(*) FROM raw_events").fetchone()[0])
 
 
+def memory_mib(pid: int) -> tuple[float, float]:
+    """The process's resident memory and the anonymous part of it (heap, not mapped files)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, rest = line.split(":", 1)
+        values[key] = int(rest.split()[0]) / 1024
+    return values["Rss"], values["Anonymous"]
+
+
 def soak(
-    data_dir: Path, seconds: int, connections: int, threads: int, loop: str
-) -> list[tuple[float, float]]:
-    """Run wrk against the collector in 30 s rounds for `seconds`; (elapsed s, RSS MiB) samples."""
+    data_dir: Path, warmup: int, seconds: int, step: int, connections: int, threads: int,
+    loop: str,
+) -> list[tuple[float, float, float]]:  # fmt: skip
+    """One wrk run of `warmup + seconds` against a fresh collector; (elapsed s, RSS, anonymous
+    MiB) every `step` seconds. The warm-up is the time the bounded state takes to fill (the
+    de-duplication memory of 200,000 event ids fills in about half a minute at this rate)."""
     proc, port = start_collector(data_dir, loop)
-    samples: list[tuple[float, float]] = []
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    drain = threading.Thread(target=lambda: [None for _ in stderr], daemon=True)
+    drain.start()  # the collector's log must not fill its pipe
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{warmup + seconds}s", "--timeout",
+           "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/ahoy/events"]  # fmt: skip
+    samples: list[tuple[float, float, float]] = []
     started = time.monotonic()
+    load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
-        while time.monotonic() - started < seconds:
-            run_wrk("soak", port, 30, connections, threads)
-            samples.append((time.monotonic() - started, rss_mib(proc.pid)))
-            print(f"  soak {samples[-1][0]:6.0f}s  RSS {samples[-1][1]:7.1f} MiB", flush=True)
+        for tick in range(step, warmup + seconds, step):
+            time.sleep(max(0.0, started + tick - time.monotonic()))
+            rss, anon = memory_mib(proc.pid)
+            samples.append((time.monotonic() - started, rss, anon))
+            phase = "warm-up" if tick <= warmup else "soak"
+            print(f"  {phase:<8}{tick:5d}s  RSS {rss:7.1f} MiB  anonymous {anon:7.1f} MiB",
+                  flush=True)  # fmt: skip
+        load.wait()
     finally:
+        load.kill()
         stop(proc)
     return samples
+
+
+def soak_summary(samples: list[tuple[float, float, float]], warmup: int) -> str:
+    """The RSS spread over the soak after the warm-up, against its first sample there."""
+    after = [rss for at, rss, _ in samples if at >= warmup - 1]
+    first = after[0]
+    low, high = 100 * (min(after) / first - 1), 100 * (max(after) / first - 1)
+    whole = [rss for _, rss, _ in samples]
+    return (
+        f"soak RSS after the {warmup} s warm-up: first {first:.1f} MiB, min {min(after):.1f}, "
+        f"max {max(after):.1f}, last {after[-1]:.1f} MiB: {low:+.1f} % to {high:+.1f} % "
+        f"(from the very first sample at {samples[0][0]:.0f} s: {whole[0]:.1f} MiB, "
+        f"max {100 * (max(whole) / whole[0] - 1):+.1f} %)"
+    )
 
 
 def main() -> None:
@@ -195,6 +234,8 @@ def main() -> None:
         help="event loop of both servers (uvloop must be installed; trail does not depend on it)",
     )
     parser.add_argument("--soak", type=int, default=0, help="also soak the collector N seconds")
+    parser.add_argument("--soak-warmup", type=int, default=60, help="seconds before the soak")
+    parser.add_argument("--soak-step", type=int, default=15, help="seconds between RSS samples")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -231,11 +272,9 @@ def main() -> None:
     )
     print(f"events stored: {stored_events(work / 'data')} (wrk counted {coll.requests} replies)")
     if args.soak:
-        samples = soak(work / "soak", args.soak, args.connections, args.threads, args.loop)
-        first, last = samples[0][1], samples[-1][1]
-        print(
-            f"soak RSS: first {first:.1f} MiB, last {last:.1f} MiB, change {100 * (last / first - 1):+.1f}%"
-        )
+        samples = soak(work / "soak", args.soak_warmup, args.soak, args.soak_step,
+                       args.connections, args.threads, args.loop)  # fmt: skip
+        print(soak_summary(samples, args.soak_warmup))
     shutil.rmtree(work, ignore_errors=True)
 
 
