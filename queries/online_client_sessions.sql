@@ -1,16 +1,17 @@
--- online_client_sessions: the one per-client fold of the bound presence partitions up to an
--- instant, shared by online_sessions and online_timeline_sessions (which read it as the relation
--- `client_sessions`). A session starts at its first online row and ends at its first offline row;
--- its visit, visitor and user are those of its earliest row that names one, ties at one time
--- broken by `seq` (log order): `log_order` packs (time, seq) into one number, which DuckDB's
--- arg_min compares about a third faster than the pair. A person is the visit's first identity binding, else the
--- session's user id, else its visitor.
+-- online_client_sessions: the one per-client fold of the bound presence rows in [$since, $upto]
+-- ($since: the instant of the snapshot carried in, which holds the earlier rows), shared by
+-- online_sessions and online_timeline_sessions (which read it as the relation `client_sessions`).
+-- A session starts at its first online row and ends at its first offline row; its visit, visitor
+-- and user are those of its earliest row that names one, ties at one time broken by `seq` (log
+-- order): `log_order` packs (time, seq) into one number, which DuckDB's arg_min compares about a
+-- third faster than the pair. A person is the visit's first identity binding, else the session's
+-- user id, else its visitor.
 -- returns: node_id, client_id, started, ended, last_seen, visit_token, visitor_token, user_id, person, is_user
--- params: $upto
+-- params: $since, $upto
 WITH rows AS (
     SELECT *, epoch_us(time)::HUGEINT * 18446744073709551616 + seq AS log_order
     FROM presence
-    WHERE time <= $upto AND transition <> 'heartbeat' AND coalesce(client_id, '') <> ''
+    WHERE time >= $since AND time <= $upto AND transition <> 'heartbeat' AND coalesce(client_id, '') <> ''
 ),
 sessions AS (
     SELECT

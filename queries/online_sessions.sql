@@ -2,7 +2,7 @@
 -- persons that have a session reaching `near_from` or later, or are carried in from a snapshot,
 -- with each one's channel rows (subscribe/unsubscribe in log order) only when $with_channels.
 -- returns: node_id, client_id, started, ended, last_seen, visit_token, visitor_token, user_id, person, channel_rows
--- params: $upto, $near_from, $carried, $with_channels
+-- params: $since, $upto, $near_from, $carried, $with_channels
 WITH near AS (
     SELECT DISTINCT person FROM client_sessions
     WHERE person IS NOT NULL AND (ended IS NULL OR ended >= $near_from)
@@ -18,7 +18,7 @@ channels AS (
     SELECT node_id, client_id,
         list({'time': time, 'seq': seq, 'transition': transition, 'channel': channel} ORDER BY time, seq) AS channel_rows
     FROM presence
-    WHERE $with_channels AND time <= $upto AND transition IN ('subscribe', 'unsubscribe')
+    WHERE $with_channels AND time >= $since AND time <= $upto AND transition IN ('subscribe', 'unsubscribe')
         AND coalesce(client_id, '') <> '' AND client_id IN (SELECT client_id FROM picked)
     GROUP BY node_id, client_id
 )

@@ -217,12 +217,15 @@ def test_a_generated_sample_matches_its_ground_truth_through_snapshots(tmp_path,
         "sample", "--data-dir", data_dir, "--days", "2", "--visitors", "300", "--end", "2026-02-01"
     )
     assert result.exit_code == 0, result.stderr
-    assert snapshots.build_snapshots(data_dir) == ["2026-01-31"]
+    built = snapshots.build_snapshots(data_dir)
+    steps = [f"T{h:02d}0000" for h in range(3, 24, 3)]
+    assert built == [*(f"2026-01-30{s}" for s in steps), "2026-01-31",
+                     *(f"2026-01-31{s}" for s in steps)]  # fmt: skip
+    at = datetime(2026, 1, 31, 13, tzinfo=UTC)
     window = online.load_window(
-        data_dir, datetime(2026, 1, 31, 12, tzinfo=UTC), datetime(2026, 1, 31, 12, tzinfo=UTC),
-        datetime(2026, 3, 1, tzinfo=UTC), online.Options(),
-    )  # fmt: skip
-    assert window.used_snapshot
+        data_dir, at, at, datetime(2026, 3, 1, tzinfo=UTC), online.Options()
+    )
+    assert window.carry is not None and window.carry.instant == at.replace(hour=12)
     _check_ground_truth(data_dir / "ground_truth.json", data_dir, run_cli)
 
 

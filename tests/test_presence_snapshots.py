@@ -1,4 +1,5 @@
-"""Snapshots at UTC midnight, and `trail online` against a brute-force reference over random logs."""
+"""Snapshots at UTC midnight and within closed days, and `trail online` against a brute-force
+reference over random logs."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -190,11 +192,25 @@ def since_reference(sessions: list[dict[str, Any]], person: str, second: int) ->
     return max(start, min(s["start"] for s in sessions if s["person"] == person))
 
 
+SNAPSHOT_STEPS = [None, snapshots.SNAPSHOT_EVERY, timedelta(seconds=70)]  # None: no snapshots
+
+
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
-@given(presence_logs(), st.lists(st.integers(0, SPAN), min_size=1, max_size=4), st.booleans())
-def test_at_range_and_timeline_match_the_reference(log, instants, with_snapshots) -> None:
+@given(
+    presence_logs(),
+    st.lists(st.integers(0, SPAN), min_size=1, max_size=4),
+    st.sampled_from(SNAPSHOT_STEPS),
+)
+def test_at_range_and_timeline_match_the_reference(log, instants, snapshot_every) -> None:
+    """With no snapshots, the midnight one, and one every 70 s (several inside each log)."""
+    step = snapshot_every or snapshots.SNAPSHOT_EVERY
+    with mock.patch.object(snapshots, "SNAPSHOT_EVERY", step):
+        check_against_reference(log, instants, with_snapshots=snapshot_every is not None)
+
+
+def check_against_reference(log: dict[str, Any], instants: list[int], with_snapshots: bool) -> None:
     sessions = reference_sessions(log)
     now = log["now"]
     with lake(log) as data_dir:
@@ -335,3 +351,32 @@ def test_timeline_after_a_late_identity_merges_the_persons(data_dir) -> None:
     write(data_dir, "identities", identities)  # both visits turn out to be u1's
     (row,) = online.timeline(*args)
     assert (row["peak_online"], row["max_online"]) == (1, 1)
+
+
+def test_instants_are_midnights_and_steps_within_closed_days() -> None:
+    first, last = datetime(2026, 3, 1, 1, tzinfo=UTC), datetime(2026, 3, 3, 7, tzinfo=UTC)
+    got = [i.isoformat()[:16] for i in snapshots.instants(first, last, today=date(2026, 3, 2))]
+    day1 = [f"2026-03-01T{h:02d}:00" for h in range(3, 24, 3)]
+    assert got == [*day1, "2026-03-02T00:00", "2026-03-03T00:00"]  # 03-02 is today: open
+    assert snapshots.instant_of(datetime(2026, 3, 1, 5, 59, tzinfo=UTC)) == datetime(
+        2026, 3, 1, 3, tzinfo=UTC
+    )
+
+
+def test_a_snapshot_within_the_day_is_used_and_a_late_row_that_day_makes_it_stale(
+    data_dir,
+) -> None:
+    write(data_dir, "presence", two_day_log())
+    with mock.patch.object(snapshots, "SNAPSHOT_EVERY", timedelta(seconds=60)):
+        built = snapshots.build_snapshots(data_dir)
+        assert built[:3] == ["2026-03-01T235900", "2026-03-02", "2026-03-02T000100"]
+        window = online.load_window(data_dir, t(185), t(185), t(10_000), Options())
+        assert window.carry is not None and window.carry.instant == t(180)  # 00:01
+        (row,) = online.online_at(data_dir, t(185), t(10_000))
+        assert row["online_since"] == t(5)  # carried from before midnight, through 00:01
+        late = {"time": t(170), "seq": 200, "node_id": "n1", "client_id": "c1",
+                "transition": "offline", "reason": "node_lost"}  # fmt: skip
+        write(data_dir, "presence", [late])
+        window = online.load_window(data_dir, t(185), t(185), t(10_000), Options())
+        assert window.carry is not None and window.carry.instant == t(120)  # back to midnight
+        assert online.online_at(data_dir, t(185), t(10_000)) == []

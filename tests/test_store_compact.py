@@ -121,6 +121,31 @@ def test_compacted_files_are_sorted_by_visitor_then_time(data_dir: Path, write_r
     assert "date" not in pq.read_schema(path).names  # the partition value lives in the path
 
 
+def test_compacted_presence_is_sorted_by_time_in_small_row_groups(
+    data_dir: Path, write_rows: Write
+) -> None:
+    import pyarrow.parquet as pq
+
+    rng = random.Random(4)
+    rows = [
+        {
+            "node_id": f"n{i % 3}",
+            "seq": i,
+            "time": DAY0 + dt.timedelta(seconds=rng.randrange(86_400)),
+            "client_id": f"c{i % 50}",
+            "transition": "subscribe",
+            "visitor_token": f"v{rng.randrange(40)}",
+        }
+        for i in range(3000)
+    ]
+    write_in_batches(write_rows, "presence", rows, batches=3)
+    maintenance.compact(data_dir, older_than=LATER)
+    (path,) = tables.file_list(data_dir, "presence")
+    times = pq.read_table(path, columns=["time"])["time"].to_pylist()
+    assert times == sorted(times) and len(times) == 3000  # an instant's rows: a prefix of groups
+    assert maintenance.PRESENCE_ROW_GROUP_ROWS < maintenance.ROW_GROUP_ROWS
+
+
 @pytest.mark.parametrize(
     ("kind", "first", "later", "winner"),
     [

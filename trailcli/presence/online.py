@@ -1,6 +1,6 @@
 """`trail online`: who was online at an instant or during a range, and how many over time.
 
-Sessions come from a snapshot at the UTC midnight before the request plus the rows after it, or,
+Sessions come from the latest snapshot before the request plus the rows after it, or,
 where no fresh snapshot fits (or `--grace`/`--channel` need the whole history), from a scan of
 every partition up to the request. The person rules are those of `presence.rules`.
 """
@@ -102,7 +102,7 @@ def _collect(
     grace: timedelta,
     with_channels: bool,
 ) -> list[Session] | None:
-    """Sessions that can matter for `[lo, hi]` (from the carry's midnight, or from the start),
+    """Sessions that can matter for `[lo, hi]` (from the carry's instant, or from the start),
     ends decided. None when the carry turns out not to fit: a session it took for gone shows
     signs of life."""
     carried = replace(carry, sessions=[s.copy() for s in carry.sessions]) if carry else None
@@ -127,7 +127,7 @@ def load_window(data_dir: Path, lo: datetime, hi: datetime, now: datetime, opts:
     """Every session that can touch `[lo, hi]` (or merge into it), users resolved (identity rule)."""
     lake = Lake(data_dir)
     _require_presence(lake, hi)
-    carry = snapshots.load(lake, snapshots.midnight_of(lo)) if opts.snapshot_fits else None
+    carry = snapshots.load_latest(lake, lo) if opts.snapshot_fits else None
     channels = opts.channel is not None or lo == hi  # an instant lists each person's channels
     hi = hi + opts.grace  # a session starting within the grace after `hi` closes a gap before it
     sessions = _collect(lake, lo, hi, now, carry, opts.grace, channels)
@@ -291,7 +291,7 @@ def _pages_at(window: Window, tokens: set[str], at: datetime) -> dict[str, snaps
     if window.carry is None:
         dates = [d for d in window.lake.dates("events") if d <= snapshots.day_text(at)]
         return snapshots.latest_pages(window.lake, tokens, dates, at)
-    since = snapshots.day_text(window.carry.midnight)
+    since = snapshots.day_text(window.carry.instant)
     dates = [d for d in window.lake.dates("events") if since <= d <= snapshots.day_text(at)]
     carried = {t: p for t, p in window.carry.pages.items() if t in tokens}
     return snapshots.merge_pages(carried, snapshots.latest_pages(window.lake, tokens, dates, at))
@@ -453,7 +453,7 @@ def _person_points(
         return None
     lake = Lake(data_dir)
     _require_presence(lake, end)
-    carry = snapshots.load(lake, snapshots.midnight_of(start)) if opts.snapshot_fits else None
+    carry = snapshots.load_latest(lake, start) if opts.snapshot_fits else None
     if carry is not None and carry.gone:
         return None
     if carry is not None:
@@ -461,13 +461,11 @@ def _person_points(
         if any(resolved[k] != u for k, u in carry.resolved.items() if k in resolved):
             carry = None  # a late identity changed a carried person: fold from the start
     upto = end + opts.grace
-    since = snapshots.day_text(carry.midnight) if carry else ""
-    lake.bind(
-        "presence", [d for d in lake.dates("presence") if since <= d <= snapshots.day_text(upto)]
-    )
+    since = carry.instant if carry else snapshots.LOG_START
+    snapshots.bind_presence(lake, since, upto)
     lake.bind("identities")
     lake.con.register("carried", _carried_table(carry))
-    snapshots.fold_clients(lake, upto)
+    snapshots.fold_clients(lake, since, upto)
     lake.con.execute(
         f"CREATE OR REPLACE TEMP TABLE timeline_sessions AS {sql_text('online_timeline_sessions')}"
     )
@@ -478,7 +476,7 @@ def _person_points(
         )
     ]
     beats = dict(carry.beats) if carry else {}
-    for row in lake.fetch("online_node_beats", {"upto": upto}):
+    for row in lake.fetch("online_node_beats", {"since": since, "upto": upto}):
         beats[row["node_id"]] = max(row["beat"], beats.get(row["node_id"], row["beat"]))
     seen = snapshots.seen_after(lake, pending, upto)
     for (node, client), at in seen.items():

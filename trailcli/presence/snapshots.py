@@ -1,18 +1,20 @@
-"""Presence snapshots: the sessions open at each UTC midnight, so `trail online` reads one day of rows.
+"""Presence snapshots: the sessions open at each UTC midnight, and every three hours within closed
+days, so `trail online` reads at most a few hours of rows.
 
-A snapshot at midnight M holds every session started before M that was open at M or ended less
-than the default grace before it, with what the query needs (stretch starts at the default
-grace, resolved user, open channels, last page), plus each node's last heartbeat before M. Its
-fingerprint is the number of distinct rows per partition date before M of presence, events and
-identities, beside the number of stored rows: a reader takes the snapshot as fresh when each
-partition still holds either, so late rows make it stale and compaction does not.
+A snapshot at instant M (a midnight, or a multiple of `SNAPSHOT_EVERY` after one) holds every
+session started before M that was open at M or ended less than the default grace before it, with
+what the query needs (stretch starts at the default grace, resolved user, open channels, last
+page), plus each node's last heartbeat before M. Its fingerprint is the number of distinct rows
+of presence, events and identities per partition date up to M's, beside the number of stored
+rows: a reader takes the snapshot as fresh when each partition still holds either, so late rows
+make it stale and compaction does not.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,15 +28,18 @@ from trailcli.store import layout
 
 FINGERPRINT_KINDS = ("presence", "events", "identities")
 FORMAT_VERSION = 2
+LOG_START = datetime(1970, 1, 1, tzinfo=UTC)  # `since` when no snapshot is carried
+SNAPSHOT_EVERY = timedelta(hours=3)  # within a closed day; the day's rows after M are read
+JUST_BEFORE = timedelta(microseconds=1)
 NEAR_FUTURE = timedelta(minutes=2)  # live nodes heartbeat every 10 s: they show up in here
 Page = tuple[str, datetime]
 
 
 @dataclass
 class Carry:
-    """The state at one midnight: sessions carried over, node heartbeats, last page per visit."""
+    """The state at one instant: sessions carried over, node heartbeats, last page per visit."""
 
-    midnight: datetime
+    instant: datetime
     sessions: list[Session]
     beats: dict[str, datetime] = field(default_factory=dict)
     pages: dict[str, Page] = field(default_factory=dict)
@@ -48,24 +53,47 @@ def midnight_of(at: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+def instant_of(at: datetime) -> datetime:
+    """The latest snapshot instant at or before `at` (whether one was built there or not)."""
+    midnight = midnight_of(at)
+    return midnight + (at - midnight) // SNAPSHOT_EVERY * SNAPSHOT_EVERY
+
+
+def instants(first: datetime, last: datetime, today: date) -> Iterator[datetime]:
+    """The snapshot instants of a log whose rows run from `first` to `last`: each UTC midnight
+    after its first row, and every `SNAPSHOT_EVERY` between them on closed days, those before
+    `today` (today's rows, still being written, would make such snapshots stale at once)."""
+    instant = midnight_of(first)
+    while True:
+        instant = instant + SNAPSHOT_EVERY
+        midnight = midnight_of(instant)
+        if instant - midnight < SNAPSHOT_EVERY:
+            instant = midnight  # a step that does not divide the day restarts at each midnight
+        if instant > last:
+            return
+        if instant > first and (instant == midnight or instant.date() < today):
+            yield instant
+
+
 def day_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d")
 
 
-def _paths(data_dir: Path, midnight: datetime) -> tuple[Path, Path]:
+def _paths(data_dir: Path, instant: datetime) -> tuple[Path, Path]:
     root = layout.snapshot_dir(data_dir)
-    stem = day_text(midnight)
+    stem = day_text(instant) if instant == midnight_of(instant) else f"{instant:%Y-%m-%dT%H%M%S}"
     return root / f"{stem}.parquet", root / f"{stem}.json"
 
 
-def fingerprint(counts: dict[str, dict[str, int]], midnight: datetime) -> dict[str, dict[str, int]]:
-    """Rows per partition date before `midnight`, per kind the snapshot depends on."""
-    day = day_text(midnight)
-    return {k: {d: n for d, n in sorted(counts[k].items()) if d < day} for k in FINGERPRINT_KINDS}
+def fingerprint(counts: dict[str, dict[str, int]], instant: datetime) -> dict[str, dict[str, int]]:
+    """Rows per partition date up to the one holding the moment before `instant`, per kind the
+    snapshot depends on (before a midnight: the earlier days only)."""
+    day = day_text(instant - JUST_BEFORE)
+    return {k: {d: n for d, n in sorted(counts[k].items()) if d <= day} for k in FINGERPRINT_KINDS}
 
 
-def _read_meta(data_dir: Path, midnight: datetime) -> dict[str, Any] | None:
-    _, meta_path = _paths(data_dir, midnight)
+def _read_meta(data_dir: Path, instant: datetime) -> dict[str, Any] | None:
+    _, meta_path = _paths(data_dir, instant)
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
@@ -73,16 +101,26 @@ def _read_meta(data_dir: Path, midnight: datetime) -> dict[str, Any] | None:
     return meta if meta.get("version") == FORMAT_VERSION else None
 
 
-def load(lake: Lake, midnight: datetime) -> Carry | None:
-    """The snapshot at `midnight` when it exists and matches the current data, else None."""
-    meta = _read_meta(lake.data_dir, midnight)
-    if meta is None or not _still_fits(meta, fingerprint(lake.counts, midnight)):
+def load(lake: Lake, instant: datetime) -> Carry | None:
+    """The snapshot at `instant` when it exists and matches the current data, else None."""
+    meta = _read_meta(lake.data_dir, instant)
+    if meta is None or not _still_fits(meta, fingerprint(lake.counts, instant)):
         return None
-    return _read(lake, midnight, meta)
+    return _read(lake, instant, meta)
+
+
+def load_latest(lake: Lake, at: datetime) -> Carry | None:
+    """The latest fresh snapshot at or before `at` within its day: at the instant before it, else
+    at its midnight (days still open when compacted have only that one)."""
+    latest = instant_of(at)
+    carry = load(lake, latest)
+    if carry is None and latest != midnight_of(at):
+        carry = load(lake, midnight_of(at))
+    return carry
 
 
 def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> bool:
-    """Each partition before the midnight holds as many rows as at build time, or as many as
+    """Each partition before the instant holds as many rows as at build time, or as many as
     it had distinct rows then (compacted since)."""
     distinct, stored = meta.get("fingerprint", {}), meta.get("stored", {})
     for kind, now_counts in stored_now.items():
@@ -94,18 +132,18 @@ def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> 
     return True
 
 
-def _read(lake: Lake, midnight: datetime, meta: dict[str, Any]) -> Carry | None:
+def _read(lake: Lake, instant: datetime, meta: dict[str, Any]) -> Carry | None:
     """The snapshot's sessions, read through the lake's DuckDB connection (no pyarrow to load)."""
     import duckdb
 
-    table_path, _ = _paths(lake.data_dir, midnight)
+    table_path, _ = _paths(lake.data_dir, instant)
     try:
         cursor = lake.con.execute("SELECT * FROM read_parquet($path)", {"path": str(table_path)})
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     except (OSError, duckdb.Error):
         return None
-    carry = Carry(midnight, [], {n: datetime.fromisoformat(b) for n, b in meta["beats"].items()})
+    carry = Carry(instant, [], {n: datetime.fromisoformat(b) for n, b in meta["beats"].items()})
     for row in rows:
         session = Session(
             row["node_id"],
@@ -178,14 +216,14 @@ def _write(
                 "gone": s.key in carry.gone,
             }
         )
-    table_path, meta_path = _paths(data_dir, carry.midnight)
+    table_path, meta_path = _paths(data_dir, carry.instant)
     table_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = table_path.with_suffix(".parquet.tmp")
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp, compression="zstd")
     os.replace(tmp, table_path)
     meta = {
         "version": FORMAT_VERSION,
-        "midnight": carry.midnight.isoformat(),
+        "instant": carry.instant.isoformat(),
         "beats": {n: b.isoformat() for n, b in sorted(carry.beats.items())},
         "fingerprint": fp,
         "stored": stored,
@@ -311,13 +349,13 @@ def gather(
     sessions that can matter. None when the carry does not fit: a row names a session it took
     for gone.
     """
-    since = day_text(carry.midnight) if carry else ""
-    lake.bind("presence", [d for d in lake.dates("presence") if since <= d <= day_text(upto)])
+    since = carry.instant if carry else LOG_START
+    bind_presence(lake, since, upto)
     lake.bind("identities")
     carried = carry.sessions if carry else []
     persons = sorted({p for s in carried if (p := carry_person(carry, s)) is not None})
-    fold_clients(lake, upto)
-    params = {"upto": upto, "near_from": near_from, "carried": persons}
+    fold_clients(lake, since, upto)
+    params = {"since": since, "upto": upto, "near_from": near_from, "carried": persons}
     rows = lake.fetch("online_sessions", {**params, "with_channels": with_channels})
     gone = carry.gone if carry else set()
     if any((r["node_id"], r["client_id"]) in gone for r in rows):
@@ -326,17 +364,24 @@ def gather(
     for row in rows:
         fold(sessions, row)
     beats = dict(carry.beats) if carry else {}
-    for row in lake.fetch("online_node_beats", {"upto": upto}):
+    for row in lake.fetch("online_node_beats", {"since": since, "upto": upto}):
         beats[row["node_id"]] = max(row["beat"], beats.get(row["node_id"], row["beat"]))
     return list(sessions.values()), beats
 
 
-def fold_clients(lake: Lake, upto: datetime) -> None:
-    """Fold the bound presence rows up to `upto` into one session per client, the temp table
-    `client_sessions` that `online_sessions` and `online_timeline_sessions` read."""
+def bind_presence(lake: Lake, since: datetime, upto: datetime) -> None:
+    """Bind the presence partitions that hold rows of `[since, upto]`."""
+    first, last = day_text(since), day_text(upto)
+    lake.bind("presence", [d for d in lake.dates("presence") if first <= d <= last])
+
+
+def fold_clients(lake: Lake, since: datetime, upto: datetime) -> None:
+    """Fold the bound presence rows of `[since, upto]` (`since`: a carry's instant, whose earlier
+    rows it holds) into one session per client, the temp table `client_sessions` that
+    `online_sessions` and `online_timeline_sessions` read."""
     lake.con.execute(
         f"CREATE OR REPLACE TEMP TABLE client_sessions AS {sql.load('online_client_sessions')}",
-        {"upto": upto},
+        {"since": since, "upto": upto},
     )
 
 
@@ -345,12 +390,12 @@ def carry_person(carry: Carry | None, s: Session) -> str | None:
     return resolved or s.user_id or s.visitor_token or None
 
 
-def advance(lake: Lake, base: Carry | None, midnight: datetime) -> Carry:
-    """The state at `midnight` from `base` (an earlier midnight, or None: the start of the log)."""
-    before = midnight - timedelta(microseconds=1)
-    gathered = gather(lake, before, midnight - DEFAULT_GRACE, base)
+def advance(lake: Lake, base: Carry | None, instant: datetime) -> Carry:
+    """The state at `instant` from `base` (an earlier snapshot, or None: the start of the log)."""
+    before = instant - JUST_BEFORE
+    gathered = gather(lake, before, instant - DEFAULT_GRACE, base)
     if gathered is None:  # the base took a session for gone that shows life: start over
-        gathered = gather(lake, before, midnight - DEFAULT_GRACE, None)
+        gathered = gather(lake, before, instant - DEFAULT_GRACE, None)
     assert gathered is not None
     sessions, beats = gathered
     pending = [s for s in sessions if s.end is None]
@@ -362,11 +407,11 @@ def advance(lake: Lake, base: Carry | None, midnight: datetime) -> Carry:
     def person(s: Session) -> str | None:
         return resolved[s.key] or s.visitor_token or None
 
-    person_starts = stretch_starts(sessions, person, lambda s: s.person_start, midnight)
+    person_starts = stretch_starts(sessions, person, lambda s: s.person_start, instant)
     visit_starts = stretch_starts(
-        sessions, lambda s: s.visit_token, lambda s: s.visit_start, midnight
+        sessions, lambda s: s.visit_token, lambda s: s.visit_start, instant
     )
-    horizon = midnight - DEFAULT_GRACE
+    horizon = instant - DEFAULT_GRACE
     kept = [s for s in sessions if s.end is None or s.end > horizon]
     for s in kept:
         s.person_start = person_starts.get(s.key)
@@ -376,13 +421,11 @@ def advance(lake: Lake, base: Carry | None, midnight: datetime) -> Carry:
     event_dates = (
         None
         if base is None
-        else [d for d in lake.dates("events") if day_text(base.midnight) <= d < day_text(midnight)]
+        else [d for d in lake.dates("events") if day_text(base.instant) <= d <= day_text(before)]
     )
-    pages = merge_pages(
-        base_pages, latest_pages(lake, tokens, event_dates, midnight - timedelta(microseconds=1))
-    )
+    pages = merge_pages(base_pages, latest_pages(lake, tokens, event_dates, before))
     gone = {s.key for s in dead} & {s.key for s in kept}
-    return Carry(midnight, kept, beats, pages, {s.key: resolved[s.key] for s in kept}, gone)
+    return Carry(instant, kept, beats, pages, {s.key: resolved[s.key] for s in kept}, gone)
 
 
 def dedup_counts(lake: Lake) -> dict[str, dict[str, int]]:
@@ -402,42 +445,45 @@ def dedup_counts(lake: Lake) -> dict[str, dict[str, int]]:
     return counts
 
 
-def build_snapshots(data_dir: Path, progress: Callable[[str], None] | None = None) -> list[str]:
-    """Write every missing or stale snapshot (one per UTC midnight within the presence log).
+def build_snapshots(
+    data_dir: Path, progress: Callable[[str], None] | None = None, today: date | None = None
+) -> list[str]:
+    """Write every missing or stale snapshot (see `instants`; `today` defaults to the UTC date)
+    within the presence log.
 
-    Returns the dates written. Snapshots whose days are unchanged are kept as they are.
+    Returns the instants written (a date for a midnight). Snapshots whose days are unchanged
+    are kept as they are.
     """
     lake = Lake(data_dir)
     dates = lake.dates("presence")
     if not dates:
         return []
     counts = dedup_counts(lake)
-    first = date.fromisoformat(dates[0]) + timedelta(days=1)
-    last = date.fromisoformat(dates[-1])
     written: list[str] = []
     state: Carry | None = None
-    day = first
-    while day <= last:
-        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        fp = fingerprint(counts, midnight)
-        meta = _read_meta(data_dir, midnight)
+    lake.bind("presence", [dates[0], dates[-1]])
+    ((first, last),) = lake.fetch_tuples("online_time_span")
+    for instant in instants(first, last, today or datetime.now(UTC).date()):
+        fp = fingerprint(counts, instant)
+        meta = _read_meta(data_dir, instant)
         if meta is not None and meta.get("fingerprint") == fp:
             state = None  # fresh: a later rebuild starts from this one
-        else:
-            base = state or _previous(lake, midnight, counts)
-            state = advance(lake, base, midnight)
-            _write(data_dir, state, fp, fingerprint(lake.counts, midnight))
-            written.append(day.isoformat())
-            if progress:
-                progress(f"presence snapshot {day.isoformat()}: {len(state.sessions)} sessions")
-        day += timedelta(days=1)
+            continue
+        base = state or _previous(lake, instant, counts)
+        state = advance(lake, base, instant)
+        _write(data_dir, state, fp, fingerprint(lake.counts, instant))
+        name = _paths(data_dir, instant)[0].stem
+        written.append(name)
+        if progress:
+            progress(f"presence snapshot {name}: {len(state.sessions)} sessions")
     return written
 
 
-def _previous(lake: Lake, midnight: datetime, counts: dict[str, dict[str, int]]) -> Carry | None:
-    """The fresh snapshot of the midnight before, if any (None: start from the beginning)."""
-    before = midnight - timedelta(days=1)
-    meta = _read_meta(lake.data_dir, before)
-    if meta is None or meta.get("fingerprint") != fingerprint(counts, before):
-        return None
-    return _read(lake, before, meta)
+def _previous(lake: Lake, instant: datetime, counts: dict[str, dict[str, int]]) -> Carry | None:
+    """The fresh snapshot just before `instant`, else the one at the midnight before it (days
+    snapshotted when still open have only that), else None: start from the beginning."""
+    for before in (instant - SNAPSHOT_EVERY, midnight_of(instant - JUST_BEFORE)):
+        meta = _read_meta(lake.data_dir, before)
+        if meta is not None and meta.get("fingerprint") == fingerprint(counts, before):
+            return _read(lake, before, meta)
+    return None
