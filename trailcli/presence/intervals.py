@@ -50,10 +50,10 @@ class Session:
     channels: list[Membership] = field(default_factory=list)
     person_start: datetime | None = None  # the person's stretch start, carried by a snapshot
     visit_start: datetime | None = None  # the visit's stretch start, carried by a snapshot
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)  # (node_id, client_id)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.node_id, self.client_id)
+    def __post_init__(self) -> None:
+        self.key = (self.node_id, self.client_id)  # looked up tens of thousands of times an answer
 
     @property
     def person(self) -> str | None:

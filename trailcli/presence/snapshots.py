@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trailcli import sql
+from trailcli.errors import CorruptDataError
 from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
 from trailcli.presence.source import Lake
@@ -138,10 +139,8 @@ def _read(lake: Lake, instant: datetime, meta: dict[str, Any]) -> Carry | None:
 
     table_path, _ = _paths(lake.data_dir, instant)
     try:
-        cursor = lake.con.execute("SELECT * FROM read_parquet($path)", {"path": str(table_path)})
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    except (OSError, duckdb.Error):
+        rows = lake.fetch_sql("SELECT * FROM read_parquet($path)", {"path": str(table_path)})
+    except (OSError, duckdb.Error, CorruptDataError):
         return None
     carry = Carry(instant, [], {n: datetime.fromisoformat(b) for n, b in meta["beats"].items()})
     for row in rows:
@@ -154,7 +153,7 @@ def _read(lake: Lake, instant: datetime, meta: dict[str, Any]) -> Carry | None:
             row["visitor_token"],
             row["user_id"],
             row["end"],
-            [Membership(c, datetime.fromisoformat(s)) for c, s in json.loads(row["channels"])],
+            _memberships(row["channels"]),
             row["person_start"],
             row["visit_start"],
         )
@@ -165,6 +164,12 @@ def _read(lake: Lake, instant: datetime, meta: dict[str, Any]) -> Carry | None:
         if row["visit_token"] and row["last_page"] is not None:
             carry.pages[row["visit_token"]] = (row["last_page"], row["last_page_at"])
     return carry
+
+
+def _memberships(text: str) -> list[Membership]:
+    if text == "[]":  # most sessions: no JSON to parse
+        return []
+    return [Membership(c, datetime.fromisoformat(s)) for c, s in json.loads(text)]
 
 
 def _write(
