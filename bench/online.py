@@ -1,12 +1,13 @@
-"""`trail online --at` on a long presence log: a snapshot plus one day, beside the plain full scan.
+"""`trail online --at` on a long presence log: a snapshot plus a few hours, beside the full scan.
 
 Makes the log once (`trail sample --tables presence --days N --peak-online P`, then `trail
-compact`, which builds the midnight snapshots), then for random instants times, in the same run:
-the whole command (`trail online --at T --format json`, a fresh process), the library query
-(snapshot + one day), and the baseline: one DuckDB query over the whole table taking the latest
-transition of each client at or before T. Also times `trail online timeline` over one whole day.
+compact`, which sorts presence by time and builds the snapshots), then for random instants times,
+in the same run: the whole command (`trail online --at T --format json`, a fresh process, the
+median of `--repeat` runs), the library query (the latest snapshot + the rows after it), and the
+baseline: one DuckDB query over the whole table taking the latest transition of each client at
+or before T. Also times `trail online timeline` over one whole day.
 Run: python bench/online.py [--days 7] [--peak-online 5000] [--instants 5] [--data-dir DIR]
-     python bench/online.py --full      # a year: --days 365 (generation takes hours on 2 cores)
+     python bench/online.py --full      # a year: --days 365 (about an hour to make on 2 cores)
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--peak-online", type=int, default=5000)
     parser.add_argument("--instants", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the command per instant")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--full", action="store_true", help="a year of presence (--days 365)")
     args = parser.parse_args()
@@ -90,9 +92,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for _ in range(args.instants):
         at = first + timedelta(seconds=rng.randrange(int((END - first).total_seconds())))
-        command, out = trail(
-            "online", "--data-dir", str(data_dir), "--at", at.isoformat(), "-f", "json"
-        )
+        runs = [
+            trail("online", "--data-dir", str(data_dir), "--at", at.isoformat(), "-f", "json")
+            for _ in range(args.repeat)
+        ]
+        command, out = statistics.median(r[0] for r in runs), runs[0][1]
         query, persons, sessions, used = snapshot_query(data_dir, at)
         scan, open_sessions = full_scan(data_dir, at)
         assert len(json.loads(out)) == persons
