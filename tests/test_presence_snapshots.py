@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from trailcli.presence import online, snapshots
 from trailcli.presence.online import Options
+from trailcli.presence.source import Lake
 from trailcli.store import tables
 
 BASE = datetime(2026, 3, 1, 23, 58, tzinfo=UTC)  # midnight falls 120 s into every log
@@ -135,7 +136,10 @@ def reference_sessions(log: dict[str, Any]) -> list[dict[str, Any]]:
         bound = first_user.get(r["visit_token"] or "")
         person = (bound[1] if bound else None) or r["visitor_token"]
         start = sec[id(r)]
-        sessions.append({"start": start, "end": end, "person": person, "channels": channels})
+        sessions.append(
+            {"start": start, "end": end, "person": person, "channels": channels,
+             "client": r["client_id"]}
+        )  # fmt: skip
     return sessions
 
 
@@ -223,6 +227,11 @@ def check_against_reference(log: dict[str, Any], instants: list[int], with_snaps
             assert set(got) == online_persons(sessions, second), second
             for person, row in got.items():
                 assert row["online_since"] == t(since_reference(sessions, person, second))
+            by_client = Options(by="client", use_snapshots=with_snapshots)
+            clients = {
+                r["client_id"] for r in online.online_at(data_dir, t(second), now, by_client)
+            }
+            assert clients == {s["client"] for s in sessions if s["start"] <= second < s["end"]}
             chan = online.online_at(data_dir, t(second), now, Options(channel="/a/*"))
             expected = online_persons(sessions, second, channel="/a/*")
             assert {r["user_id"] or r["visitor_token"] for r in chan} == expected
@@ -380,3 +389,26 @@ def test_a_snapshot_within_the_day_is_used_and_a_late_row_that_day_makes_it_stal
         window = online.load_window(data_dir, t(185), t(185), t(10_000), Options())
         assert window.carry is not None and window.carry.instant == t(120)  # back to midnight
         assert online.online_at(data_dir, t(185), t(10_000)) == []
+
+
+def test_a_carried_session_whose_later_rows_name_no_person_still_ends(data_dir) -> None:
+    rows = two_day_log()
+    anonymous = {"node_id": "n1", "client_id": "c9"}  # no visit, visitor or user on any row
+    rows += [
+        {"time": t(30), "seq": 400, "transition": "online", "reason": "handshake", **anonymous},
+        {"time": t(150), "seq": 401, "transition": "offline", "reason": "disconnect", **anonymous},
+    ]  # fmt: skip
+    write(data_dir, "presence", rows)
+    clients = Options(by="client")
+    with mock.patch.object(snapshots, "SNAPSHOT_EVERY", timedelta(seconds=60)):
+        snapshots.build_snapshots(data_dir)
+        lake_now = Lake(data_dir)
+        at_midnight = snapshots.load(lake_now, MIDNIGHT)
+        assert at_midnight is not None and ("n1", "c9") in {s.key for s in at_midnight.sessions}
+        later = snapshots.load(lake_now, t(180))
+        assert later is not None and ("n1", "c9") not in {s.key for s in later.sessions}
+        assert online.load_window(data_dir, t(200), t(200), t(10_000), clients).used_snapshot
+        listed = {r["client_id"] for r in online.online_at(data_dir, t(200), t(10_000), clients)}
+        assert "c9" not in listed
+    listed = {r["client_id"] for r in online.online_at(data_dir, t(140), t(10_000), clients)}
+    assert "c9" in listed

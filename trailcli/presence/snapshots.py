@@ -360,7 +360,11 @@ def gather(
     carried = carry.sessions if carry else []
     persons = sorted({p for s in carried if (p := carry_person(carry, s)) is not None})
     fold_clients(lake, since, upto)
-    params = {"since": since, "upto": upto, "near_from": near_from, "carried": persons}
+    keys = sorted(f"{s.node_id}/{s.client_id}" for s in carried if s.end is None)
+    params = {
+        "since": since, "upto": upto, "near_from": near_from, "carried": persons,
+        "carried_clients": keys,
+    }  # fmt: skip
     rows = lake.fetch("online_sessions", {**params, "with_channels": with_channels})
     gone = carry.gone if carry else set()
     if any((r["node_id"], r["client_id"]) in gone for r in rows):
