@@ -121,7 +121,7 @@ def test_compacted_files_are_sorted_by_visitor_then_time(data_dir: Path, write_r
     assert "date" not in pq.read_schema(path).names  # the partition value lives in the path
 
 
-def test_compacted_presence_is_sorted_by_time_in_small_row_groups(
+def test_compacted_presence_is_sorted_by_hour_then_visitor_in_small_row_groups(
     data_dir: Path, write_rows: Write
 ) -> None:
     import pyarrow.parquet as pq
@@ -141,8 +141,13 @@ def test_compacted_presence_is_sorted_by_time_in_small_row_groups(
     write_in_batches(write_rows, "presence", rows, batches=3)
     maintenance.compact(data_dir, older_than=LATER)
     (path,) = tables.file_list(data_dir, "presence")
-    times = pq.read_table(path, columns=["time"])["time"].to_pylist()
-    assert times == sorted(times) and len(times) == 3000  # an instant's rows: a prefix of groups
+    table = pq.read_table(path, columns=["time", "visitor_token"])
+    times, visitors = table["time"].to_pylist(), table["visitor_token"].to_pylist()
+    order = [
+        (at.replace(minute=0, second=0, microsecond=0), visitor, at)
+        for at, visitor in zip(times, visitors, strict=True)
+    ]
+    assert order == sorted(order) and len(order) == 3000  # an instant's hours: a run of groups
     assert maintenance.PRESENCE_ROW_GROUP_ROWS < maintenance.ROW_GROUP_ROWS
 
 
