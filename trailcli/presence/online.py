@@ -8,7 +8,7 @@ every partition up to the request. The person rules are those of `presence.rules
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,8 +105,7 @@ def _collect(
     """Sessions that can matter for `[lo, hi]` (from the carry's instant, or from the start),
     ends decided. None when the carry turns out not to fit: a session it took for gone shows
     signs of life."""
-    carried = replace(carry, sessions=[s.copy() for s in carry.sessions]) if carry else None
-    gathered = snapshots.gather(lake, hi, lo - grace, carried, with_channels)
+    gathered = snapshots.gather(lake, hi, lo - grace, carry, with_channels)  # folds into `carry`
     if gathered is None:
         return None
     sessions, beats = gathered
