@@ -120,9 +120,13 @@ def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> Result:
     return result
 
 
+def wrk_command(port: int, duration: int, connections: int, threads: int) -> list[str]:
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+            "-s", str(LUA), f"http://127.0.0.1:{port}/ahoy/events"]  # fmt: skip
+
+
 def run_wrk(name: str, port: int, duration: int, connections: int, threads: int) -> Result:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-           "-s", str(LUA), f"http://127.0.0.1:{port}/ahoy/events"]  # fmt: skip
+    cmd = wrk_command(port, duration, connections, threads)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     data = json.loads(line.removeprefix("RESULT "))
@@ -145,13 +149,6 @@ def combine(rounds: list[Result]) -> Result:
         sum(r.errors for r in rounds),
         sum(r.cpu_seconds for r in rounds),
     )
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def stop(proc: subprocess.Popen[str]) -> int:
@@ -187,8 +184,7 @@ def soak(
     stderr = proc.stderr
     drain = threading.Thread(target=lambda: [None for _ in stderr], daemon=True)
     drain.start()  # the collector's log must not fill its pipe
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{warmup + seconds}s", "--timeout",
-           "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/ahoy/events"]  # fmt: skip
+    cmd = wrk_command(port, warmup + seconds, connections, threads)
     samples: list[tuple[float, float, float]] = []
     started = time.monotonic()
     load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
@@ -243,13 +239,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="trail-bench-"))
     noop, noop_port = start_noop(args.loop)
     collector, port = start_collector(work / "data", args.loop)
-    start_rss = rss_mib(collector.pid)
+    start_rss = memory_mib(collector.pid)[0]
     baseline, measured = [], []
     try:
         for _ in range(args.rounds):  # alternate, so both see the same background load
             baseline.append(measure("no-op aiohttp handler", noop.pid, noop_port, args))
             measured.append(measure("trail collect", collector.pid, port, args))
-        end_rss = rss_mib(collector.pid)
+        end_rss = memory_mib(collector.pid)[0]
     finally:
         stop(noop)
         code = stop(collector)

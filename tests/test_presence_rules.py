@@ -124,16 +124,3 @@ def test_merge_matches_pointwise_definition(stretches, grace_s) -> None:
             before = [e for s, e in stretches if e <= t(second) and e > s]
             after = [s for s, e in stretches if s > t(second) and e > s]
             assert before and after and min(after) - max(before) < grace
-
-
-def test_a_session_copy_is_independent_of_its_original() -> None:
-    from trailcli.presence.intervals import Membership, Session
-
-    at = datetime(2026, 3, 1, tzinfo=UTC)
-    original = Session("n1", "c1", at, at, "v1", channels=[Membership("/a", at)])
-    twin = original.copy()
-    assert twin == original and twin is not original
-    twin.end = at
-    twin.channels[0].end = at
-    twin.channels.append(Membership("/b", at))
-    assert original.end is None and original.channels == [Membership("/a", at)]

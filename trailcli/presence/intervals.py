@@ -20,12 +20,6 @@ from trailcli.presence.rules import ALIVE_HEARTBEATS, HEARTBEAT_INTERVAL, person
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def _shallow_copy(obj: Any) -> Any:
-    twin = object.__new__(type(obj))
-    twin.__dict__.update(obj.__dict__)
-    return twin
-
-
 @dataclass
 class Membership:
     """One channel subscription of a session: `[start, end)`, `end` None while undecided."""
@@ -62,16 +56,6 @@ class Session:
     def ends(self) -> datetime:
         """The end as a comparable instant (FOREVER while open)."""
         return self.end if self.end is not None else FOREVER
-
-    def copy(self) -> Session:
-        """An independent copy (its memberships copied too), for folding without changing this one.
-
-        Field by field: `dataclasses.replace` re-runs `__init__` through keyword arguments, which
-        showed in `--at` (a snapshot holds thousands of sessions).
-        """
-        twin = _shallow_copy(self)
-        twin.channels = [_shallow_copy(m) for m in self.channels]
-        return twin
 
     def open_channels(self, at: datetime) -> list[str]:
         """Channels this session is subscribed to at `at` (sorted, distinct)."""

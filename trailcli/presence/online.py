@@ -460,11 +460,8 @@ def _person_points(
         if any(resolved[k] != u for k, u in carry.resolved.items() if k in resolved):
             carry = None  # a late identity changed a carried person: fold from the start
     upto = end + opts.grace
-    since = carry.instant if carry else snapshots.LOG_START
-    snapshots.bind_presence(lake, since, upto)
-    lake.bind("identities")
     lake.con.register("carried", _carried_table(carry))
-    snapshots.fold_clients(lake, since, upto)
+    since = snapshots.fold_after(lake, carry, upto)
     lake.con.execute(
         f"CREATE OR REPLACE TEMP TABLE timeline_sessions AS {sql_text('online_timeline_sessions')}"
     )

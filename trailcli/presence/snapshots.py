@@ -354,12 +354,9 @@ def gather(
     sessions that can matter. None when the carry does not fit: a row names a session it took
     for gone.
     """
-    since = carry.instant if carry else LOG_START
-    bind_presence(lake, since, upto)
-    lake.bind("identities")
+    since = fold_after(lake, carry, upto)
     carried = carry.sessions if carry else []
     persons = sorted({p for s in carried if (p := carry_person(carry, s)) is not None})
-    fold_clients(lake, since, upto)
     keys = sorted(f"{s.node_id}/{s.client_id}" for s in carried if s.end is None)
     params = {
         "since": since, "upto": upto, "near_from": near_from, "carried": persons,
@@ -378,20 +375,19 @@ def gather(
     return list(sessions.values()), beats
 
 
-def bind_presence(lake: Lake, since: datetime, upto: datetime) -> None:
-    """Bind the presence partitions that hold rows of `[since, upto]`."""
+def fold_after(lake: Lake, carry: Carry | None, upto: datetime) -> datetime:
+    """Fold the presence rows from the carry's instant (or the start of the log) to `upto` into
+    one session per client, the temp table `client_sessions` that `online_sessions` and
+    `online_timeline_sessions` read; presence and identities stay bound. Returns that instant."""
+    since = carry.instant if carry else LOG_START
     first, last = day_text(since), day_text(upto)
     lake.bind("presence", [d for d in lake.dates("presence") if first <= d <= last])
-
-
-def fold_clients(lake: Lake, since: datetime, upto: datetime) -> None:
-    """Fold the bound presence rows of `[since, upto]` (`since`: a carry's instant, whose earlier
-    rows it holds) into one session per client, the temp table `client_sessions` that
-    `online_sessions` and `online_timeline_sessions` read."""
+    lake.bind("identities")
     lake.con.execute(
         f"CREATE OR REPLACE TEMP TABLE client_sessions AS {sql.load('online_client_sessions')}",
         {"since": since, "upto": upto},
     )
+    return since
 
 
 def carry_person(carry: Carry | None, s: Session) -> str | None:

@@ -269,10 +269,10 @@ def _order_by(kind: Kind) -> str:
     question about an instant reads only the row groups of the hours it needs (its snapshots
     leave a few). Within the hour the visitor order keeps each client's rows together for the
     per-client fold: on a busy day that fold is 15 % faster than over rows in time order."""
-    lead = ["visitor_token", kind.time_column, *kind.key]
+    columns = [c for c in ("visitor_token", kind.time_column, *kind.key) if c in kind.column_names]
     if kind.name == "presence":
-        lead.insert(0, f"date_trunc('hour', {kind.time_column})")
-    return ", ".join(dict.fromkeys(c for c in lead if c in kind.column_names or "(" in c))
+        columns.insert(0, f"date_trunc('hour', {kind.time_column})")
+    return ", ".join(dict.fromkeys(columns))
 
 
 def _row_group_rows(kind: Kind) -> int:
