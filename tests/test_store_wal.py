@@ -9,11 +9,14 @@ import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -278,9 +281,45 @@ def test_what_append_accepts_the_tables_can_store(kind: str, values: dict) -> No
     except ValueError:
         return
     direct = tables.to_arrow(kind, [values])
-    frame = wal.encode_frame(kind, [values])
-    (replayed,) = json.loads(frame[8:])["r"]  # what a commit reads back from the segment
-    assert tables.to_arrow(kind, [replayed]).equals(direct)
+    table, rejected = wal.segment_table(kind, replayed(kind, [values]))
+    assert rejected == []
+    assert table is not None and table.equals(direct)
+
+
+def replayed(kind: str, records: list[dict]) -> bytes:
+    """The kind's records as a commit reads them back from a segment file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "000000000001.wal"
+        path.write_bytes(wal.MAGIC + wal.encode_frame(kind, records))
+        return wal.read_segment(path).ndjson(kind)
+
+
+def test_the_collectors_records_take_arrows_json_reader() -> None:
+    # the usual records are parsed by Arrow in one go, giving what the record-by-record path gives
+    records = {  # JSON columns arrive as text, as the collector writes them
+        "events": [
+            {**event("a"), "properties": '{"page":"/p"}'},
+            {**event("b"), "properties": '{"n":1.5}', "user_id": "u1"},
+        ],
+        "visits": [
+            {"visit_token": "v", "started_at": T0, "screen_width": 1280, "latitude": 52.5},
+            {"visit_token": "w", "started_at": T0.replace(microsecond=9), "extra": '{"a":[1]}'},
+        ],
+    }
+    for kind, rows in records.items():
+        fast = tables.from_ndjson(kind, replayed(kind, rows))
+        assert fast.equals(tables.to_arrow(kind, rows))
+        assert fast.num_rows == len(rows)
+
+
+def test_records_arrow_refuses_are_converted_one_by_one() -> None:
+    rows = [event("a"), {**event("b"), "time": 1772366400, "properties": {"nested": [1, 2]}}]
+    with pytest.raises(ValueError):
+        tables.from_ndjson("events", replayed("events", rows))
+    table, rejected = wal.segment_table("events", replayed("events", rows))
+    assert rejected == []
+    assert table is not None and table.equals(tables.to_arrow("events", rows))
+    assert table.column("properties").to_pylist()[1] == '{"nested":[1,2]}'
 
 
 def test_two_nodes_commit_to_the_same_tables_concurrently(data_dir: Path) -> None:
@@ -491,11 +530,33 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(data_dir: Path) -> 
 
 
 def test_frames_round_trip_times_and_odd_text() -> None:
-    # orjson writes most frames; the standard encoder takes what orjson refuses (a lone surrogate)
-    for text in ("plain", "caf\u00e9 \x00", "lone \ud800"):
-        records = [{"time": T0, "received_at": T0.replace(microsecond=7), "name": text}]
-        frame = wal.encode_frame("events", records)
-        body = frame[wal._FRAME.size :]
-        assert wal.decode_frame(body) == json.loads(body)
-        assert wal.decode_frame(body)["r"][0]["time"] == T0.isoformat()
-        assert wal.decode_frame(body)["r"][0]["received_at"] == "2026-03-01T12:00:00.000007+00:00"
+    # orjson writes most records; the standard encoder takes what orjson refuses (a lone surrogate)
+    for text in ("plain", "caf\u00e9 \x00\n", "lone \ud800", "line\nbreak"):
+        records = [
+            {"time": T0, "received_at": T0.replace(microsecond=7), "name": text},
+            {"time": T0, "name": "second"},
+        ]
+        lines = replayed("events", records).split(b"\n")
+        assert len(lines) == 2  # one line per record: no raw newline inside one
+        first = wal.decode_record(lines[0])
+        assert first == json.loads(lines[0])
+        assert first["name"] == text
+        assert first["time"] == T0.isoformat()
+        assert first["received_at"] == "2026-03-01T12:00:00.000007+00:00"
+
+
+def test_segments_of_the_previous_format_are_still_committed(data_dir: Path) -> None:
+    # TRAILWAL1 frames hold one JSON object {"k": kind, "r": [records]}: a WAL left by an older
+    # collector is committed by a newer one
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    wal_dir.mkdir(parents=True)
+    frames = b""
+    for ids in (["a", "b"], ["c"]):
+        body = json.dumps({"k": "events", "r": [event(i) for i in ids]}, default=str).encode()
+        frames += struct.pack("<II", len(body), zlib.crc32(body)) + body
+    wal.segment_path(wal_dir, 1).write_bytes(wal.LEGACY_MAGIC + frames)
+
+    open_writer(data_dir).close()
+
+    assert sorted(event_ids(data_dir)) == ["a", "b", "c"]
+    assert wal.segment_numbers(wal_dir) == []

@@ -24,6 +24,9 @@ ZSTD_PARQUET = {"compression": "ZSTD"}
 
 # A collector commits every few seconds: checkpoint often and drop log entries after two days so
 # loading a table reads one checkpoint plus a few JSON commits, however long the collector runs.
+# Arrow's JSON reader parses in blocks of this size, in parallel; a record must fit in one
+NDJSON_BLOCK_BYTES = 4 << 20
+
 TABLE_CONFIG = {
     "delta.checkpointInterval": "50",
     "delta.logRetentionDuration": "interval 2 days",
@@ -139,6 +142,28 @@ def to_arrow(kind: Kind | str, records: Iterable[Mapping[str, Any]]) -> pa.Table
     except (ValueError, TypeError):  # pyarrow's ArrowInvalid and ArrowTypeError among them
         table = _value_by_value(k, rows)
     return with_date(k, table)
+
+
+def from_ndjson(kind: Kind | str, data: bytes) -> pa.Table:
+    """Newline-delimited JSON records (the WAL's) as an Arrow table of the kind's stored schema,
+    `date` included, parsed by Arrow's JSON reader without a Python object per record.
+
+    Raises (pyarrow's ArrowInvalid) on anything that reader does not take as the column's type:
+    times that are not ISO-8601 text, objects in JSON columns, a lone surrogate, a record larger
+    than a block; `to_arrow` converts those.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    k = KINDS[kind] if isinstance(kind, str) else kind
+    table = pa_json.read_json(
+        pa.BufferReader(data),
+        read_options=pa_json.ReadOptions(block_size=NDJSON_BLOCK_BYTES),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=k.schema, unexpected_field_behavior="ignore"
+        ),
+    )
+    return with_date(k, table.select(k.schema.names).cast(k.schema))
 
 
 def _from_text_times(k: Kind, rows: Sequence[Mapping[str, Any]]) -> pa.Table:

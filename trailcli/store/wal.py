@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trail.store.wal")
 
-MAGIC = b"TRAILWAL1\n"
+MAGIC = b"TRAILWAL2\n"
+LEGACY_MAGIC = b"TRAILWAL1\n"  # frames of one JSON object {"k": kind, "r": [records]}
 _FRAME = struct.Struct("<II")  # payload length, CRC-32 of the payload
 MAX_FRAME = 256 * 1024 * 1024
 LOCK_FILE = "LOCK"
@@ -58,46 +59,66 @@ def _json_default(value: Any) -> Any:
 
 
 # the fallback for what orjson refuses (lone surrogates, integers beyond 64 bits); both write
-# datetimes as ISO-8601
-_FRAME_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))
+# datetimes as ISO-8601 and never a raw newline
+_RECORD_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))
+
+
+def encode_record(record: Any) -> bytes:
+    """One record as a line of JSON (no newline inside)."""
+    try:
+        return orjson.dumps(record, default=_json_default)
+    except TypeError:
+        return _RECORD_ENCODER.encode(record).encode()
 
 
 def encode_frame(kind: str, records: list[dict[str, Any]]) -> bytes:
-    """One WAL frame: length and CRC-32 header, then the records as JSON.
+    """One WAL frame: length and CRC-32 header, then the kind and the records, one per line.
 
-    orjson encodes a frame about 7x faster than the standard library, on the request path.
+    The records are newline-delimited JSON, so a commit parses a segment's records straight into
+    Arrow (in C++, without building a Python object per record or holding the GIL).
     """
-    frame = {"k": kind, "r": records}
+    dumps = orjson.dumps
     try:
-        payload = orjson.dumps(frame, default=_json_default)
+        lines = [dumps(r, default=_json_default) for r in records]
     except TypeError:
-        payload = _FRAME_ENCODER.encode(frame).encode()
+        lines = [encode_record(r) for r in records]
+    payload = b"\n".join([kind.encode(), *lines])
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def decode_frame(payload: bytes) -> Any:
-    """A frame's JSON: orjson, or the standard parser for frames only it could write (lone
+def decode_record(line: bytes) -> Any:
+    """A record's JSON: orjson, or the standard parser for lines only it could write (lone
     surrogates, integers beyond 64 bits)."""
     try:
-        return orjson.loads(payload)
+        return orjson.loads(line)
     except orjson.JSONDecodeError:
-        return json.loads(payload)
+        return json.loads(line)
 
 
 @dataclass
 class SegmentContents:
-    """What a segment file holds: records by kind, and how many bytes of torn tail were dropped."""
+    """What a segment file holds: by kind, its records as chunks of newline-delimited JSON; how
+    many frames, and how many bytes of torn tail were dropped."""
 
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    chunks: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
     frames: int = 0
     dropped_bytes: int = 0
 
+    def ndjson(self, kind: str) -> bytes:
+        """The kind's records, one JSON object per line (b"" when it has none)."""
+        return b"\n".join(self.chunks.get(kind, ()))
+
 
 def read_segment(path: Path) -> SegmentContents:
-    """Every intact frame of a segment; reading stops at the first torn or corrupt frame."""
+    """Every intact frame of a segment; reading stops at the first torn or corrupt frame.
+
+    Segments written by earlier versions (`TRAILWAL1`) are read too, their records re-encoded
+    one per line.
+    """
     data = path.read_bytes()
     out = SegmentContents()
-    if not data.startswith(MAGIC):
+    legacy = data.startswith(LEGACY_MAGIC)
+    if not (legacy or data.startswith(MAGIC)):
         out.dropped_bytes = len(data)
         return out
     pos = len(MAGIC)
@@ -106,12 +127,23 @@ def read_segment(path: Path) -> SegmentContents:
         body = data[pos + _FRAME.size : pos + _FRAME.size + length]
         if length == 0 or len(body) != length or zlib.crc32(body) != crc:
             break
-        frame = decode_frame(body)
-        out.records[frame["k"]].extend(frame["r"])
+        kind, records = _legacy_frame(body) if legacy else _frame(body)
+        if records:
+            out.chunks[kind].append(records)
         out.frames += 1
         pos += _FRAME.size + length
     out.dropped_bytes = len(data) - pos
     return out
+
+
+def _frame(body: bytes) -> tuple[str, bytes]:
+    kind, _, records = body.partition(b"\n")
+    return kind.decode(), records
+
+
+def _legacy_frame(body: bytes) -> tuple[str, bytes]:
+    frame = decode_record(body)
+    return frame["k"], b"\n".join(encode_record(r) for r in frame["r"])
 
 
 def _fsync_dir(path: Path) -> None:
@@ -120,6 +152,24 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def segment_table(kind: str, ndjson: bytes) -> tuple[pa.Table | None, list[dict[str, Any]]]:
+    """A segment's records of `kind` (newline-delimited JSON) as Arrow, and the records its
+    table cannot hold.
+
+    Arrow's JSON reader takes the usual records; what it refuses (epoch-second times, objects
+    in JSON columns, a lone surrogate) is converted record by record, as `to_arrow` converts.
+    """
+    try:
+        return tables.from_ndjson(kind, ndjson), []
+    except Exception:
+        rows = [decode_record(line) for line in ndjson.split(b"\n")]
+    try:
+        return tables.to_arrow(kind, rows), []
+    except Exception:
+        good, bad = _split_storable(kind, rows)
+    return (tables.to_arrow(kind, good) if good else None), bad
 
 
 def _split_storable(
@@ -467,8 +517,8 @@ class LogWriter:
             )
         started = time.monotonic()
         for kind in KINDS:
-            rows = contents.records.get(kind)
-            table = self._convert(kind, rows, number) if rows else None
+            ndjson = contents.ndjson(kind)
+            table = self._convert(kind, ndjson, number) if ndjson else None
             if table is not None and tables.append_once(
                 self.data_dir, kind, table, self.node_id, number
             ):
@@ -476,23 +526,21 @@ class LogWriter:
         self._last_commit_seconds = time.monotonic() - started
         self._delete_segment(path)
 
-    def _convert(self, kind: str, rows: list[dict[str, Any]], number: int) -> pa.Table | None:
-        """The rows as Arrow. Rows the table cannot hold are set aside in a rejected file, so
-        one bad record never blocks the WAL (append checks records; this is the last guard)."""
-        try:
-            return tables.to_arrow(kind, rows)
-        except Exception:
-            good, bad = _split_storable(kind, rows)
-        rejected = self.wal_dir / f"rejected-{number:012d}-{kind}.ndjson"
-        rejected.write_text("".join(json.dumps(r, default=str) + "\n" for r in bad))
-        log.error(
-            "WAL segment %d: %d %s record(s) cannot be stored; kept in %s",
-            number,
-            len(bad),
-            kind,
-            rejected,
-        )
-        return tables.to_arrow(kind, good) if good else None
+    def _convert(self, kind: str, ndjson: bytes, number: int) -> pa.Table | None:
+        """The records as Arrow. Records the table cannot hold are set aside in a rejected file,
+        so one bad record never blocks the WAL (append checks records; this is the last guard)."""
+        table, bad = segment_table(kind, ndjson)
+        if bad:
+            rejected = self.wal_dir / f"rejected-{number:012d}-{kind}.ndjson"
+            rejected.write_text("".join(json.dumps(r, default=str) + "\n" for r in bad))
+            log.error(
+                "WAL segment %d: %d %s record(s) cannot be stored; kept in %s",
+                number,
+                len(bad),
+                kind,
+                rejected,
+            )
+        return table
 
     def _delete_segment(self, path: Path) -> None:
         path.unlink(missing_ok=True)
