@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import pytest
 from collector_support import BROWSER_UA, make_settings, stored
 
+from trailcli.collector import allocators
 from trailcli.collector.app import create_app
 from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, WRITER
 
@@ -104,10 +111,51 @@ async def test_gc_is_tuned_while_serving_and_restored_after(aiohttp_client, data
     assert gc.get_freeze_count() == 0
 
 
-def test_malloc_arenas_are_capped_where_glibc_is_used() -> None:
+def test_allocators_are_tuned_before_deltalake_loads() -> None:
+    # in a fresh process, as `trail collect` starts: deltalake's jemalloc reads its settings
+    # from the environment when the library loads, so the app must set them first
+    code = textwrap.dedent(
+        """
+        import json, os, sys
+        from pathlib import Path
+        from trailcli.collector.app import create_app
+        from trailcli.collector.settings import Settings
+        create_app(Settings(data_dir=Path(sys.argv[1])))
+        import pyarrow as pa
+        print(json.dumps({
+            "deltalake_loaded": "deltalake" in sys.modules,
+            "jemalloc": os.environ.get("_RJEM_MALLOC_CONF"),
+            "pool": pa.default_memory_pool().backend_name,
+        }))
+        """
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("_RJEM_MALLOC_CONF", "ARROW_DEFAULT_MEMORY_POOL")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code, "/nonexistent-data-dir"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    seen = json.loads(out.stdout)
+    assert seen == {
+        "deltalake_loaded": False,
+        "jemalloc": allocators.DELTALAKE_JEMALLOC_CONF,
+        "pool": "system",
+    }
+
+
+def test_allocator_settings_from_the_environment_win(monkeypatch: pytest.MonkeyPatch) -> None:
     import platform
 
-    from trailcli.collector.app import limit_malloc_arenas
-
-    expected = platform.libc_ver()[0] == "glibc"
-    assert limit_malloc_arenas() is expected
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", "narenas:4")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    applied = allocators.tune_allocators()
+    assert os.environ["_RJEM_MALLOC_CONF"] == "narenas:4"
+    assert applied["arrow"] is False
+    assert applied["glibc"] is (platform.libc_ver()[0] == "glibc")

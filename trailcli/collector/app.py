@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import importlib
 import importlib.util
@@ -16,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from trailcli.collector import cors
+from trailcli.collector.allocators import tune_allocators
 from trailcli.collector.batching import BatchingWriter
 from trailcli.collector.keys import (
     METRICS,
@@ -59,7 +59,7 @@ def create_app(
     settings: Settings, *, writer_factory: WriterFactory | None = None
 ) -> web.Application:
     """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
-    limit_malloc_arenas()
+    tune_allocators()  # before deltalake and pyarrow load
     # aiohttp's own body cap; each endpoint enforces its own, smaller limit
     app = web.Application(client_max_size=max(settings.max_content_length, 1 << 20))
     app[SETTINGS] = settings
@@ -150,24 +150,6 @@ def _writer_gauges(m: Metrics, writer: RecordWriter) -> None:
 # dozens of short-lived containers that reference counting frees anyway, so the default runs a
 # collection every few requests for nothing.
 GC_THRESHOLDS = (20_000, 20, 100)
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
-MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas() -> bool:
-    """Cap glibc's malloc arenas (by default up to 8 per core, one per allocating thread).
-
-    The WAL's sync and commit threads and the executor's threads each take an arena, and memory
-    freed in one is not reused by another, so the collector's RSS crept up under steady load.
-    False where the C library is not glibc (the setting is then left alone).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS))
-    except (OSError, AttributeError):
-        return False
 
 
 class GcTuning:
