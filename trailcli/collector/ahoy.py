@@ -322,12 +322,36 @@ def _set_cookies(
 
 
 async def post_events(request: web.Request) -> web.StreamResponse:
-    """POST /ahoy/events: store up to the limit of events, each once; reply `{}`."""
+    """POST /ahoy/events: store up to the limit of events, each once; reply `{}` once durable.
+
+    The steps before and after the wait for the WAL are plain functions, so a request suspends
+    and resumes this one frame (each coroutine level in between cost as much again).
+    """
+    app = request.app
+    state = app[AHOY]
     try:
-        await _events(request, request.app)
+        params, body = await read_params(request, state.settings)
+        storing = _store_events(request, app, state, params, body)
     except Reply as reply:
         return reply.response()
+    if storing is not None:
+        try:
+            await storing.durable
+        except BaseException:
+            _unmark(state, storing.records, storing.new_visit)
+            raise
+        _accepted(app, storing)
     return web.Response(body=b"{}", headers=EVENTS_REPLY_HEADERS)
+
+
+@dataclass
+class _Storing:
+    """Events on their way to the WAL: what to undo if that fails, what to announce once durable."""
+
+    durable: Awaitable[Any]
+    records: list[dict[str, Any]]
+    properties: list[Any]  # each event's properties as the client sent them, parsed
+    new_visit: str | None  # the token of the visit these events created, if they did
 
 
 def _parse_events(
@@ -351,20 +375,25 @@ def _parse_events(
     return found.events
 
 
-async def _events(request: web.Request, app: web.Application) -> None:
-    state = app[AHOY]
+def _store_events(
+    request: web.Request,
+    app: web.Application,
+    state: AhoyState,
+    params: dict[str, Any],
+    body: bytes,
+) -> _Storing | None:
+    """Check the request and start storing its new events (None when there are none to store)."""
     settings = state.settings
-    params, body = await read_params(request, settings)
     tokens = payload.resolve_tokens(params, request.headers)
     require_tokens(tokens, settings)
     events = _parse_events(app, state, params, body)
     client = client_of(request, state, settings)
     if excluded(client, settings):
         count_drop(app, "bot", max(1, len(events)))
-        return
+        return None
     if not events:
-        return
-    await _record_events(app, state, events, tokens, client)
+        return None
+    return _start_storing(app, state, events, tokens, client)
 
 
 def _fresh(
@@ -386,17 +415,18 @@ def _new_event_id() -> str:
     return str(uuid.uuid4())
 
 
-async def _record_events(
+def _start_storing(
     app: web.Application,
     state: AhoyState,
     events: list[dict[str, Any]],
     tokens: payload.Tokens,
     client: Client,
-) -> None:
-    """Store the events not seen before, with their visit created first if it is new."""
+) -> _Storing | None:
+    """Append the events not seen before, with their visit first if it is new; None when every
+    event is a duplicate."""
     fresh = _fresh(app, state, events)
     if not fresh:
-        return
+        return None
     now = state.clock()
     window = state.event_window
     times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
@@ -418,16 +448,22 @@ async def _record_events(
         )
         for (event, event_id), t in zip(fresh, times, strict=True)
     ]
-    try:
-        await _append(app[WRITER], records, new_visit)
-    except BaseException:
-        for record in records:
-            state.event_ids.pop(record["event_id"])
-        if new_visit is not None:
-            _forget_visit(state, visit)
-        raise
     properties = [{} if (p := event.get("properties")) is None else p for event, _ in fresh]
-    _accepted(app, records, properties, new_visit)
+    new_visit_token = visit if new_visit is not None else None
+    try:
+        durable = _append(app[WRITER], records, new_visit)
+    except BaseException:
+        _unmark(state, records, new_visit_token)
+        raise
+    return _Storing(durable, records, properties, new_visit_token)
+
+
+def _unmark(state: AhoyState, records: list[dict[str, Any]], new_visit: str | None) -> None:
+    """Undo marking the events (and their new visit) as seen: they were not stored."""
+    for record in records:
+        state.event_ids.pop(record["event_id"])
+    if new_visit is not None:
+        _forget_visit(state, new_visit)
 
 
 def _event_visit(
@@ -461,19 +497,14 @@ def _append(
     )
 
 
-def _accepted(
-    app: web.Application,
-    records: list[dict[str, Any]],
-    properties: list[Any],
-    visit: dict[str, Any] | None,
-) -> None:
+def _accepted(app: web.Application, storing: _Storing) -> None:
     """Count durable records and hand the events to the hooks (a failing hook is only logged)."""
-    app[METRICS].inc("events_total", None, len(records))
-    if visit is not None:
+    app[METRICS].inc("events_total", None, len(storing.records))
+    if storing.new_visit is not None:
         app[METRICS].inc("visits_total")
     for hook in app[EVENT_HOOKS]:
         try:
-            hook(records, properties)
+            hook(storing.records, storing.properties)
         except Exception:
             log.exception("event hook %r failed", hook)
 

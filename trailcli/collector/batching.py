@@ -45,19 +45,25 @@ class BatchingWriter:
         # the loop, looked up once (asyncio asks the kernel for the process id on every lookup)
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def append_async(self, kind: str, records: list[dict[str, Any]]) -> None:
-        """Return once `records` are durable (or raise what the store raised for them)."""
-        if not records:
-            return
+    def append_async(self, kind: str, records: list[dict[str, Any]]) -> asyncio.Future[None]:
+        """Queue `records`; the future is done once they are durable (or has the exception the
+        store raised for them). Must be called on the loop.
+
+        A plain function, not a coroutine: the caller awaits the future itself, one coroutine
+        frame less to suspend and resume per request.
+        """
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = self._loop.create_future()
+        if not records:
+            future.set_result(None)
+            return future
         self._pending[kind].append((records, future))
         running = self._running[kind]
         if len(running) < (1 if self._pipelined else self.in_flight):
             drain = self._write_ahead(kind) if self._pipelined else self._drain(kind)
             running.add(asyncio.create_task(drain))
-        await future
+        return future
 
     def append(self, kind: str, records: list[dict[str, Any]]) -> Any:
         """The store's blocking append, unbatched (for callers outside the event loop)."""
