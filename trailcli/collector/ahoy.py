@@ -325,7 +325,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
     """POST /ahoy/events: store up to the limit of events, each once; reply `{}` once durable.
 
     The steps before and after the wait for the WAL are plain functions, so a request suspends
-    and resumes this one frame (each coroutine level in between cost as much again).
+    and resumes this one frame instead of four.
     """
     app = request.app
     state = app[AHOY]

@@ -9,7 +9,7 @@ Three allocators share the process, and each by default holds on to memory it ha
   4 arenas per core, returning freed pages only after 10 s.
 - Arrow's default pool (mimalloc), which parses each committed segment: it keeps freed pages.
 
-docs/collector.md ("Memory") gives the soaks that chose these settings.
+BENCHMARKS.md ("Collector", the 2026-12-04 afternoon round) has the soaks that chose them.
 """
 
 from __future__ import annotations
