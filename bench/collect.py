@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -262,6 +263,13 @@ def main() -> None:
     print(
         f"ratio trail collect / no-op: {coll.rate / base.rate:.2f} (throughput), "
         f"{base.cpu_us_per_request / coll.cpu_us_per_request:.2f} (CPU per request)"
+    )
+    # the host's speed drifts between rounds: each round's ratio shows how far that moves it
+    per_round = [m.rate / b.rate for b, m in zip(baseline, measured, strict=True)]
+    print(
+        "ratio per round: "
+        + ", ".join(f"{r:.2f}" for r in per_round)
+        + f" (median {statistics.median(per_round):.2f})"
     )
     print(
         f"collector RSS: {start_rss:.1f} MiB at start, {end_rss:.1f} MiB after the run; exit {code}"
