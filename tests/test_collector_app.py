@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from collector_support import BROWSER_UA, make_settings, stored
 
 from trailcli.collector import allocators
@@ -111,9 +110,9 @@ async def test_gc_is_tuned_while_serving_and_restored_after(aiohttp_client, data
     assert gc.get_freeze_count() == 0
 
 
-def test_allocators_are_tuned_before_deltalake_loads() -> None:
-    # in a fresh process, as `trail collect` starts: deltalake's jemalloc reads its settings
-    # from the environment when the library loads, so the app must set them first
+def allocators_after_start(**environment: str) -> dict[str, object]:
+    """What a fresh process, started as `trail collect` starts, ends up with: whether deltalake
+    loaded before the app was built, deltalake's jemalloc settings and Arrow's pool."""
     code = textwrap.dedent(
         """
         import json, os, sys
@@ -136,26 +135,32 @@ def test_allocators_are_tuned_before_deltalake_loads() -> None:
     }
     out = subprocess.run(
         [sys.executable, "-c", code, "/nonexistent-data-dir"],
-        env=env,
+        env={**env, **environment},
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    seen = json.loads(out.stdout)
-    assert seen == {
+    seen: dict[str, object] = json.loads(out.stdout)
+    return seen
+
+
+def test_allocators_are_tuned_before_deltalake_loads() -> None:
+    # deltalake's jemalloc reads its settings from the environment when the library loads, so
+    # the app must set them first
+    assert allocators_after_start() == {
         "deltalake_loaded": False,
         "jemalloc": allocators.DELTALAKE_JEMALLOC_CONF,
         "pool": "system",
     }
 
 
-def test_allocator_settings_from_the_environment_win(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_allocator_settings_from_the_environment_win() -> None:
     import platform
 
-    monkeypatch.setenv("_RJEM_MALLOC_CONF", "narenas:4")
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
-    applied = allocators.tune_allocators()
-    assert os.environ["_RJEM_MALLOC_CONF"] == "narenas:4"
-    assert applied["arrow"] is False
-    assert applied["glibc"] is (platform.libc_ver()[0] == "glibc")
+    seen = allocators_after_start(
+        _RJEM_MALLOC_CONF="narenas:4", ARROW_DEFAULT_MEMORY_POOL="mimalloc"
+    )
+    assert seen["jemalloc"] == "narenas:4"
+    assert seen["pool"] == "mimalloc"
+    assert allocators.tune_allocators()["glibc"] is (platform.libc_ver()[0] == "glibc")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers
 M_ARENA_MAX = -8
@@ -53,8 +54,6 @@ def _tune_glibc() -> bool:
 
 
 def _tune_deltalake_jemalloc() -> bool:
-    import sys
-
     if "deltalake" in sys.modules:
         return False  # its allocator has read its settings already
     os.environ.setdefault(DELTALAKE_JEMALLOC_ENV, DELTALAKE_JEMALLOC_CONF)

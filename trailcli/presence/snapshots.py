@@ -24,12 +24,11 @@ from trailcli import sql
 from trailcli.errors import CorruptDataError
 from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
-from trailcli.presence.source import Lake
+from trailcli.presence.source import EPOCH, Lake
 from trailcli.store import layout
 
 FINGERPRINT_KINDS = ("presence", "events", "identities")
 FORMAT_VERSION = 2
-LOG_START = datetime(1970, 1, 1, tzinfo=UTC)  # `since` when no snapshot is carried
 SNAPSHOT_EVERY = timedelta(hours=3)  # within a closed day; the day's rows after M are read
 JUST_BEFORE = timedelta(microseconds=1)
 NEAR_FUTURE = timedelta(minutes=2)  # live nodes heartbeat every 10 s: they show up in here
@@ -379,7 +378,7 @@ def fold_after(lake: Lake, carry: Carry | None, upto: datetime) -> datetime:
     """Fold the presence rows from the carry's instant (or the start of the log) to `upto` into
     one session per client, the temp table `client_sessions` that `online_sessions` and
     `online_timeline_sessions` read; presence and identities stay bound. Returns that instant."""
-    since = carry.instant if carry else LOG_START
+    since = carry.instant if carry else EPOCH  # no carry: from the start of the log
     first, last = day_text(since), day_text(upto)
     lake.bind("presence", [d for d in lake.dates("presence") if first <= d <= last])
     lake.bind("identities")
