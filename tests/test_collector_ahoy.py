@@ -471,6 +471,51 @@ async def test_duplicate_event_ids_are_stored_once(start: Start) -> None:
     assert len(await c.rows("events")) == 1
 
 
+async def test_requests_arriving_together_are_each_answered_and_stored_once(start: Start) -> None:
+    """Concurrent requests are checked together by the intake: each gets its own answer, a bad one
+    fails alone, and an event sent twice at once is stored once."""
+    import asyncio
+
+    c = await start()
+    twice = event("twice")
+    good = [beacon([event(f"e{i}")]) for i in range(20)]
+    sent = [*good, beacon([twice]), beacon([twice]), beacon("[1, 2]"), beacon([event()], tokens={})]
+    replies = await asyncio.gather(*(c.post("/ahoy/events", data=body) for body in sent))
+    assert [r.status for r in replies] == [200] * 22 + [400, 400]
+    assert [await r.text() for r in replies[-2:]] == [
+        "Invalid parameters\n",
+        "Missing required parameters\n",
+    ]
+    assert c.metric("drops_total", {"reason": "duplicate_event"}) == 1
+    names = sorted(r["name"] for r in await c.rows("events"))
+    assert names == sorted([*(f"e{i}" for i in range(20)), "twice"])
+
+
+async def test_a_request_cancelled_before_the_intake_runs_stores_nothing(start: Start) -> None:
+    """A client that goes away while its request waits for the intake's turn leaves no trace: the
+    event is not stored and its id stays free for a retry."""
+    import asyncio
+
+    from trailcli.collector.ahoy import INTAKE
+
+    c = await start()
+    intake = c.app[INTAKE]
+    gone = event("gone")
+    waiting = intake.submit(_FakeRequest(), dict(TOKENS, events_json=json.dumps([gone])), b"")
+    waiting.cancel()
+    await asyncio.sleep(0)  # the intake's turn
+    assert (await c.post("/ahoy/events", data=beacon([gone]))).status == 200
+    assert c.metric("drops_total", {"reason": "duplicate_event"}) == 0
+    assert [r["name"] for r in await c.rows("events")] == ["gone"]
+
+
+class _FakeRequest:
+    """What the intake reads of a request it never gets to (it is cancelled first)."""
+
+    headers = UA
+    remote = "127.0.0.1"
+
+
 async def test_unknown_visit_params_land_in_extra_but_never_secrets(start: Start) -> None:
     c = await start()
     body = visit_body(referral_code="FRIEND", user_token="u.bad", user_id="42")

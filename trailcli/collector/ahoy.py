@@ -324,14 +324,15 @@ def _set_cookies(
 async def post_events(request: web.Request) -> web.StreamResponse:
     """POST /ahoy/events: store up to the limit of events, each once; reply `{}` once durable.
 
-    The steps before and after the wait for the WAL are plain functions, so a request suspends
-    and resumes this one frame instead of four.
+    The request's events are checked and stored by the intake, together with the other requests
+    of this turn of the event loop; the steps around the waits are plain functions, so a request
+    suspends and resumes this one frame.
     """
     app = request.app
     state = app[AHOY]
     try:
         params, body = await read_params(request, state.settings)
-        storing = _store_events(request, app, state, params, body)
+        storing = await app[INTAKE].submit(request, params, body)
     except Reply as reply:
         return reply.response()
     if storing is not None:
@@ -342,6 +343,50 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             raise
         _accepted(app, storing)
     return web.Response(body=b"{}", headers=EVENTS_REPLY_HEADERS)
+
+
+class EventIntake:
+    """Checks and starts storing the event requests that arrived in one turn of the event loop,
+    one after another in order of arrival, at the end of that turn.
+
+    Running these steps back to back for a batch of requests, rather than each request's steps
+    between the framework's own work for it, costs measurably less CPU per request
+    (BENCHMARKS.md, "Collector"): the same code and data stay in the processor's caches.
+    """
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._arrived: list[_Arrival] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def submit(
+        self, request: web.Request, params: dict[str, Any], body: bytes
+    ) -> asyncio.Future[_Storing | None]:
+        """The request's storing (None: nothing to store), or the Reply that refuses it, once the
+        intake has run. Must be called on the loop."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Storing | None] = self._loop.create_future()
+        if not self._arrived:
+            self._loop.call_soon(self._run)
+        self._arrived.append((request, params, body, future))
+        return future
+
+    def _run(self) -> None:
+        arrived, self._arrived = self._arrived, []
+        app = self._app
+        state = app[AHOY]
+        for request, params, body, future in arrived:
+            if future.cancelled():
+                continue  # the client went away before its turn: nothing is stored
+            try:
+                future.set_result(_store_events(request, app, state, params, body))
+            except Exception as exc:  # a Reply, or a fault the handler raises as it would have
+                future.set_exception(exc)
+
+
+_Arrival = tuple[web.Request, dict[str, Any], bytes, "asyncio.Future[_Storing | None]"]
+INTAKE = web.AppKey("ahoy_intake", EventIntake)
 
 
 @dataclass
@@ -518,6 +563,7 @@ async def _warm_parser(app: web.Application) -> AsyncIterator[None]:
 def mount(app: web.Application, settings: Settings) -> None:
     """Add the two Ahoy endpoints (with and without a trailing slash) and their state."""
     app[AHOY] = AhoyState(settings)
+    app[INTAKE] = EventIntake(app)
     app.cleanup_ctx.append(_warm_parser)
     app[EVENT_HOOKS] = []
     for path in ("/ahoy/visits", "/ahoy/visits/"):
