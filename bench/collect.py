@@ -6,6 +6,11 @@ samples the collector's RSS over a longer run.
     python bench/collect.py --duration 3     # quicker
     python bench/collect.py --soak 300       # plus a 5-minute RSS soak (after a 60 s warm-up)
     python bench/collect.py --loop uvloop    # both servers on uvloop
+    python bench/collect.py --compare /tmp/old   # also another checkout's collector, same rounds
+
+For --compare, make the other checkout with `git worktree add /tmp/old <commit>`. Each collector
+runs with its checkout as working directory and PYTHONPATH: Python puts the working directory
+ahead of PYTHONPATH, so a collector started elsewhere would import whatever `trailcli` lies there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent  # the checkout whose collector is measured
 LUA = HERE / "beacon.lua"
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
@@ -87,18 +93,24 @@ def wait_http(port: int, timeout: float = 30.0) -> None:
     raise SystemExit(f"server on port {port} did not come up")
 
 
-def start_collector(data_dir: Path, loop: str) -> tuple[subprocess.Popen[str], int]:
+def start_collector(
+    data_dir: Path, loop: str, checkout: Path = ROOT
+) -> tuple[subprocess.Popen[str], int]:
+    """`trail collect` of `checkout` on a free port; its stderr is drained once it listens."""
     boot = "import uvloop; uvloop.install(); " if loop == "uvloop" else ""
     cmd = [sys.executable, "-c", boot + "from trailcli.cli import main; main()", "collect",
            "--port", "0", "--data-dir", str(data_dir), "--no-access-log", "--no-compact",
            "--node-id", "bench"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=checkout, env=env)
     assert proc.stderr is not None
-    for line in proc.stderr:
+    stderr = proc.stderr
+    for line in stderr:
         match = LISTENING.search(line)
         if match:
+            threading.Thread(target=lambda: [None for _ in stderr], daemon=True).start()
             return proc, int(match.group(1))
-    raise SystemExit("collector did not start: " + (proc.stderr.read() or ""))
+    raise SystemExit("collector did not start: " + (stderr.read() or ""))
 
 
 def start_noop(loop: str) -> tuple[subprocess.Popen[str], int]:
@@ -181,10 +193,6 @@ def soak(
     MiB) every `step` seconds. The warm-up is the time the bounded state takes to fill (the
     de-duplication memory of 200,000 event ids fills in about half a minute at this rate)."""
     proc, port = start_collector(data_dir, loop)
-    assert proc.stderr is not None
-    stderr = proc.stderr
-    drain = threading.Thread(target=lambda: [None for _ in stderr], daemon=True)
-    drain.start()  # the collector's log must not fill its pipe
     cmd = wrk_command(port, warmup + seconds, connections, threads)
     samples: list[tuple[float, float, float]] = []
     started = time.monotonic()
@@ -230,6 +238,12 @@ def main() -> None:
         default="asyncio",
         help="event loop of both servers (uvloop must be installed; trail does not depend on it)",
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run the collector of another checkout in the same rounds (an A/B)",
+    )
     parser.add_argument("--soak", type=int, default=0, help="also soak the collector N seconds")
     parser.add_argument("--soak-warmup", type=int, default=60, help="seconds before the soak")
     parser.add_argument("--soak-step", type=int, default=15, help="seconds between RSS samples")
@@ -240,16 +254,21 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="trail-bench-"))
     noop, noop_port = start_noop(args.loop)
     collector, port = start_collector(work / "data", args.loop)
+    other = start_collector(work / "other", args.loop, args.compare) if args.compare else None
     start_rss = memory_mib(collector.pid)[0]
-    baseline, measured = [], []
+    baseline, measured, compared = [], [], []
     try:
-        for _ in range(args.rounds):  # alternate, so both see the same background load
+        for _ in range(args.rounds):  # alternate, so all see the same background load
             baseline.append(measure("no-op aiohttp handler", noop.pid, noop_port, args))
             measured.append(measure("trail collect", collector.pid, port, args))
+            if other:
+                compared.append(measure(f"{args.compare}", other[0].pid, other[1], args))
         end_rss = memory_mib(collector.pid)[0]
     finally:
         stop(noop)
         code = stop(collector)
+        if other:
+            stop(other[0])
     base, coll = combine(baseline), combine(measured)
     print(f"machine: {os.cpu_count()} cores; wrk -t{args.threads} -c{args.connections}, "
           f"{args.rounds} alternating rounds of {args.duration}s per server, single-event "
@@ -257,7 +276,7 @@ def main() -> None:
     print(
         f"{'server':<24}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}"
     )
-    for r in (base, coll):
+    for r in (base, coll, *([combine(compared)] if compared else [])):
         print(f"{r.name:<24}{r.rate:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.errors:>8}"
               f"{r.cpu_us_per_request:>12.0f}")  # fmt: skip
     print(
@@ -271,6 +290,13 @@ def main() -> None:
         + ", ".join(f"{r:.2f}" for r in per_round)
         + f" (median {statistics.median(per_round):.2f})"
     )
+    if compared:
+        ab = [m.rate / c.rate for c, m in zip(compared, measured, strict=True)]
+        print(
+            f"this checkout / {args.compare} per round: "
+            + ", ".join(f"{r:.2f}" for r in ab)
+            + f" (median {statistics.median(ab):.2f})"
+        )
     print(
         f"collector RSS: {start_rss:.1f} MiB at start, {end_rss:.1f} MiB after the run; exit {code}"
     )
