@@ -164,3 +164,29 @@ def test_allocator_settings_from_the_environment_win() -> None:
     assert seen["jemalloc"] == "narenas:4"
     assert seen["pool"] == "mimalloc"
     assert allocators.tune_allocators()["glibc"] is (platform.libc_ver()[0] == "glibc")
+
+
+def test_socket_reads_do_not_map_memory_of_their_own() -> None:
+    """asyncio reads up to 256 KiB at a time into a new buffer and shrinks it to what arrived;
+    the tuned mmap threshold must stay above that, or every request's read maps and unmaps
+    memory (run in a fresh process, whose heap is still small: where that shows)."""
+    code = textwrap.dedent(
+        """
+        import socket
+        from trailcli.collector.allocators import tune_allocators
+        tune_allocators()
+        def mappings():
+            with open("/proc/self/maps") as maps:
+                return sum(1 for _ in maps)
+        a, b = socket.socketpair()
+        before, reads = mappings(), []
+        for _ in range(8):
+            a.send(b"x" * 600)
+            reads.append(b.recv(256 * 1024))
+        print(mappings() - before)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert int(out.stdout) == 0

@@ -22,8 +22,11 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers
 M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 # a fixed threshold (setting one turns off the rising one): larger buffers are mapped and go
-# back to the system when freed
-MMAP_THRESHOLD_BYTES = 256 * 1024
+# back to the system when freed. It must stay above asyncio's socket read buffer (256 KiB, and
+# Python's bytes header): every read allocates one and shrinks it to what arrived, so at or below
+# the threshold each request's read became an mmap, an mremap and an munmap (about 18 us a
+# request on the 2-core bench machine while the heap was small).
+MMAP_THRESHOLD_BYTES = 512 * 1024
 # deltalake's jemalloc (built with the `_rjem_` prefix) reads its settings from this variable
 # when the library loads: one arena, freed pages returned after a second
 DELTALAKE_JEMALLOC_ENV = "_RJEM_MALLOC_CONF"
