@@ -47,7 +47,7 @@ pytest: setup system-deps node-deps
 test: lint typecheck pytest
 
 bench: setup
-	@echo "see bench/README.md for each benchmark"
+	@echo "each bench/*.py prints its own usage (python bench/NAME.py --help); results and how each was run: BENCHMARKS.md"
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .mypy_cache .ruff_cache
