@@ -351,7 +351,8 @@ class EventIntake:
 
     Running these steps back to back for a batch of requests, rather than each request's steps
     between the framework's own work for it, costs measurably less CPU per request
-    (BENCHMARKS.md, "Collector"): the same code and data stay in the processor's caches.
+    (BENCHMARKS.md, "Collector"), most likely because the same code and data stay in the
+    processor's caches.
     """
 
     def __init__(self, app: web.Application) -> None:
