@@ -262,7 +262,7 @@ def main() -> None:
             baseline.append(measure("no-op aiohttp handler", noop.pid, noop_port, args))
             measured.append(measure("trail collect", collector.pid, port, args))
             if other:
-                compared.append(measure(f"{args.compare}", other[0].pid, other[1], args))
+                compared.append(measure(str(args.compare), other[0].pid, other[1], args))
         end_rss = memory_mib(collector.pid)[0]
     finally:
         stop(noop)

@@ -133,16 +133,23 @@ def allocators_after_start(**environment: str) -> dict[str, object]:
         for k, v in os.environ.items()
         if k not in ("_RJEM_MALLOC_CONF", "ARROW_DEFAULT_MEMORY_POOL")
     }
+    seen: dict[str, object] = json.loads(
+        in_fresh_process(code, "/nonexistent-data-dir", env={**env, **environment})
+    )
+    return seen
+
+
+def in_fresh_process(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """What `code` prints, run by a new interpreter (nothing of this process loaded)."""
     out = subprocess.run(
-        [sys.executable, "-c", code, "/nonexistent-data-dir"],
-        env={**env, **environment},
+        [sys.executable, "-c", code, *args],
+        env=env,
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    seen: dict[str, object] = json.loads(out.stdout)
-    return seen
+    return out.stdout
 
 
 def test_allocators_are_tuned_before_deltalake_loads() -> None:
@@ -186,7 +193,4 @@ def test_socket_reads_do_not_map_memory_of_their_own() -> None:
         print(mappings() - before)
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert int(out.stdout) == 0
+    assert int(in_fresh_process(code)) == 0

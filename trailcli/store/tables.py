@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 
 ZSTD_PARQUET = {"compression": "ZSTD"}
 
-# A collector commits every few seconds: checkpoint often and drop log entries after two days so
-# loading a table reads one checkpoint plus a few JSON commits, however long the collector runs.
 # Arrow's JSON reader parses in blocks of this size, in parallel; a record must fit in one
 NDJSON_BLOCK_BYTES = 4 << 20
 
+# A collector commits every few seconds: checkpoint often and drop log entries after two days so
+# loading a table reads one checkpoint plus a few JSON commits, however long the collector runs.
 TABLE_CONFIG = {
     "delta.checkpointInterval": "50",
     "delta.logRetentionDuration": "interval 2 days",

@@ -121,7 +121,7 @@ def read_segment(path: Path) -> SegmentContents:
     if not (legacy or data.startswith(MAGIC)):
         out.dropped_bytes = len(data)
         return out
-    pos = len(MAGIC)
+    pos = len(LEGACY_MAGIC if legacy else MAGIC)
     while pos + _FRAME.size <= len(data):
         length, crc = _FRAME.unpack_from(data, pos)
         body = data[pos + _FRAME.size : pos + _FRAME.size + length]
