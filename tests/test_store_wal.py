@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trailcli.errors import TrailError, UsageError
-from trailcli.store import layout, tables, views, wal
+from trailcli.store import layout, tables, views, wal, wal_scan
 from trailcli.store.schema import KINDS
 from trailcli.store.wal import LogWriter
 
@@ -396,6 +396,8 @@ def test_torn_tail_is_dropped_and_intact_frames_are_committed(data_dir: Path) ->
         writer.append("events", [event("e")])
     assert sorted(event_ids(data_dir)) == ["a", "b", "e"]
     assert wal.segment_numbers(wal_dir) == []
+    # a whole frame that fails its check is damage, not a torn write: that file is kept
+    assert [p.name for p in (wal_dir / "damaged").iterdir()] == [wal.segment_path(wal_dir, 2).name]
 
 
 def test_a_record_the_table_cannot_hold_is_set_aside_not_blocking(data_dir: Path) -> None:
@@ -560,3 +562,120 @@ def test_segments_of_the_previous_format_are_still_committed(data_dir: Path) -> 
 
     assert sorted(event_ids(data_dir)) == ["a", "b", "c"]
     assert wal.segment_numbers(wal_dir) == []
+
+
+# --- damaged segments: every intact frame is recovered, the file is kept -------------------------
+
+
+def acknowledged_segment(wal_dir: Path, count: int, number: int = 1) -> tuple[Path, list[int]]:
+    """A segment of `count` one-event frames (one per acknowledged append); returns its path and
+    the byte offset where each frame starts."""
+    wal_dir.mkdir(parents=True, exist_ok=True)
+    data, starts = bytearray(wal.MAGIC), []
+    for i in range(count):
+        starts.append(len(data))
+        data += wal.encode_frame("events", [event(f"e{i:04d}")])
+    path = wal.segment_path(wal_dir, number)
+    path.write_bytes(bytes(data))
+    return path, starts
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_mid_segment_loses_only_its_frame_and_keeps_the_file(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    path, starts = acknowledged_segment(wal_dir, 2000)
+    flip(path, starts[990] + 40)  # inside the payload of frame 990
+
+    with caplog.at_level("WARNING", logger="trail.store.wal"):
+        open_writer(data_dir).close()
+
+    stored = sorted(event_ids(data_dir))
+    assert len(stored) == 1999 and "e0990" not in stored
+    assert wal.segment_numbers(wal_dir) == []
+    kept = wal_dir / "damaged" / path.name
+    assert kept.exists()
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    text = error.getMessage()
+    assert str(path) in text and str(kept) in text
+    assert f"bytes {starts[990]}-{starts[991]}" in text
+    assert "recovered 1999 intact frame(s)" in text and "lost about 1 frame(s)" in text
+    assert not [r for r in caplog.records if "torn tail" in r.getMessage()]
+
+
+def test_a_damaged_segment_header_loses_no_frame(data_dir: Path) -> None:
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    path, _ = acknowledged_segment(wal_dir, 2000)
+    flip(path, 3)
+
+    open_writer(data_dir).close()
+
+    assert len(set(event_ids(data_dir))) == 2000
+    assert (wal_dir / "damaged" / path.name).exists()
+
+
+def test_a_damaged_frame_length_still_yields_its_frame(data_dir: Path) -> None:
+    wal_dir = layout.wal_dir(data_dir, "n1")
+    path, starts = acknowledged_segment(wal_dir, 50)
+    flip(path, starts[20] + 1)  # the length field of frame 20; its CRC and payload are intact
+    flip(path, starts[49] + 2)  # and of the last frame
+
+    open_writer(data_dir).close()
+
+    assert len(set(event_ids(data_dir))) == 50
+    assert (wal_dir / "damaged" / path.name).exists()
+
+
+def test_damage_then_a_torn_tail_are_told_apart() -> None:
+    good = [wal.encode_frame("events", [event(f"e{i}")]) for i in range(5)]
+    bad = bytearray(good[2])
+    bad[-5] ^= 0x01
+    torn = wal.encode_frame("events", [event("t")])[:-9]
+    scan = wal_scan.scan_segment(wal.MAGIC + good[0] + good[1] + bytes(bad) + good[3] + torn)
+    assert len(scan.frames) == 3 and scan.recovered_after_damage == 1
+    start = len(wal.MAGIC) + len(good[0]) + len(good[1])
+    assert [(d.start, d.end, d.lost_frames) for d in scan.damage] == [
+        (start, start + len(bad), 1)
+    ]
+    assert scan.torn_bytes == len(torn)
+
+
+@pytest.mark.parametrize(
+    ("tail", "torn"),
+    [
+        (lambda f: f[:-7], True),  # the last write stopped part-way
+        (lambda f: f[:5], True),  # not even a whole frame header
+        (lambda f: f[:30] + bytes(len(f) - 30), True),  # zero-filled blocks of an unfinished write
+        (lambda f: f[:-3] + bytes([f[-3] ^ 1]) + f[-2:], False),  # a complete frame, a bit flipped
+    ],
+)
+def test_only_an_unfinished_last_write_counts_as_torn(tail: object, torn: bool) -> None:
+    frame = wal.encode_frame("events", [event("x")])
+    scan = wal_scan.scan_segment(wal.MAGIC + wal.encode_frame("events", [event("a")]) + tail(frame))  # type: ignore[operator]
+    assert len(scan.frames) == 1
+    assert scan.damaged is not torn
+    assert (scan.torn_bytes > 0) is torn
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_single_damaged_range_loses_only_the_frames_it_touches(data: st.DataObject) -> None:
+    frames = [wal.encode_frame("events", [event(f"e{i}")]) for i in range(12)]
+    blob = bytearray(wal.MAGIC + b"".join(frames))
+    start = data.draw(st.integers(len(wal.MAGIC), len(blob) - 1))
+    length = data.draw(st.integers(1, 40))
+    end = min(len(blob), start + length)
+    for i in range(start, end):
+        blob[i] = data.draw(st.integers(0, 255))
+    scan = wal_scan.scan_segment(bytes(blob))
+    offsets = [len(wal.MAGIC) + sum(map(len, frames[:i])) for i in range(len(frames))]
+    untouched = [
+        f[8:] for f, at in zip(frames, offsets, strict=True) if at + len(f) <= start or at >= end
+    ]
+    assert all(payload in scan.frames for payload in untouched)

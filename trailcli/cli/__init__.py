@@ -16,6 +16,7 @@ from trailcli.cli.report_funnel import funnel as funnel_command
 from trailcli.cli.report_pages import pages
 from trailcli.cli.report_paths import paths
 from trailcli.cli.report_referrers import referrers
+from trailcli.cli.wal import wal_app
 
 app = typer.Typer(
     name="trail",
@@ -56,6 +57,7 @@ app.command("sql")(sql_cmd.sql)
 app.command("publish")(publish_cmd.publish)
 app.command("compact")(compact.compact)
 app.command("sample")(sample_cmd.sample)
+app.add_typer(wal_app, name="wal")
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import struct
 import threading
 import time
 import zlib
@@ -26,16 +25,17 @@ import orjson
 from trailcli.errors import TrailError, UsageError
 from trailcli.store import layout, tables
 from trailcli.store.schema import KINDS
+from trailcli.store.wal_scan import HEADER as _FRAME
+from trailcli.store.wal_scan import LEGACY_MAGIC as LEGACY_MAGIC
+from trailcli.store.wal_scan import MAGIC as MAGIC
+from trailcli.store.wal_scan import MAX_FRAME as MAX_FRAME
+from trailcli.store.wal_scan import SegmentScan, scan_segment, set_aside
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 log = logging.getLogger("trail.store.wal")
 
-MAGIC = b"TRAILWAL2\n"
-LEGACY_MAGIC = b"TRAILWAL1\n"  # frames of one JSON object {"k": kind, "r": [records]}
-_FRAME = struct.Struct("<II")  # payload length, CRC-32 of the payload
-MAX_FRAME = 256 * 1024 * 1024
 LOCK_FILE = "LOCK"
 _SEGMENT = re.compile(r"^(\d{12})\.wal$")
 
@@ -98,41 +98,38 @@ def decode_record(line: bytes) -> Any:
 @dataclass
 class SegmentContents:
     """What a segment file holds: by kind, its records as chunks of newline-delimited JSON; how
-    many frames, and how many bytes of torn tail were dropped."""
+    many frames, how many bytes of torn tail were dropped, and any damage (see `wal_scan`)."""
 
     chunks: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
     frames: int = 0
     dropped_bytes: int = 0
+    scan: SegmentScan | None = None
 
     def ndjson(self, kind: str) -> bytes:
         """The kind's records, one JSON object per line (b"" when it has none)."""
         return b"\n".join(self.chunks.get(kind, ()))
 
+    @property
+    def damaged(self) -> bool:
+        return self.scan is not None and self.scan.damaged
+
+    def records(self) -> int:
+        return sum(chunk.count(b"\n") + 1 for chunks in self.chunks.values() for chunk in chunks)
+
 
 def read_segment(path: Path) -> SegmentContents:
-    """Every intact frame of a segment; reading stops at the first torn or corrupt frame.
+    """Every intact frame of a segment, also those after damage (reading resynchronises on the
+    next intact frame); a torn tail is dropped.
 
     Segments written by earlier versions (`TRAILWAL1`) are read too, their records re-encoded
     one per line.
     """
-    data = path.read_bytes()
-    out = SegmentContents()
-    legacy = data.startswith(LEGACY_MAGIC)
-    if not (legacy or data.startswith(MAGIC)):
-        out.dropped_bytes = len(data)
-        return out
-    pos = len(LEGACY_MAGIC if legacy else MAGIC)
-    while pos + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, pos)
-        body = data[pos + _FRAME.size : pos + _FRAME.size + length]
-        if length == 0 or len(body) != length or zlib.crc32(body) != crc:
-            break
-        kind, records = _legacy_frame(body) if legacy else _frame(body)
+    scan = scan_segment(path.read_bytes())
+    out = SegmentContents(frames=len(scan.frames), dropped_bytes=scan.torn_bytes, scan=scan)
+    for body in scan.frames:
+        kind, records = _legacy_frame(body) if scan.legacy else _frame(body)
         if records:
             out.chunks[kind].append(records)
-        out.frames += 1
-        pos += _FRAME.size + length
-    out.dropped_bytes = len(data) - pos
     return out
 
 
@@ -524,7 +521,11 @@ class LogWriter:
             ):
                 self._commits += 1
         self._last_commit_seconds = time.monotonic() - started
-        self._delete_segment(path)
+        if contents.scan is not None and contents.scan.damaged:
+            set_aside(path, contents.scan, contents.records())  # never deleted: kept for a look
+            _fsync_dir(self.wal_dir)
+        else:
+            self._delete_segment(path)
 
     def _convert(self, kind: str, ndjson: bytes, number: int) -> pa.Table | None:
         """The records as Arrow. Records the table cannot hold are set aside in a rejected file,
