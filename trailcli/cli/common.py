@@ -74,6 +74,17 @@ def cli_errors() -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stdout = open("/dev/null", "w")  # noqa: SIM115
         raise typer.Exit(0) from None
+    except OSError as exc:
+        # the library names the files it expects trouble with; anything else the OS refuses
+        # (a read-only or full data dir, a vanished mount) still ends with a message, not a trace
+        _os_error(exc)
+        raise typer.Exit(1) from None
+
+
+def _os_error(exc: OSError) -> None:
+    where = f" {exc.filename}" if exc.filename else ""
+    warn(f"Error: Cannot use{where}: {exc.strerror or exc}.")
+    warn("Hint: check that the path exists, is writable for this user and its disk is not full")
 
 
 def emit(frame: Any, fmt: Format, tz_name: str = "UTC", columns: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from trailcli.sample.figures import Figures, iso
 from trailcli.sample.traffic import DAY
 from trailcli.sample.writer import BatchWriter
 from trailcli.store import layout, tables
+from trailcli.store.writable import require_writable
 
 ALL_TABLES = ("visits", "events", "presence", "identities")
 DEFAULT_VISITORS = 2000
@@ -153,6 +154,7 @@ def generate(opts: SampleOptions, progress: Callable[[str], None] | None = None)
     """Generate the sample into `opts.data_dir` and write `ground_truth.json` next to it."""
     say = progress or (lambda _msg: None)
     validate(opts)
+    require_writable(opts.data_dir)
     end_dt = opts.end or last_midnight(opts.now)
     end = _micros(end_dt)
     range_start = end - opts.days * DAY

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from trailcli.errors import CorruptDataError, NoDataError, TrailError, UsageError
 from trailcli.store import layout
 from trailcli.store.schema import KINDS, Kind
+from trailcli.store.writable import require_writable
 
 if TYPE_CHECKING:
     import duckdb
@@ -154,6 +155,7 @@ def compact(
         )
     before = closed_before(older_than or datetime.now(UTC))
     summary = CompactSummary(kinds=present)
+    require_writable(data_dir)
     with _compaction_lock(data_dir):
         for name in present:
             _compact_table(data_dir, KINDS[name], before, summary, say)
