@@ -1,4 +1,5 @@
-"""Fuzzed bodies, headers and encodings never get a 5xx from the Ahoy endpoints (live server)."""
+"""Fuzzed bodies, headers, encodings, nesting, charsets and WebSocket frames never get a 5xx from
+any route of a live collector, and a WebSocket survives bad frames."""
 
 from __future__ import annotations
 
@@ -43,12 +44,16 @@ class LiveServer:
         self.loop.run_forever()
 
     def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> int:
+        return self.exchange(method, path, body, headers)[0]
+
+    def exchange(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
-            resp.read()
-            return resp.status
+            return resp.status, resp.read()
         finally:
             conn.close()
 
@@ -61,13 +66,29 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = LiveServer(tmp_path_factory.mktemp("fuzz"), cookies="none", track_bots=True, secret="s", body_timeout=2,
-                      trust_proxy=True, mask_ips=True)  # fmt: skip
+                      trust_proxy=True, mask_ips=True, bayeux_timeout=1.0)  # fmt: skip
     yield live
     live.stop()
     series = live.app[METRICS]._values.get("http_requests_total", {})
     assert not [k for k in series if dict(k)["status"].startswith("5")]
 
 
+def nested(depth: int, opener: str = "[") -> str:
+    """JSON nested `depth` levels deep: `[[[...]]]` or `{"a":{"a":...}}`."""
+    if opener == "[":
+        return "[" * depth + "]" * depth
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def deep(depth: int, opener: str, wrap: str) -> str:
+    """A Bayeux message (or bare value) whose `data` or `ext` is nested `depth` levels."""
+    inner = nested(depth, opener)
+    if wrap == "bare":
+        return inner
+    return f'{{"channel":"/chat/x","id":"1","{wrap}":{inner}}}'
+
+
+depths = st.sampled_from([1, 20, 65, 200, 999, 1200, 3000, 20000])
 header_text = st.text(
     alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"),
     max_size=80,
@@ -146,3 +167,150 @@ def test_fuzzed_requests_never_5xx(
 
 def test_server_still_healthy_after_fuzzing(server: LiveServer) -> None:
     assert server.request("GET", "/health", b"", {}) == 200
+
+
+# --- /faye and the presence endpoints: nesting, charsets, every transport ---------------------
+
+charsets = st.sampled_from(
+    ["utf-8", "UTF-8", "latin-1", "utf-16", "ascii", "bogus", "x-no-such-charset", "", '"utf-8"']
+)
+bayeux_bodies = (
+    st.builds(deep, depths, st.sampled_from(["[", "{"]), st.sampled_from(["bare", "data", "ext"]))
+    | json_values.map(json.dumps)
+    | st.just('{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}')
+    | st.text(max_size=120)
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    text=bayeux_bodies,
+    how=st.sampled_from(["json", "form", "jsonp", "identify-json", "identify-form"]),
+    charset=charsets,
+)
+def test_fuzzed_bayeux_and_identify_requests_never_5xx(
+    server: LiveServer, text: str, how: str, charset: str
+) -> None:
+    from urllib.parse import quote, urlencode
+
+    suffix = f"; charset={charset}" if charset else ""
+    if how == "jsonp":
+        status = server.request(
+            "GET", "/faye?" + urlencode({"message": text, "jsonp": "cb"}), b"", {}
+        )
+    elif how == "json":
+        headers = {"Content-Type": "application/json" + suffix}
+        status = server.request("POST", "/faye", text.encode("utf-8", "surrogatepass"), headers)
+    elif how == "form":
+        body = ("message=" + quote(text, safe="")).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded" + suffix}
+        status = server.request("POST", "/faye", body, headers)
+    else:
+        kind = "application/json" if how == "identify-json" else "application/x-www-form-urlencoded"
+        body = (
+            text.encode("utf-8", "surrogatepass")
+            if how == "identify-json"
+            else ("client_id=" + quote(text[:60], safe="") + "&visit_token=v").encode()
+        )
+        status = server.request(
+            "POST", "/api/presence/identify", body, {"Content-Type": kind + suffix}
+        )
+    assert status < 500, (how, charset, text[:80])  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["json", "form", "jsonp"])
+@pytest.mark.parametrize("wrap", ["bare", "data", "ext"])
+def test_deep_nesting_gets_a_400_on_every_http_transport(
+    server: LiveServer, how: str, wrap: str
+) -> None:
+    from urllib.parse import quote, urlencode
+
+    text = deep(1200, "[", wrap)  # as deep as a JSON-P URL of aiohttp's longest request line
+    if how == "jsonp":
+        status, body = server.exchange("GET", "/faye?" + urlencode({"message": text}), b"", {})
+    elif how == "json":
+        headers = {"Content-Type": "application/json"}
+        status, body = server.exchange("POST", "/faye", text.encode(), headers)
+    else:
+        form = ("message=" + quote(text, safe="")).encode()
+        status, body = server.exchange("POST", "/faye", form, {})
+    assert status == 400
+    assert b"nested deeper than" in body
+
+
+@pytest.mark.parametrize("path", ["/faye", "/api/presence/identify"])
+def test_an_unknown_charset_gets_a_415(server: LiveServer, path: str) -> None:
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=x-no-such-charset"}
+    status, body = server.exchange("POST", path, b"message=%5B%5D&client_id=c", headers)
+    assert status == 415
+    assert b"x-no-such-charset" in body
+
+
+def test_the_nesting_limit_is_a_setting(tmp_path: Path) -> None:
+    live = LiveServer(tmp_path, max_json_depth=4)
+    try:
+        ok = '{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"],"ext":{"a":{"b":1}}}'
+        too_deep = '{"channel":"/x","data":{"a":{"b":{"c":{"d":1}}}}}'
+        headers = {"Content-Type": "application/json"}
+        assert live.exchange("POST", "/faye", ok.encode(), headers)[0] == 200
+        status, body = live.exchange("POST", "/faye", too_deep.encode(), headers)
+        assert (status, b"nested deeper than 4 levels" in body) == (400, True)
+        live.app[METRICS].scrape()
+        refused = live.app[METRICS].value("bayeux_refused_total", {"limit": "max_json_depth"})
+        assert refused == 1
+    finally:
+        live.stop()
+
+
+websocket_frames = st.lists(
+    bayeux_bodies.map(lambda t: ("text", t))
+    | st.binary(max_size=64).map(lambda b: ("binary", b))
+    | st.builds(deep, depths, st.just("["), st.just("bare")).map(lambda t: ("text", t)),
+    min_size=1,
+    max_size=6,
+)
+
+
+async def _websocket_survives(port: int, frames: list[tuple[str, object]]) -> list[str]:
+    """Send `frames`, then a handshake; returns the replies (the last one is the handshake's)."""
+    import aiohttp
+
+    replies: list[str] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{port}/faye", max_msg_size=0) as ws,
+    ):
+        for kind, payload in frames:
+            if kind == "binary":
+                await ws.send_bytes(payload)  # type: ignore[arg-type]
+            else:
+                await ws.send_str(payload)  # type: ignore[arg-type]
+        handshake = [{"channel": "/meta/handshake", "version": "1.0", "id": "last",
+                      "supportedConnectionTypes": ["websocket"]}]  # fmt: skip
+        await ws.send_str(json.dumps(handshake))
+        while True:
+            message = await asyncio.wait_for(ws.receive(), 10)
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            replies.append(message.data)
+            if '"id":"last"' in message.data:
+                return replies
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frames=websocket_frames)
+def test_a_websocket_lives_on_after_bad_frames(
+    server: LiveServer, frames: list[tuple[str, object]]
+) -> None:
+    replies = asyncio.run(_websocket_survives(server.port, frames))
+    assert json.loads(replies[-1])[-1]["successful"] is True
+
+
+def test_a_too_deep_websocket_frame_gets_an_error_reply(server: LiveServer) -> None:
+    replies = asyncio.run(_websocket_survives(server.port, [("text", deep(1500, "[", "data"))]))
+    assert len(replies) == 2
+    (error,) = json.loads(replies[0])
+    assert error["successful"] is False and "nested deeper than" in error["error"]

@@ -640,9 +640,7 @@ def test_damage_then_a_torn_tail_are_told_apart() -> None:
     scan = wal_scan.scan_segment(wal.MAGIC + good[0] + good[1] + bytes(bad) + good[3] + torn)
     assert len(scan.frames) == 3 and scan.recovered_after_damage == 1
     start = len(wal.MAGIC) + len(good[0]) + len(good[1])
-    assert [(d.start, d.end, d.lost_frames) for d in scan.damage] == [
-        (start, start + len(bad), 1)
-    ]
+    assert [(d.start, d.end, d.lost_frames) for d in scan.damage] == [(start, start + len(bad), 1)]
     assert scan.torn_bytes == len(torn)
 
 

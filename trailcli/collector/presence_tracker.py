@@ -29,6 +29,7 @@ from trailcli.collector.ahoy_payload import sanitize_token
 from trailcli.collector.bayeux import BAYEUX_ENGINE, channels
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
+from trailcli.collector.untrusted import known_charset
 from trailcli.errors import TrailError
 from trailcli.presence.live import Binding, Change, LiveView
 
@@ -596,6 +597,12 @@ async def _request_fields(request: web.Request) -> Mapping[str, Any] | None:
         except (ValueError, RecursionError):
             return None
         return body if isinstance(body, dict) else None
+    if not known_charset(request.charset or "utf-8"):
+        raise web.HTTPUnsupportedMediaType(
+            text=json.dumps({"error": f"Unsupported charset {(request.charset or '')[:40]!r}.",
+                             "hint": "send UTF-8 JSON or form fields"}),
+            content_type="application/json",
+        )  # fmt: skip
     try:
         form = await request.post()
     except ValueError:

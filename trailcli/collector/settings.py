@@ -101,6 +101,10 @@ class Settings:
     max_events_per_request: int = field(
         default=10, metadata=_meta("Events kept per request; the rest are dropped.")
     )
+    max_json_depth: int = field(
+        default=64,
+        metadata=_meta("Deepest nesting of JSON accepted on /faye (else 400 or a Bayeux error)."),
+    )
     event_time_window: float = field(
         default=60.0,
         metadata=_meta("Client event times older than this become server time.", duration=True),
@@ -162,7 +166,12 @@ class Settings:
             raise UsageError(
                 f"Invalid cookie mode {self.cookies!r}.", f"use one of {', '.join(COOKIE_MODES)}"
             )
-        positive = ("max_content_length", "max_events_per_request", *BAYEUX_LIMITS)
+        positive = (
+            "max_content_length",
+            "max_events_per_request",
+            "max_json_depth",
+            *BAYEUX_LIMITS,
+        )
         for name in ("port", *positive):
             if getattr(self, name) < (0 if name == "port" else 1):
                 raise UsageError(f"Invalid {name}: {getattr(self, name)}.", "use a positive number")

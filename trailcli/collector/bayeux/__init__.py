@@ -35,6 +35,7 @@ def config_from_settings(settings: Any) -> EngineConfig:
         "max_queued_messages": "bayeux_max_queued",
         "max_clients": "bayeux_max_clients",
         "max_subscriptions": "bayeux_max_subscriptions",
+        "max_json_depth": "max_json_depth",
     }
     values = {f: getattr(settings, s, getattr(defaults, f)) for f, s in names.items()}
     return EngineConfig(secret=getattr(settings, "secret", None) or None, **values)
@@ -110,6 +111,7 @@ STAT_METRICS: dict[str, tuple[str, dict[str, str] | None]] = {
     "refused_subscriptions": ("bayeux_refused_total", {"limit": "max_subscriptions"}),
     "refused_too_large": ("bayeux_refused_total", {"limit": "max_message_bytes"}),
     "bad_requests": ("bayeux_refused_total", {"limit": "bad_request"}),
+    "refused_json_depth": ("bayeux_refused_total", {"limit": "max_json_depth"}),
 }
 
 

@@ -59,6 +59,7 @@ class EngineConfig:
     max_queued_messages: int = 1000
     max_clients: int = 50_000
     max_subscriptions: int = 100
+    max_json_depth: int = 64
 
 
 @dataclass

@@ -25,6 +25,7 @@ from trailcli.collector.bayeux.engine import (
     Outgoing,
     encode,
 )
+from trailcli.collector.untrusted import json_depth_exceeds, known_charset
 
 log = logging.getLogger("trail.bayeux")
 # TRAIL_BAYEUX_TRACE=1 writes every frame in and out to stderr: time, direction, transport,
@@ -57,6 +58,14 @@ class BadRequest(Exception):
     """A request whose body or parameters cannot be read as Bayeux messages."""
 
 
+class TooDeep(BadRequest):
+    """JSON nested deeper than the configured limit."""
+
+
+class UnsupportedCharset(Exception):
+    """A form body in a charset Python has no codec for."""
+
+
 class FayeEndpoint:
     """The handlers of one mount path, sharing one engine."""
 
@@ -84,8 +93,11 @@ class FayeEndpoint:
         try:
             messages, jsonp = await self._read(request)
         except BadRequest as exc:
-            self.engine.stats["bad_requests"] += 1
+            self.count_bad_request(exc)
             return _text(request, 400, f"Bad request: {exc}")
+        except UnsupportedCharset as exc:
+            self.engine.stats["bad_requests"] += 1
+            return _text(request, 415, f"Unsupported charset {str(exc)[:40]!r}: send UTF-8.")
         except web.HTTPRequestEntityTooLarge:
             return self._too_large(request)
         transport = "callback-polling" if jsonp else "long-polling"
@@ -116,17 +128,26 @@ class FayeEndpoint:
             jsonp = request.query.get("jsonp", JSONP_CALLBACK)
             if not _JSONP_NAME.fullmatch(jsonp):
                 raise BadRequest("invalid jsonp callback name")
-            return _decode(request.query.get("message")), jsonp
+            return self.decode_messages(request.query.get("message")), jsonp
         if request.content_length is not None and request.content_length > self.max_body:
             raise web.HTTPRequestEntityTooLarge(self.max_body, request.content_length)
         body = await self._body(request)
         if request.content_type == "application/json":
-            return _decode(body), None
+            return self.decode_messages(body), None  # JSON is UTF-8 whatever the charset says
+        charset = request.charset or "utf-8"
+        if not known_charset(charset):
+            raise UnsupportedCharset(charset)
         try:
-            form = _form_message(body, request.charset or "utf-8")
+            form = _form_message(body, charset)
         except UnicodeDecodeError as exc:
             raise BadRequest("the body is not text") from exc
-        return _decode(form), None
+        return self.decode_messages(form), None
+
+    def decode_messages(self, raw: str | bytes | None) -> list[Message]:
+        return _decode(raw, self.engine.config.max_json_depth)
+
+    def count_bad_request(self, exc: BadRequest) -> None:
+        self.engine.stats["refused_json_depth" if isinstance(exc, TooDeep) else "bad_requests"] += 1
 
     async def _body(self, request: web.Request) -> bytes:
         """The whole body, up to `max_body` bytes (the app's client_max_size does not apply)."""
@@ -216,7 +237,7 @@ class FayeEndpoint:
         """One socket: each text frame is a JSON array of messages; deliveries are pushed."""
         ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=30.0)
         await ws.prepare(request)
-        session = SocketSession(ws, self.engine, self._context(request, "websocket"))
+        session = SocketSession(ws, self, self._context(request, "websocket"))
         self.sockets.add(session)
         try:
             await session.run()
@@ -257,9 +278,10 @@ class FayeEndpoint:
 class SocketSession:
     """A WebSocket and the client bound to it by its last `/meta/connect`."""
 
-    def __init__(self, ws: web.WebSocketResponse, engine: Engine, context: Context) -> None:
+    def __init__(self, ws: web.WebSocketResponse, endpoint: FayeEndpoint, context: Context) -> None:
         self.ws = ws
-        self.engine = engine
+        self.endpoint = endpoint
+        self.engine = endpoint.engine
         self.context = context
         self.client: Client | None = None
         self.stop = asyncio.Event()
@@ -300,13 +322,19 @@ class SocketSession:
     async def _handle_frame(self, text: str) -> None:
         _trace("in", "websocket", self, text)
         try:
-            messages = _decode(text)
+            messages = self.endpoint.decode_messages(text)
         except BadRequest as exc:
-            self.engine.stats["bad_requests"] += 1
+            self.endpoint.count_bad_request(exc)
             # no message id to answer: a reply the Faye client ignores, readable when debugging
             await self._send(encode([{"successful": False, "error": f"400::Bad request: {exc}"}]))
             return
-        batch = await self.engine.handle(messages, self.context)
+        try:
+            batch = await self.engine.handle(messages, self.context)
+        except Exception:
+            # a fault handling one frame must not end the socket (and every session on it)
+            log.exception("Bayeux: handling a WebSocket frame failed")
+            await self._send(encode([{"successful": False, "error": "500::Internal error"}]))
+            return
         if batch.connect is not None:
             self._bind(batch.connect.client)
             task = asyncio.create_task(self._answer_connect(batch))
@@ -384,14 +412,20 @@ class EventStream:
             await response.write(f"data: {encode(items)}\r\n\r\n".encode())
 
 
-def _decode(raw: str | bytes | None) -> list[Message]:
-    """Bayeux messages from JSON text: one object or an array of objects."""
+def _decode(raw: str | bytes | None, max_depth: int) -> list[Message]:
+    """Bayeux messages from JSON text: one object or an array of objects, nested at most
+    `max_depth` levels (TooDeep otherwise)."""
     if raw is None or raw == "" or raw == b"":
         raise BadRequest("no message")
+    too_deep = TooDeep(f"the message is nested deeper than {max_depth} levels")
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the message is not valid JSON") from exc
+    if json_depth_exceeds(value, max_depth):
+        raise too_deep
     messages = value if isinstance(value, list) else [value]
     if not all(isinstance(m, dict) for m in messages):
         raise BadRequest("each message must be a JSON object")
