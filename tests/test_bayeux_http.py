@@ -189,14 +189,48 @@ async def test_callback_polling(client: Any) -> None:
     assert bad.status == 400
 
 
-async def test_preflight(client: Any) -> None:
-    response = await client.options(
-        "/faye", headers={"Origin": "http://app.example", "Access-Control-Request-Method": "POST"}
-    )
-    assert response.status == 200
-    assert response.headers["Access-Control-Allow-Origin"] == "http://app.example"
-    assert response.headers["Access-Control-Allow-Methods"] == "POST, GET"
-    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+async def preflight(client: Any, origin: str | None, **headers: str) -> Any:
+    sent = {"Access-Control-Request-Method": "POST", **headers}
+    if origin is not None:
+        sent["Origin"] = origin
+    return await client.options("/faye", headers=sent)
+
+
+async def test_preflight_is_answered_for_allowed_origins_only(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await aiohttp_client(make_app(tmp_path, allow_origins=("http://app.example",)))
+    allowed = await preflight(client, "http://app.example", **{
+        "Access-Control-Request-Headers": "content-type, x-trail"})  # fmt: skip
+    assert allowed.status == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://app.example"
+    assert allowed.headers["Access-Control-Allow-Credentials"] == "true"
+    assert allowed.headers["Access-Control-Allow-Methods"] == "POST, GET"
+    assert allowed.headers["Access-Control-Allow-Headers"] == "content-type, x-trail"
+    assert allowed.headers["Vary"] == "Origin"
+    for origin in ("http://evil.example", "null", None):
+        refused = await preflight(client, origin, Referer="http://evil.example/page")
+        assert refused.status == 403, origin
+        assert not [h for h in refused.headers if h.startswith("Access-Control-")], origin
+
+
+async def test_preflight_without_allowed_origins_is_refused(client: Any) -> None:
+    refused = await preflight(client, "http://app.example")
+    assert refused.status == 403
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+async def test_preflight_with_any_origin_allows_every_page_but_null(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await aiohttp_client(make_app(tmp_path, allow_origins=("*",)))
+    page = await preflight(client, "http://anywhere.example")
+    assert page.status == 200
+    assert page.headers["Access-Control-Allow-Origin"] == "http://anywhere.example"
+    assert "Authorization" in page.headers["Access-Control-Allow-Headers"]
+    sandboxed = await preflight(client, "null")
+    assert sandboxed.status == 403
+    assert "Access-Control-Allow-Origin" not in sandboxed.headers
 
 
 async def test_held_long_poll_is_released_by_a_publish(client: Any) -> None:

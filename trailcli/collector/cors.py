@@ -12,8 +12,13 @@ MAX_AGE = "600"
 
 
 def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
-    """Whether a page on `origin` may call the collector (`*` in the list allows any origin)."""
-    return bool(origin) and ("*" in allowed or origin.rstrip("/") in allowed)
+    """Whether a page on `origin` may call the collector (`*` in the list allows any origin but
+    `null`, the origin of sandboxed frames and local files, which must be listed by name)."""
+    if not origin:
+        return False
+    if origin.rstrip("/") in allowed:
+        return True
+    return "*" in allowed and origin != "null"
 
 
 def cors_headers(origin: str) -> dict[str, str]:
@@ -25,11 +30,18 @@ def cors_headers(origin: str) -> dict[str, str]:
     }
 
 
-def preflight_headers(origin: str, requested: str | None) -> dict[str, str]:
+def preflight_headers(
+    origin: str,
+    requested: str | None,
+    *,
+    methods: str = ALLOW_METHODS,
+    default_headers: str = DEFAULT_ALLOW_HEADERS,
+    max_age: str = MAX_AGE,
+) -> dict[str, str]:
     headers = cors_headers(origin)
-    headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
-    headers["Access-Control-Allow-Headers"] = _safe_header_list(requested) or DEFAULT_ALLOW_HEADERS
-    headers["Access-Control-Max-Age"] = MAX_AGE
+    headers["Access-Control-Allow-Methods"] = methods
+    headers["Access-Control-Allow-Headers"] = _safe_header_list(requested) or default_headers
+    headers["Access-Control-Max-Age"] = max_age
     return headers
 
 

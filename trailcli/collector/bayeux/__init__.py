@@ -45,7 +45,8 @@ def mount(app: web.Application, settings: Any) -> Engine:
     """Serve Bayeux at `/faye` on `app`; the engine is `app[BAYEUX_ENGINE]`."""
     engine = Engine(config_from_settings(settings))
     client_js = getattr(settings, "faye_client_js", None) or DEFAULT_CLIENT_JS
-    endpoint = FayeEndpoint(engine, client_js=Path(client_js))
+    allow_origins = tuple(getattr(settings, "allow_origins", ()) or ())
+    endpoint = FayeEndpoint(engine, client_js=Path(client_js), allow_origins=allow_origins)
     app[BAYEUX_ENGINE] = engine
     app[BAYEUX_ENDPOINT] = endpoint
     app.router.add_get(f"{MOUNT}/client.js", endpoint.client_script)

@@ -46,11 +46,11 @@ _JSON_HEADERS = {
     "Cache-Control": "no-cache, no-store",
     "X-Content-Type-Options": "nosniff",
 }
-_PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Credentials": "true",
-    "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Pragma, X-Requested-With",
-    "Access-Control-Allow-Methods": "POST, GET",
-    "Access-Control-Max-Age": "86400",
+# Faye's preflight answer, given to the origins the collector allows (`--allow-origin`)
+_PREFLIGHT = {
+    "methods": "POST, GET",
+    "default_headers": "Accept, Authorization, Content-Type, Pragma, X-Requested-With",
+    "max_age": "86400",
 }
 
 
@@ -69,9 +69,16 @@ class UnsupportedCharset(Exception):
 class FayeEndpoint:
     """The handlers of one mount path, sharing one engine."""
 
-    def __init__(self, engine: Engine, *, client_js: Path | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        client_js: Path | None = None,
+        allow_origins: tuple[str, ...] = (),
+    ) -> None:
         self.engine = engine
         self.client_js = client_js
+        self.allow_origins = allow_origins  # page origins whose preflights are answered
         self.sockets: set[SocketSession] = set()
         # held long-polls by the task serving them, watched for clients that went away
         self.held: dict[asyncio.Task[Any], asyncio.BaseTransport] = {}
@@ -218,10 +225,15 @@ class FayeEndpoint:
         return _text(request, 413, f"Payload too large: a request may hold {self.max_body} bytes.")
 
     def _preflight(self, request: web.Request) -> web.Response:
-        origin = request.headers.get("Origin") or request.headers.get("Referer") or "*"
-        headers = dict(_PREFLIGHT_HEADERS)
-        headers["Access-Control-Allow-Origin"] = origin
-        return web.Response(status=200, headers=headers)
+        """Faye's preflight answer for an origin of `--allow-origin`; 403 without CORS headers
+        for any other (or none), as on the collector's other routes."""
+        from trailcli.collector.cors import origin_allowed, preflight_headers
+
+        origin = request.headers.get("Origin", "")
+        if not origin_allowed(origin, self.allow_origins):
+            return web.Response(status=403, text="Origin not allowed\n")
+        requested = request.headers.get("Access-Control-Request-Headers")
+        return web.Response(status=200, headers=preflight_headers(origin, requested, **_PREFLIGHT))
 
     def _context(self, request: web.Request, transport: str) -> Context:
         return Context(
