@@ -425,7 +425,7 @@ async def test_publish_delivers_the_whole_message_minus_client_id(engine: Engine
         "data": {"a": 1},
         "clientId": publisher,
         "id": "zz",
-        "ext": {"token": "kept", "auth": SECRET},
+        "ext": {"room": "kept", "auth": SECRET},
         "foo": "bar",
     }
     [ack] = await send(engine, message)
@@ -434,11 +434,27 @@ async def test_publish_delivers_the_whole_message_minus_client_id(engine: Engine
         "channel": "/x/y",
         "data": {"a": 1},
         "id": "zz",
-        "ext": {"token": "kept"},
+        "ext": {"room": "kept"},
         "foo": "bar",
     }
     for client_id in (publisher, listener):  # the sender gets its own message; one copy each
         assert [d.message for d in engine.clients[client_id].queue] == [expected]
+
+
+async def test_secret_like_ext_fields_are_never_delivered(clock: FakeClock) -> None:
+    # the Railscasts-era Faye convention: back ends publish with ext.auth_token
+    engine = make_engine(clock, open_publish=True)
+    listener = await handshake(engine)
+    await subscribe(engine, listener, "/chat/**")
+    ext = {"auth_token": "rails-token", "apiKey": "k1", "clientSecret": "s1", "password": "p",
+           "author": "ann", "trail": {"token": "read", "user_token": "u.v.sig", "page": "/x"}}  # fmt: skip
+    [ack] = await send(engine, {"channel": "/chat/room", "data": "hi", "ext": ext})
+    assert ack["successful"] is True
+    [delivered] = [d.message for d in engine.clients[listener].queue]
+    assert delivered["ext"] == {"author": "ann", "trail": {"page": "/x"}}
+    only_secrets = {"channel": "/chat/room", "data": 2, "ext": {"auth_token": "t"}}
+    await send(engine, only_secrets)
+    assert "ext" not in engine.clients[listener].queue[-1].message
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,32 @@ def test_sigint_exits_zero_and_access_log_goes_to_stderr(data_dir: Path) -> None
     assert any('"GET /health HTTP/1.1" 200' in line for line in daemon.lines)
 
 
+def test_the_access_log_never_shows_secrets_from_urls(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import urlencode
+
+    monkeypatch.setenv("TRAIL_SECRET", "s3cret-value")
+    monkeypatch.setenv("TRAIL_API_TOKEN", "read-token-value")
+    daemon = Daemon(data_dir)
+    handshake = {"channel": "/meta/handshake", "version": "1.0", "id": "1",
+                 "supportedConnectionTypes": ["callback-polling"],
+                 "ext": {"auth": "s3cret-value", "auth_token": "rails-token-value",
+                         "trail": {"token": "read-token-value", "visit_token": "v1"}}}  # fmt: skip
+    jsonp = "/faye?" + urlencode({"message": json.dumps([handshake]), "jsonp": "__jsonp1__"})
+    assert request(daemon.port, "GET", jsonp) == 200
+    assert request(daemon.port, "GET", "/health?api_token=read-token-value&x=1") == 200
+    assert daemon.stop(signal.SIGTERM) == 0
+    log = "".join(daemon.lines)
+    for secret in ("s3cret-value", "rails-token-value", "read-token-value"):
+        assert secret not in log
+    faye_line = next(line for line in daemon.lines if '"GET /faye?' in line)
+    assert (
+        "[redacted]" in faye_line and "__jsonp1__" in faye_line and "/meta/handshake" in faye_line
+    )
+    assert '"GET /health?api_token=[redacted]&x=1 HTTP/1.1" 200' in log
+
+
 @pytest.mark.slow
 def test_sigkill_under_load_loses_and_repeats_nothing(data_dir: Path) -> None:
     daemon = Daemon(data_dir, "--no-access-log")

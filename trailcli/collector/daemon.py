@@ -10,12 +10,11 @@ from typing import TextIO
 
 from aiohttp import web
 
+from trailcli.collector.access_log import RedactingAccessLogger
 from trailcli.collector.app import create_app
 from trailcli.collector.keys import NODE_ID
 from trailcli.collector.settings import Settings
 from trailcli.errors import TrailError
-
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
 
 
 def configure_logging(stream: TextIO = sys.stderr) -> None:
@@ -36,7 +35,7 @@ async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.
         app,
         handle_signals=False,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
-        access_log_format=ACCESS_LOG_FORMAT,
+        access_log_class=RedactingAccessLogger,  # no secrets from URLs (a JSON-P ext) in the log
         shutdown_timeout=settings.shutdown_timeout,
         # a held long-poll whose client went away is cancelled at once (its session's grace
         # starts then), rather than found by the Bayeux sweep's watch

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from trailcli.collector.bayeux import channels
+from trailcli.collector.secret_fields import without_secrets
 
 log = logging.getLogger("trail.bayeux")
 
@@ -743,10 +744,11 @@ class Engine:
 
 
 def _delivered_form(message: Message) -> Message:
-    """The whole published message minus `clientId`, with secrets removed from `ext`."""
+    """The whole published message minus `clientId`, without the fields of `ext` named like a
+    secret (`auth`, `auth_token`, `trail.token`, `apiKey`, ...) at any depth."""
     out = {k: v for k, v in message.items() if k != "clientId"}
     if "ext" in out:
-        ext = strip_secrets(out["ext"])
+        ext = without_secrets(out["ext"])
         if ext:
             out["ext"] = ext
         else:
