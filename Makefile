@@ -15,10 +15,13 @@ $(BIN)/trail: pyproject.toml
 
 setup: $(BIN)/trail
 
-# The browser the interop tests drive; installing it needs root (apt-get).
+# The browser the interop tests drive, and Ruby for the documented user-token one-liner;
+# installing them needs root (apt-get).
 system-deps:
 	@command -v chromium >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v ruby >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby; }
 
 tests/interop/node_modules: tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error

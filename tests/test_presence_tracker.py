@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from trailcli.collector.app import create_app
+from trailcli.collector.claims import sign_user_token
 from trailcli.collector.identity import sign_user_id
 from trailcli.collector.keys import METRICS, WRITER
 from trailcli.collector.presence_tracker import (
@@ -119,7 +120,7 @@ def flush(client: Client) -> None:
 async def test_a_session_writes_online_subscribe_unsubscribe_and_offline_rows(
     collector: Client, data_dir: Path
 ) -> None:
-    token = sign_user_id("42", SECRET)
+    token = sign_user_token("42", "v1", SECRET)
     cid = await handshake(
         collector, {"trail": {"visit_token": "v1", "visitor_token": "vis1", "user_token": token}}
     )
@@ -440,7 +441,26 @@ async def test_the_tracker_is_reachable_and_counts_sessions(collector: Client) -
         ({"trail": {"visit_token": "v<script>"}}, Binding("vscript"), []),
         ({"trail": {"user_id": "1"}}, Binding(), ["unsigned_user_id"]),
         ({"user_token": "1.abc"}, Binding(), ["bad_user_token"]),
-        ({"trail": {"user_token": sign_user_id("7", SECRET)}}, Binding(user_id="7"), []),
+        (
+            {"trail": {"visit_token": "v", "user_token": sign_user_token("7", "v", SECRET)}},
+            Binding("v", user_id="7"),
+            [],
+        ),
+        (
+            {"trail": {"visit_token": "v", "user_token": sign_user_token("7", "other", SECRET)}},
+            Binding("v"),
+            ["user_token_for_other_visit"],
+        ),
+        (
+            {"trail": {"user_token": sign_user_token("7", "v", SECRET)}},
+            Binding(),
+            ["user_token_for_other_visit"],
+        ),
+        (
+            {"trail": {"visit_token": "v", "user_token": sign_user_id("7", SECRET)}},
+            Binding("v"),
+            ["unscoped_user_token"],
+        ),
         ({"trail": "junk"}, Binding(), []),
     ],
 )
@@ -450,8 +470,15 @@ def test_binding_from_ext(fields: dict[str, Any], binding: Binding, ignored: lis
 
 
 def test_a_user_token_is_never_accepted_without_a_secret() -> None:
-    got, claims, user = binding_from({"user_token": sign_user_id("7", SECRET)}, None)
+    fields = {"visit_token": "v", "user_token": sign_user_token("7", "v", SECRET)}
+    got, claims, user = binding_from(fields, None)
     assert (got.user_id, user, claims) == (None, None, ["bad_user_token"])
+
+
+def test_unscoped_user_tokens_only_with_the_option() -> None:
+    fields = {"visit_token": "v", "user_token": sign_user_id("7", SECRET)}
+    got, claims, user = binding_from(fields, SECRET, accept_unscoped=True)
+    assert (got.user_id, user, claims) == ("7", "7", ["accepted_unscoped_user_token"])
 
 
 @pytest.mark.parametrize(
@@ -556,7 +583,7 @@ async def test_identify_with_a_signed_user_token_binds_the_visit(
     collector: Client, data_dir: Path
 ) -> None:
     cid = await handshake(collector, {"trail": {"visitor_token": "vis-u"}})
-    token = sign_user_id("u-77", SECRET)
+    token = sign_user_token("u-77", "v-u", SECRET)
     body = {"client_id": cid, "visit_token": "v-u", "user_token": token}
     assert (await collector.post("/api/presence/identify", json=body)).status == 200
     await asyncio.sleep(0.2)
@@ -569,3 +596,28 @@ async def test_identify_with_a_signed_user_token_binds_the_visit(
     ]
     (person,) = collector.app[TRACKER].live.online()
     assert person["user_id"] == "u-77"
+
+
+@pytest.mark.parametrize("where", ["handshake", "identify"])
+@pytest.mark.parametrize("scoped", [True, False])
+async def test_a_user_token_cannot_claim_another_persons_visit(
+    collector: Client, data_dir: Path, where: str, scoped: bool
+) -> None:
+    # the attacker knows the victim's visit token and holds a valid token of their own
+    token = (sign_user_token("attacker", "attacker-visit", SECRET) if scoped
+             else sign_user_id("attacker", SECRET))  # fmt: skip
+    claim = {"visit_token": "victim-visit", "visitor_token": "attacker", "user_token": token}
+    if where == "handshake":
+        cid = await handshake(collector, {"trail": claim})
+    else:
+        cid = await handshake(collector, {"trail": {"visitor_token": "attacker"}})
+        body = {"client_id": cid, **claim}
+        assert (await collector.post("/api/presence/identify", json=body)).status == 200
+    await asyncio.sleep(0.2)
+    flush(collector)
+    reason = "other_visit" if scoped else "unscoped"
+    text = await (await collector.get("/metrics")).text()
+    assert f'trail_user_tokens_refused_total{{reason="{reason}",where="{where}"}} 1' in text
+    assert not [r for r in presence_rows(data_dir, f"client_id = '{cid}'") if r["user_id"]]
+    con = views.connect(data_dir, need=())
+    assert con.execute("SELECT count(*) FROM identities").fetchone() == (0,)

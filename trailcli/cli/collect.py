@@ -46,6 +46,13 @@ def collect(
         bool | None, typer.Option("--mask-ips/--no-mask-ips", help="Keep IPv4 /24, IPv6 /48 only.")
     ] = None,
     geoip: Annotated[Path | None, typer.Option(help="MaxMind .mmdb file for locations.")] = None,
+    accept_unscoped_user_tokens: Annotated[
+        bool | None,
+        typer.Option(
+            "--accept-unscoped-user-tokens/--no-accept-unscoped-user-tokens",
+            help="Also accept user tokens in the older format that names no visit.",
+        ),
+    ] = None,
     max_content_length: Annotated[
         int | None, typer.Option(help="Largest body in bytes [8192]; larger gets 413.")
     ] = None,
@@ -109,6 +116,7 @@ def collect(
         )
         flags.update(bayeux_max_clients=max_clients, bayeux_max_subscriptions=max_subscriptions)
         flags["faye_client_js"] = faye_client_js
+        flags["accept_unscoped_user_tokens"] = accept_unscoped_user_tokens
         durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout, "grace": grace}
         durations["heartbeat_interval"] = heartbeat_interval
         for name, text in durations.items():

@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from trailcli.collector import ahoy_payload as payload
-from trailcli.collector import enrich, identity
+from trailcli.collector import claims, enrich, identity
 from trailcli.collector.keys import EVENT_HOOKS, METRICS, SETTINGS, WRITER, RecordWriter
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
@@ -225,11 +225,19 @@ def _forget_visit(state: AhoyState, visit: str) -> None:
     state.visits.pop(visit)
 
 
-def _claimed_user(app: web.Application, params: Mapping[str, Any]) -> str | None:
-    """The user id of a correctly signed `user_token`; unsigned or forged claims are counted."""
+def _claimed_user(app: web.Application, params: Mapping[str, Any], visit: str) -> str | None:
+    """The user id of a `user_token` signed for this visit; unsigned, forged or misdirected
+    claims are counted."""
     settings = app[SETTINGS]
-    user_id = identity.verify_user_token(params.get("user_token"), settings.secret)
-    claimed = params.get("user_token") is not None or params.get("user_id") is not None
+    token = params.get("user_token")
+    user_id = None
+    if token is not None:
+        check = claims.check_user_token(
+            token, visit, settings.secret, accept_unscoped=settings.accept_unscoped_user_tokens
+        )
+        claims.count(app[METRICS], check, "visit")
+        user_id = check.user_id
+    claimed = token is not None or params.get("user_id") is not None
     if claimed and user_id is None:
         app[METRICS].inc("unsigned_claims_total")
     return user_id
@@ -274,7 +282,7 @@ async def _record_visit(
     now: datetime,
 ) -> None:
     state = app[AHOY]
-    user_id = _claimed_user(app, params)
+    user_id = _claimed_user(app, params, visit)
     if _remember_visit(state, visit, visitor, now):
         record = payload.visit_record(
             params, visit_token=visit, visitor_token=visitor, user_id=user_id, started_at=now

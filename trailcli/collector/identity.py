@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from trailcli.collector import claims
 from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, WRITER
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
@@ -17,24 +17,19 @@ from trailcli.collector.settings import Settings
 MAX_USER_ID = 255
 
 
-# --- pure: signing ----------------------------------------------------------------------------
+# --- pure: the older, unscoped user tokens (current ones, bound to a visit: `claims`) ----------
 
 
 def sign_user_id(user_id: str, secret: str) -> str:
-    """The user token for `user_id`: `<user_id>.<hex HMAC-SHA256(secret, user_id)>`."""
-    mac = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
-    return f"{user_id}.{mac}"
+    """The older user token `<user_id>.<hex HMAC-SHA256(secret, user_id)>`, which names no visit
+    (accepted only with `accept-unscoped-user-tokens`; see `claims.sign_user_token`)."""
+    return claims.sign_unscoped_user_token(user_id, secret)
 
 
 def verify_user_token(token: object, secret: str | None) -> str | None:
-    """The user id of a correctly signed token; None for anything else (or when no secret is set)."""
-    if not secret or not isinstance(token, str) or "." not in token:
-        return None
-    user_id, _, mac = token.rpartition(".")
-    if not user_id or len(user_id) > MAX_USER_ID:
-        return None
-    expected = sign_user_id(user_id, secret).rpartition(".")[2]
-    return user_id if hmac.compare_digest(mac.lower().encode(), expected.encode()) else None
+    """The user id of a correctly signed older (unscoped) token; None for anything else."""
+    check = claims.check_user_token(token, None, secret, accept_unscoped=True)
+    return check.user_id if check.unscoped else None
 
 
 def tokens_equal(given: str | None, expected: str | None) -> bool:

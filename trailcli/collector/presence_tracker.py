@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from trailcli.collector import identity, keys
+from trailcli.collector import claims, identity, keys
 from trailcli.collector.ahoy_payload import loads as payload_json
 from trailcli.collector.ahoy_payload import sanitize_token
 from trailcli.collector.bayeux import BAYEUX_ENGINE, channels
@@ -70,15 +70,17 @@ def utc_now() -> datetime:
 
 
 def binding_from(
-    fields: Mapping[str, Any], secret: str | None
+    fields: Mapping[str, Any], secret: str | None, accept_unscoped: bool = False
 ) -> tuple[Binding, list[str], str | None]:
     """The binding a handshake `ext` (or an identify body) claims, the claims it ignored, and the
-    user id of a correctly signed `user_token` (None without one).
+    user id of a `user_token` signed for the visit it names (None without one).
 
     Accepted: `trail.visit_token`, `trail.visitor_token`, `trail.user_token` (signed), the same
     keys at the top level, and the older `visit_id`/`visitor_id` names. A user id is taken only
-    from a signed token; an unsigned `user_id` or a badly signed token is ignored and named in the
-    returned claims (`unsigned_user_id`, `bad_user_token`).
+    from a token signed for that visit (`claims`); an unsigned `user_id`, a badly signed token, a
+    token for another visit or one in the older unscoped format (unless `accept_unscoped`) is
+    ignored and named in the returned claims (`unsigned_user_id`, `bad_user_token`,
+    `user_token_for_other_visit`, `unscoped_user_token`).
     """
     trail = fields.get("trail")
     nested: Mapping[str, Any] = trail if isinstance(trail, Mapping) else {}
@@ -91,18 +93,36 @@ def binding_from(
         return None
 
     ignored: list[str] = []
+    visit_token = sanitize_token(pick("visit_token", "visit_id"))
     user_token = pick("user_token")
-    user_id = identity.verify_user_token(user_token, secret) if user_token is not None else None
-    if user_token is not None and user_id is None:
-        ignored.append("bad_user_token")
+    user_id = None
+    if user_token is not None:
+        check = claims.check_user_token(
+            user_token, visit_token, secret, accept_unscoped=accept_unscoped
+        )
+        user_id = check.user_id
+        if check.refused is not None:
+            ignored.append(_IGNORED_TOKEN[check.refused])
+        elif check.unscoped:
+            ignored.append(UNSCOPED_ACCEPTED)
     if pick("user_id") is not None:
         ignored.append("unsigned_user_id")
     binding = Binding(
-        visit_token=sanitize_token(pick("visit_token", "visit_id")),
+        visit_token=visit_token,
         visitor_token=sanitize_token(pick("visitor_token", "visitor_id")),
         user_id=user_id,
     )
     return binding, ignored, user_id
+
+
+# the claim names binding_from reports for a refused user token, by the reason it was refused
+_IGNORED_TOKEN = {
+    claims.BAD_SIGNATURE: "bad_user_token",
+    claims.OTHER_VISIT: "user_token_for_other_visit",
+    claims.UNSCOPED: "unscoped_user_token",
+}
+_REFUSAL_OF = {claim: reason for reason, claim in _IGNORED_TOKEN.items()}
+UNSCOPED_ACCEPTED = "accepted_unscoped_user_token"  # not ignored: counted, not warned about
 
 
 def covers_live_channels(pattern: str) -> bool:
@@ -254,7 +274,9 @@ class PresenceTracker:
             self.watchers.add(client_id)
         if self._stopping:
             return
-        binding, ignored, user_id = binding_from(ext, self.settings.secret)
+        binding, ignored, user_id = binding_from(
+            ext, self.settings.secret, self.settings.accept_unscoped_user_tokens
+        )
         self.count_ignored(ignored, "handshake")
         self._enqueue("online", time=now, client_id=client_id, reason="handshake", binding=binding)
         self._announce(self.live.open(client_id, binding, now))
@@ -350,8 +372,14 @@ class PresenceTracker:
             side.add_done_callback(self._side_writes.discard)
 
     def count_ignored(self, ignored: list[str], where: str) -> None:
+        if UNSCOPED_ACCEPTED in ignored:
+            self.metrics.inc("user_tokens_unscoped_total", {"where": where})
+            ignored = [c for c in ignored if c != UNSCOPED_ACCEPTED]
         for claim in ignored:
             self.metrics.inc("presence_ignored_claims_total", {"claim": claim, "where": where})
+            reason = _REFUSAL_OF.get(claim)
+            if reason is not None:
+                self.metrics.inc("user_tokens_refused_total", {"reason": reason, "where": where})
         if ignored and _time.monotonic() - self._warned_at >= WARN_EVERY_SECONDS:
             self._warned_at = _time.monotonic()
             log.warning(
@@ -626,7 +654,10 @@ async def identify_session(request: web.Request) -> web.Response:
             400, "Body must be a JSON object or a form.", '{"client_id", "visit_token"}'
         )
     client_id = fields.get("client_id")
-    binding, ignored, user_id = binding_from(fields, tracker.settings.secret)
+    settings = tracker.settings
+    binding, ignored, user_id = binding_from(
+        fields, settings.secret, settings.accept_unscoped_user_tokens
+    )
     tracker.count_ignored(ignored, "identify")
     if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID:
         return _json_error(400, "client_id is required.", "the Faye client's clientId")
@@ -705,6 +736,8 @@ COUNTERS = {
     "presence_rows_total": "Presence rows written, by transition.",
     "presence_changes_total": "Per-person joins and leaves of the live view.",
     "presence_ignored_claims_total": "Unsigned or badly signed user claims ignored, by claim.",
+    "user_tokens_refused_total": "User tokens refused, by reason and place.",
+    "user_tokens_unscoped_total": "User tokens accepted in the older format naming no visit.",
     "presence_refused_watchers_total": "Subscriptions to /trail/** refused for lack of the token.",
     "presence_write_errors_total": "Failed appends of presence rows (retried).",
     "presence_recovery_errors_total": "Starts where the node_lost recovery could not read the log.",

@@ -98,6 +98,10 @@ class Settings:
         default=10.0,
         metadata=_meta("Time a client has to send its request body (else 408).", duration=True),
     )
+    accept_unscoped_user_tokens: bool = field(
+        default=False,
+        metadata=_meta("Also accept user tokens in the older format that names no visit."),
+    )
     max_events_per_request: int = field(
         default=10, metadata=_meta("Events kept per request; the rest are dropped.")
     )
