@@ -51,6 +51,9 @@ class Recorder:
     def client_closed(self, client_id: str, reason: str, last_alive: datetime, now: datetime):
         self.calls.append(("closed", client_id, reason, last_alive, now))
 
+    def client_connected(self, client_id: str, now: datetime) -> None:
+        self.calls.append(("connected", client_id, now))
+
     def of(self, kind: str) -> list[tuple[Any, ...]]:
         return [c for c in self.calls if c[0] == kind]
 
@@ -766,3 +769,68 @@ async def test_errors_are_counted(engine: Engine) -> None:
     await send(engine, {"channel": "/meta/bogus", "data": 1, "clientId": "x"})
     assert engine.stats["errors_401"] == 1
     assert engine.stats["errors_403"] == 1
+
+
+# ---- per-address limits and sessions that never connect ------------------------------------------
+
+
+async def handshake_from(engine: Engine, address: str | None) -> dict:
+    message = {"channel": "/meta/handshake", "version": "1.0", "id": "h",
+               "supportedConnectionTypes": ["long-polling"]}  # fmt: skip
+    [reply] = await send(engine, message, context=Context(address=address))
+    return reply
+
+
+async def test_handshakes_per_address_are_a_token_bucket(clock: FakeClock) -> None:
+    engine = make_engine(clock, handshakes_per_minute=60, handshake_burst=3)
+    for _ in range(3):
+        assert (await handshake_from(engine, "203.0.113.7"))["successful"] is True
+    refused = await handshake_from(engine, "203.0.113.7")
+    assert refused["successful"] is False and "clientId" not in refused
+    assert refused["error"] == "429::Too many handshakes from this address (limit 60 a minute)"
+    assert refused["advice"] == {"reconnect": "handshake", "interval": 1000}
+    assert (await handshake_from(engine, "203.0.113.8"))["successful"] is True  # another address
+    assert (await handshake_from(engine, None))["successful"] is True  # in-process: not limited
+    clock.advance(1.0)  # one more handshake's worth
+    assert (await handshake_from(engine, "203.0.113.7"))["successful"] is True
+    assert (await handshake_from(engine, "203.0.113.7"))["successful"] is False
+    assert engine.stats["refused_handshake_rate"] == 2
+    assert len(engine.clients) == 6
+
+
+async def test_an_ipv6_client_is_limited_by_its_slash_64(clock: FakeClock) -> None:
+    engine = make_engine(clock, handshakes_per_minute=60, handshake_burst=2)
+    for host in ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9"):
+        assert (await handshake_from(engine, host))["successful"] is True
+    assert (await handshake_from(engine, "2001:db8:1:2::77"))["successful"] is False
+    assert (await handshake_from(engine, "2001:db8:1:3::1"))["successful"] is True
+
+
+async def test_live_sessions_per_address_are_capped(clock: FakeClock) -> None:
+    engine = make_engine(clock, max_sessions_per_address=2)
+    first = (await handshake_from(engine, "198.51.100.4"))["clientId"]
+    assert (await handshake_from(engine, "198.51.100.4"))["successful"] is True
+    refused = await handshake_from(engine, "198.51.100.4")
+    assert refused["error"] == "429::Too many sessions from this address (limit 2)"
+    assert refused["advice"] == {"reconnect": "handshake", "interval": 10000}
+    await send(engine, {"channel": "/meta/disconnect", "clientId": first})
+    assert (await handshake_from(engine, "198.51.100.4"))["successful"] is True
+    assert engine.stats["refused_sessions_per_address"] == 1
+
+
+async def test_a_session_that_never_connects_ends_soon(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    engine = make_engine(clock, recorder, first_connect_timeout=5.0, max_sessions_per_address=2)
+    silent = (await handshake_from(engine, "192.0.2.1"))["clientId"]
+    active = (await handshake_from(engine, "192.0.2.1"))["clientId"]
+    await connect(engine, active, advice={"timeout": 0})
+    assert [c[1] for c in recorder.of("connected")] == [active]
+    clock.advance(4.9)
+    assert engine.sweep() == []
+    clock.advance(0.1)
+    assert engine.sweep() == [(silent, "never_connected")]
+    assert [(c[1], c[2]) for c in recorder.of("closed")] == [(silent, "never_connected")]
+    assert active in engine.clients
+    # its place under the per-address cap is free again
+    assert (await handshake_from(engine, "192.0.2.1"))["successful"] is True

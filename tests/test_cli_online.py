@@ -175,6 +175,10 @@ async def test_url_reads_a_running_collector(aiohttp_client, data_dir, run_cli) 
              "supportedConnectionTypes": ["long-polling"], "ext": {"trail": {"visitor_token": "vt"}}}  # fmt: skip
     (answer,) = await (await client.post("/faye", json=[hello])).json()
     assert answer["successful"]
+    connect = {"channel": "/meta/connect", "clientId": answer["clientId"],
+               "connectionType": "long-polling", "advice": {"timeout": 0}}  # fmt: skip
+    (connected,) = await (await client.post("/faye", json=[connect])).json()
+    assert connected["successful"]  # a session counts as online once it has connected
     base = str(client.make_url("/")).rstrip("/")
     args = ("online", "--url", base, "-f", "json")
     wrong = await asyncio.to_thread(run_cli, *args, "--token", "nope")

@@ -64,7 +64,11 @@ async def bayeux(client: Client, *messages: dict[str, Any]) -> list[dict[str, An
     return replies
 
 
-async def handshake(client: Client, ext: dict[str, Any] | None = None) -> str:
+async def handshake(
+    client: Client, ext: dict[str, Any] | None = None, *, connect: bool = True
+) -> str:
+    """A session as a Faye client opens one: a handshake, then (unless `connect` is false) its
+    first /meta/connect, answered at once."""
     message: dict[str, Any] = {
         "channel": "/meta/handshake",
         "version": "1.0",
@@ -76,6 +80,11 @@ async def handshake(client: Client, ext: dict[str, Any] | None = None) -> str:
     (reply,) = await bayeux(client, message)
     assert reply["successful"], reply
     client_id: str = reply["clientId"]
+    if connect:
+        first = {"channel": "/meta/connect", "clientId": client_id,
+                 "connectionType": "long-polling", "advice": {"timeout": 0}}  # fmt: skip
+        (connected,) = await bayeux(client, first)
+        assert connected["successful"], connected
     return client_id
 
 

@@ -94,6 +94,13 @@ def collect(
     max_subscriptions: Annotated[
         int | None, typer.Option(help="Bayeux: subscriptions per client [100].")
     ] = None,
+    handshakes_per_minute: Annotated[
+        float | None,
+        typer.Option(help="Bayeux: handshakes a minute per client address, after a burst [120]."),
+    ] = None,
+    max_sessions_per_address: Annotated[
+        int | None, typer.Option(help="Bayeux: live sessions per client address [1000].")
+    ] = None,
     faye_client_js: Annotated[
         Path | None,
         typer.Option(help="Faye's client/faye-browser-min.js, served at /faye/client.js."),
@@ -103,7 +110,7 @@ def collect(
     with cli_errors():
         from trailcli.collector.settings import coerce, load_settings
 
-        flags = {
+        flags: dict[str, object] = {
             "host": host, "port": port, "data_dir": data_dir, "node_id": node_id,
             "secret_file": secret_file, "allow_origins": tuple(allow_origin or ()),
             "cookies": cookies, "track_bots": track_bots, "trust_proxy": trust_proxy,
@@ -117,6 +124,8 @@ def collect(
         flags.update(bayeux_max_clients=max_clients, bayeux_max_subscriptions=max_subscriptions)
         flags["faye_client_js"] = faye_client_js
         flags["accept_unscoped_user_tokens"] = accept_unscoped_user_tokens
+        flags["bayeux_handshakes_per_minute"] = handshakes_per_minute
+        flags["bayeux_max_sessions_per_address"] = max_sessions_per_address
         durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout, "grace": grace}
         durations["heartbeat_interval"] = heartbeat_interval
         for name, text in durations.items():

@@ -52,6 +52,7 @@ TICK_SECONDS = 0.5  # how often due leaves are published
 MAX_OUTBOX = 10_000  # live-channel messages waiting to be published before new ones are dropped
 COALESCE_SECONDS = 0.02  # rows gathered this long before an append (they answer no request)
 WARN_EVERY_SECONDS = 60.0  # ignored claims are counted always, logged at most this often
+MAX_DEFERRED_STEPS = 256  # subscribes etc. kept for a session's first connect
 
 Clock = Callable[[], datetime]
 
@@ -202,6 +203,8 @@ class PresenceTracker:
         self._side_writes: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._last_heartbeat = 0.0
+        # sessions that have not sent /meta/connect yet: what to do once they do
+        self._unconnected: dict[str, list[Callable[[], Any]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -245,6 +248,7 @@ class PresenceTracker:
     def shut_down(self) -> None:
         """The server is stopping (SIGTERM): every open session ends now with `server_shutdown`."""
         now = self.clock()
+        self._unconnected.clear()
         for client_id in self.live.session_ids():
             self.client_closed(client_id, "server_shutdown", now, now)
         self._stopping = True
@@ -278,11 +282,39 @@ class PresenceTracker:
             ext, self.settings.secret, self.settings.accept_unscoped_user_tokens
         )
         self.count_ignored(ignored, "handshake")
-        self._enqueue("online", time=now, client_id=client_id, reason="handshake", binding=binding)
-        self._announce(self.live.open(client_id, binding, now))
-        self._bind_user(binding, user_id, now)
+        # nothing is written or announced until the session's first /meta/connect: a flood of
+        # handshakes that never connect writes no rows (the engine ends them `never_connected`)
+        opening = functools.partial(self._open_session, client_id, binding, user_id, now)
+        self._unconnected[client_id] = [opening]
+
+    def client_connected(self, client_id: str, now: datetime) -> None:
+        """The session's first connect: it was online from its handshake; write what it did."""
+        for step in self._unconnected.pop(client_id, ()):
+            step()
+
+    def _open_session(
+        self, client_id: str, binding: Binding, user_id: str | None, at: datetime
+    ) -> None:
+        self._enqueue("online", time=at, client_id=client_id, reason="handshake", binding=binding)
+        self._announce(self.live.open(client_id, binding, at))
+        self._bind_user(binding, user_id, at)
+
+    def _deferred(self, client_id: str, step: Callable[[], Any]) -> bool:
+        """Keep `step` for the first connect of a session that has not connected yet (True), or
+        say it has (False). A session keeps at most MAX_DEFERRED_STEPS; more are dropped."""
+        steps = self._unconnected.get(client_id)
+        if steps is None:
+            return False
+        if len(steps) < MAX_DEFERRED_STEPS:
+            steps.append(step)
+        else:
+            self.metrics.inc("drops_total", {"reason": "presence_unconnected_backlog"})
+        return True
 
     def client_subscribed(self, client_id: str, channel: str, now: datetime) -> None:
+        later = functools.partial(self.client_subscribed, client_id, channel, now)
+        if self._deferred(client_id, later):
+            return
         if self._stopping or not self.live.has_session(client_id):
             return
         self.live.subscribe(client_id, channel)
@@ -290,6 +322,9 @@ class PresenceTracker:
         self._enqueue("subscribe", time=now, client_id=client_id, channel=channel, binding=binding)
 
     def client_unsubscribed(self, client_id: str, channel: str, now: datetime) -> None:
+        later = functools.partial(self.client_unsubscribed, client_id, channel, now)
+        if self._deferred(client_id, later):
+            return
         if self._stopping or not self.live.has_session(client_id):
             return
         self.live.unsubscribe(client_id, channel)
@@ -302,6 +337,8 @@ class PresenceTracker:
         self, client_id: str, reason: str, last_alive: datetime, now: datetime
     ) -> None:
         self.watchers.discard(client_id)
+        if self._unconnected.pop(client_id, None) is not None:
+            return  # never connected, so never online: nothing was written, nothing is
         binding = self.live.session_binding(client_id)
         if binding is None:
             return  # never seen, or already closed (e.g. by shut_down)
@@ -319,7 +356,10 @@ class PresenceTracker:
 
     def identify(self, client_id: str, binding: Binding, user_id: str | None) -> str:
         """Bind a live session to a visit: `IDENTIFIED`, or why not (`UNKNOWN_CLIENT` when the
-        session is not open on this node, `OTHER_VISIT` when it is bound to another visit)."""
+        session is not open on this node, `OTHER_VISIT` when it is bound to another visit).
+        A session that has not connected yet is bound when it does."""
+        if self._deferred(client_id, functools.partial(self.identify, client_id, binding, user_id)):
+            return IDENTIFIED
         before = self.live.session_binding(client_id)
         if before is None or self._stopping:
             return UNKNOWN_CLIENT

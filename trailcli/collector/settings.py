@@ -23,6 +23,10 @@ BAYEUX_LIMITS = (
     "bayeux_max_queued",
     "bayeux_max_clients",
     "bayeux_max_subscriptions",
+    "bayeux_handshakes_per_minute",
+    "bayeux_handshake_burst",
+    "bayeux_max_sessions_per_address",
+    "bayeux_first_connect_timeout",
 )
 
 
@@ -160,6 +164,23 @@ class Settings:
     bayeux_max_subscriptions: int = field(
         default=100, metadata=_meta("Subscriptions per Bayeux client.")
     )
+    bayeux_handshakes_per_minute: float = field(
+        default=120.0,
+        metadata=_meta("Handshakes per minute one client address may make (after the burst)."),
+    )
+    bayeux_handshake_burst: int = field(
+        default=60, metadata=_meta("Handshakes one client address may make at once.")
+    )
+    bayeux_max_sessions_per_address: int = field(
+        default=1000, metadata=_meta("Live Bayeux sessions one client address may hold.")
+    )
+    bayeux_first_connect_timeout: float = field(
+        default=20.0,
+        metadata=_meta(
+            "A session that sends no /meta/connect this long after its handshake ends.",
+            duration=True,
+        ),
+    )
     faye_client_js: Path | None = field(
         default=None,
         metadata=_meta("The Faye browser client served at /faye/client.js (faye-browser-min.js)."),
@@ -176,8 +197,12 @@ class Settings:
             "max_json_depth",
             *BAYEUX_LIMITS,
         )
-        for name in ("port", *positive):
-            if getattr(self, name) < (0 if name == "port" else 1):
+        if self.port < 0:
+            raise UsageError(
+                f"Invalid port: {self.port}.", "use 0 (any free port) or a port number"
+            )
+        for name in positive:
+            if getattr(self, name) <= 0:
                 raise UsageError(f"Invalid {name}: {getattr(self, name)}.", "use a positive number")
 
     @property

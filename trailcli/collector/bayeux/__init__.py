@@ -36,6 +36,10 @@ def config_from_settings(settings: Any) -> EngineConfig:
         "max_clients": "bayeux_max_clients",
         "max_subscriptions": "bayeux_max_subscriptions",
         "max_json_depth": "max_json_depth",
+        "handshakes_per_minute": "bayeux_handshakes_per_minute",
+        "handshake_burst": "bayeux_handshake_burst",
+        "max_sessions_per_address": "bayeux_max_sessions_per_address",
+        "first_connect_timeout": "bayeux_first_connect_timeout",
     }
     values = {f: getattr(settings, s, getattr(defaults, f)) for f, s in names.items()}
     return EngineConfig(secret=getattr(settings, "secret", None) or None, **values)
@@ -46,7 +50,10 @@ def mount(app: web.Application, settings: Any) -> Engine:
     engine = Engine(config_from_settings(settings))
     client_js = getattr(settings, "faye_client_js", None) or DEFAULT_CLIENT_JS
     allow_origins = tuple(getattr(settings, "allow_origins", ()) or ())
-    endpoint = FayeEndpoint(engine, client_js=Path(client_js), allow_origins=allow_origins)
+    trust_proxy = bool(getattr(settings, "trust_proxy", False))
+    endpoint = FayeEndpoint(
+        engine, client_js=Path(client_js), allow_origins=allow_origins, trust_proxy=trust_proxy
+    )
     app[BAYEUX_ENGINE] = engine
     app[BAYEUX_ENDPOINT] = endpoint
     app.router.add_get(f"{MOUNT}/client.js", endpoint.client_script)
@@ -113,6 +120,8 @@ STAT_METRICS: dict[str, tuple[str, dict[str, str] | None]] = {
     "refused_too_large": ("bayeux_refused_total", {"limit": "max_message_bytes"}),
     "bad_requests": ("bayeux_refused_total", {"limit": "bad_request"}),
     "refused_json_depth": ("bayeux_refused_total", {"limit": "max_json_depth"}),
+    "refused_handshake_rate": ("bayeux_refused_total", {"limit": "handshakes_per_address"}),
+    "refused_sessions_per_address": ("bayeux_refused_total", {"limit": "sessions_per_address"}),
 }
 
 

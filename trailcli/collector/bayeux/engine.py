@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from trailcli.collector.bayeux import channels
+from trailcli.collector.limits import AddressLimiter, MemoryAddressLimiter, address_key
 from trailcli.collector.secret_fields import without_secrets
 
 log = logging.getLogger("trail.bayeux")
@@ -34,6 +35,9 @@ CONNECTION_TYPES = [
     "eventsource",
     "in-process",
 ]
+# How long a client refused for having too many sessions is advised to wait before handshaking
+# again (the Faye client takes it from advice.interval); a rate refusal says when a token is due.
+SESSIONS_RETRY_SECONDS = 10.0
 # How long a long-poll answer waits after its first queued message, so that messages published
 # just after go in the same reply: fewer round trips under load, for a millisecond of latency.
 BATCH_DELAY = 0.001
@@ -42,6 +46,9 @@ DISCONNECT = "disconnect"
 TRANSPORT_CLOSED = "transport_closed"
 TIMEOUT = "timeout"
 SERVER_SHUTDOWN = "server_shutdown"
+# A session that handshook but never sent /meta/connect; it never counted as online, so presence
+# writes nothing for it.
+NEVER_CONNECTED = "never_connected"
 
 Message = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -61,6 +68,11 @@ class EngineConfig:
     max_clients: int = 50_000
     max_subscriptions: int = 100
     max_json_depth: int = 64
+    # per client address (see trailcli.collector.limits)
+    handshakes_per_minute: float = 120.0
+    handshake_burst: int = 60
+    max_sessions_per_address: int = 1000
+    first_connect_timeout: float = 20.0
 
 
 @dataclass
@@ -71,6 +83,9 @@ class Context:
     has_secret: bool = False
     remote: str | None = None
     transport: str = "long-polling"
+    # The client's address for per-address limits: the peer, or the X-Forwarded-For client
+    # behind a trusted proxy (None: an in-process caller, not limited).
+    address: str | None = None
     # For outgoing extensions: the incoming message a reply answers (None for deliveries).
     message: Message | None = None
 
@@ -128,6 +143,8 @@ class Client:
     socket: SocketBinding | None = None
     dropped: int = 0
     ended: bool = False
+    address_key: str | None = None  # what per-address limits count it under
+    connected: bool = False  # has sent a successful /meta/connect
 
 
 @dataclass
@@ -210,9 +227,17 @@ def _reply(message: Message) -> Message:
 class Engine:
     """A node's Bayeux state: clients, subscriptions, queues, extensions and observers."""
 
-    def __init__(self, config: EngineConfig | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        clock: Clock | None = None,
+        limiter: AddressLimiter | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
         self.clock: Clock = clock or _utc_now
+        self.limiter: AddressLimiter = limiter or MemoryAddressLimiter(
+            self.config.handshakes_per_minute, self.config.handshake_burst
+        )
         self.clients: dict[str, Client] = {}
         self.subscribers: dict[str, set[str]] = {}
         self.extensions: list[Any] = []
@@ -263,7 +288,7 @@ class Engine:
         if message.get("error"):
             reply = self._rejected(message)
         elif channel == "/meta/handshake":
-            reply = self._handshake(message, now)
+            reply = self._handshake(message, context, now)
         elif channel == "/meta/connect":
             reply, pending = self._connect(message, context)
             if pending is not None:
@@ -311,19 +336,22 @@ class Engine:
 
     # ---- /meta/handshake ----------------------------------------------------------------
 
-    def _handshake(self, message: Message, now: datetime) -> Message:
+    def _handshake(self, message: Message, context: Context, now: datetime) -> Message:
         reply = _reply(message)
         reply["version"] = BAYEUX_VERSION
         reply["supportedConnectionTypes"] = CONNECTION_TYPES
         types = message.get("supportedConnectionTypes")
-        problem = None
+        key = address_key(context.address)
+        problem, wait = None, 0.0
         if message.get("version") is None:
             problem = error(402, "version", "Missing required parameter")
         elif not isinstance(types, list) or not types:
             problem = error(402, "supportedConnectionTypes", "Missing required parameter")
         elif not any(t in CONNECTION_TYPES for t in types):
             problem = error(301, [str(t) for t in types], "Connection types not supported")
-        elif len(self.clients) >= self.config.max_clients:
+        elif key is not None:
+            problem, wait = self._address_problem(key, now)
+        if problem is None and len(self.clients) >= self.config.max_clients:
             self.stats["refused_clients"] += 1
             problem = error(
                 503, None, f"Too many clients on this node (limit {self.config.max_clients})"
@@ -332,19 +360,40 @@ class Engine:
             reply["error"] = problem
             reply["successful"] = False
             reply["advice"] = {"reconnect": "handshake"}
+            if wait:  # the Faye client waits `interval` before it handshakes again
+                reply["advice"]["interval"] = int(wait * 1000)
             return reply
-        client = self._open(strip_secrets(message.get("ext") or {}), now)
+        client = self._open(strip_secrets(message.get("ext") or {}), now, key)
         reply["clientId"] = client.id
         reply["successful"] = True
         reply["advice"] = self._advice()
         return reply
 
-    def _open(self, ext: Any, now: datetime) -> Client:
+    def _address_problem(self, key: str, now: datetime) -> tuple[str | None, float]:
+        """Why the address `key` may not open a session now (None if it may), and how long
+        it should wait before trying again (seconds)."""
+        limit = self.config.max_sessions_per_address
+        if self.limiter.sessions(key) >= limit:
+            self.stats["refused_sessions_per_address"] += 1
+            text = f"Too many sessions from this address (limit {limit})"
+            return error(429, None, text), SESSIONS_RETRY_SECONDS
+        wait = self.limiter.take_handshake(key, now.timestamp())
+        if wait > 0:
+            self.stats["refused_handshake_rate"] += 1
+            per_minute = self.config.handshakes_per_minute
+            text = f"Too many handshakes from this address (limit {per_minute:g} a minute)"
+            return error(429, None, text), max(wait, 1.0)
+        return None, 0.0
+
+    def _open(self, ext: Any, now: datetime, key: str | None = None) -> Client:
         client_id = new_client_id()
         while client_id in self.clients:
             client_id = new_client_id()
         ext = ext if isinstance(ext, dict) else {}
         client = Client(id=client_id, ext=ext, opened_at=now, last_request=now, ping_at=now)
+        client.address_key = key
+        if key is not None:
+            self.limiter.session_opened(key)
         self.clients[client_id] = client
         self.stats["handshakes"] += 1
         self._notify("client_opened", client_id, ext, now)
@@ -382,6 +431,9 @@ class Engine:
         self.stats["connects"] += 1
         client.ping_at = self.clock()
         reply["successful"] = True
+        if not client.connected:
+            client.connected = True
+            self._notify("client_connected", client.id, client.ping_at)
         if connection_type == "eventsource":
             # messages flow on the stream; the connect is a heartbeat answered at once, and the
             # client comes back after `interval`
@@ -584,6 +636,8 @@ class Engine:
             return
         client.ended = True
         self.clients.pop(client.id, None)
+        if client.address_key is not None:
+            self.limiter.session_closed(client.address_key)
         for channel in list(client.subscriptions):
             self._drop_subscription(client, channel)
         client.queue.clear()
@@ -595,17 +649,22 @@ class Engine:
         self._notify("client_closed", client.id, reason, last_alive, now)
 
     def sweep(self, now: datetime | None = None) -> list[tuple[str, str]]:
-        """End sessions whose transport closed more than `grace` ago, or that sent no handshake
-        or connect for 2 × timeout while none was held. Returns (client id, reason) pairs."""
+        """End sessions whose transport closed more than `grace` ago, that sent no handshake
+        or connect for 2 × timeout while none was held, or that never sent a connect within
+        `first_connect_timeout` of their handshake. Returns (client id, reason) pairs."""
         now = now or self.clock()
         grace = timedelta(seconds=self.config.grace)
         silence = timedelta(seconds=2 * self.config.timeout)
+        first_connect = timedelta(seconds=self.config.first_connect_timeout)
         ended: list[tuple[str, str]] = []
         for client in list(self.clients.values()):
             if client.held:
                 continue
             closed_at = client.transport_closed_at
-            if closed_at is not None and now - closed_at >= grace:
+            if not client.connected and now - client.opened_at >= first_connect:
+                self.close_client(client, NEVER_CONNECTED, client.last_request, now)
+                ended.append((client.id, NEVER_CONNECTED))
+            elif closed_at is not None and now - closed_at >= grace:
                 self.close_client(client, TRANSPORT_CLOSED, closed_at, now)
                 ended.append((client.id, TRANSPORT_CLOSED))
             elif now - client.ping_at >= silence:

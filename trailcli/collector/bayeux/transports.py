@@ -25,6 +25,7 @@ from trailcli.collector.bayeux.engine import (
     Outgoing,
     encode,
 )
+from trailcli.collector.enrich import client_ip
 from trailcli.collector.untrusted import json_depth_exceeds, known_charset
 
 log = logging.getLogger("trail.bayeux")
@@ -75,10 +76,14 @@ class FayeEndpoint:
         *,
         client_js: Path | None = None,
         allow_origins: tuple[str, ...] = (),
+        trust_proxy: bool = False,
     ) -> None:
         self.engine = engine
         self.client_js = client_js
         self.allow_origins = allow_origins  # page origins whose preflights are answered
+        self.trust_proxy = (
+            trust_proxy  # the client address of per-address limits from X-Forwarded-For
+        )
         self.sockets: set[SocketSession] = set()
         # held long-polls by the task serving them, watched for clients that went away
         self.held: dict[asyncio.Task[Any], asyncio.BaseTransport] = {}
@@ -241,7 +246,12 @@ class FayeEndpoint:
             has_secret=_bearer_matches(request.headers, self.engine.config.secret),
             remote=request.remote,
             transport=transport,
+            address=self._client_address(request),
         )
+
+    def _client_address(self, request: web.Request) -> str | None:
+        forwarded = request.headers.get("X-Forwarded-For") if self.trust_proxy else None
+        return client_ip(request.remote, forwarded, self.trust_proxy) or request.remote
 
     # ---- WebSocket ----------------------------------------------------------------------
 
