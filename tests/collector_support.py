@@ -157,11 +157,28 @@ LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+), writing to (.+)
 class Daemon:
     """A `trail collect` subprocess on a free loopback port."""
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        open_files: tuple[int, int] | None = None,
+    ) -> None:
+        """Start it with `args`; `env` adds variables, `open_files` sets its (soft, hard)
+        RLIMIT_NOFILE before it starts."""
         cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect", "--host", "127.0.0.1", "--port", "0",
                "--data-dir", str(data_dir), "--node-id", "daemon-test", "--no-compact", *args]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+
+        def limit_files() -> None:
+            if open_files is not None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
+        self.proc = subprocess.Popen(
+            cmd, stderr=subprocess.PIPE, text=True, env=full_env, preexec_fn=limit_files
+        )
         self.lines: list[str] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -56,6 +56,10 @@ def collect(
     max_content_length: Annotated[
         int | None, typer.Option(help="Largest body in bytes [8192]; larger gets 413.")
     ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(help="Client connections at once [60000, below the open-file limit]."),
+    ] = None,
     max_events_per_request: Annotated[
         int | None, typer.Option(help="Events kept per request [10].")
     ] = None,
@@ -126,6 +130,7 @@ def collect(
         flags["accept_unscoped_user_tokens"] = accept_unscoped_user_tokens
         flags["bayeux_handshakes_per_minute"] = handshakes_per_minute
         flags["bayeux_max_sessions_per_address"] = max_sessions_per_address
+        flags["max_connections"] = max_connections
         durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout, "grace": grace}
         durations["heartbeat_interval"] = heartbeat_interval
         for name, text in durations.items():

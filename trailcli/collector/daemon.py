@@ -12,7 +12,16 @@ from aiohttp import web
 
 from trailcli.collector.access_log import RedactingAccessLogger
 from trailcli.collector.app import create_app
-from trailcli.collector.keys import NODE_ID
+from trailcli.collector.connections import (
+    AcceptErrors,
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+    listen_backlog,
+    raise_open_file_limit,
+)
+from trailcli.collector.keys import METRICS, NODE_ID
+from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
 from trailcli.errors import TrailError
 
@@ -31,6 +40,8 @@ def configure_logging(stream: TextIO = sys.stderr) -> None:
 async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.stderr) -> None:
     """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store."""
     app = create_app(settings)
+    guard = connection_guard(settings, app[METRICS])
+    asyncio.get_running_loop().set_exception_handler(AcceptErrors(app[METRICS]))
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -40,10 +51,11 @@ async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.
         # a held long-poll whose client went away is cancelled at once (its session's grace
         # starts then), rather than found by the Bayeux sweep's watch
         handler_cancellation=True,
+        keepalive_timeout=settings.keepalive_timeout,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
+        site = GuardedSite(runner, guard, settings.host, settings.port, backlog=guard.backlog)
         try:
             await site.start()
         except OSError as exc:
@@ -55,6 +67,21 @@ async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def connection_guard(settings: Settings, metrics: Metrics) -> ConnectionGuard:
+    """The limits on client connections, the cap held below the open-file limit (raised first)."""
+    soft, _ = raise_open_file_limit()
+    cap = connection_cap(settings.max_connections, soft)
+    if cap < settings.max_connections:
+        logging.getLogger("trail.collect").warning(
+            "at most %d connections at once (max-connections %d; the open-file limit is %d)",
+            cap,
+            settings.max_connections,
+            soft,
+        )
+    return ConnectionGuard(metrics, header_timeout=settings.header_timeout, max_connections=cap,
+                           backlog=listen_backlog(soft, cap))  # fmt: skip
 
 
 def startup_line(settings: Settings, runner: web.AppRunner, app: web.Application) -> str:

@@ -47,6 +47,25 @@ class Settings:
         default=None, metadata=_meta("Stable id of this node (default: kept in the data dir).")
     )
     access_log: bool = field(default=True, metadata=_meta("Log one line per request on stderr."))
+    header_timeout: float = field(
+        default=10.0,
+        metadata=_meta(
+            "Time a connection has to send a request's headers (from connecting, or from the "
+            "first byte of a later request); then it is closed.",
+            duration=True,
+        ),
+    )
+    keepalive_timeout: float = field(
+        default=15.0,
+        metadata=_meta("How long a connection may stay idle between requests.", duration=True),
+    )
+    max_connections: int = field(
+        default=60_000,
+        metadata=_meta(
+            "Client connections open at once (at most the open-file limit less 256); more are "
+            "refused."
+        ),
+    )
     shutdown_timeout: float = field(
         default=10.0,
         metadata=_meta("How long to wait for in-flight requests on shutdown.", duration=True),
@@ -195,6 +214,9 @@ class Settings:
             "max_content_length",
             "max_events_per_request",
             "max_json_depth",
+            "header_timeout",
+            "keepalive_timeout",
+            "max_connections",
             *BAYEUX_LIMITS,
         )
         if self.port < 0:
