@@ -40,11 +40,14 @@ def free_port() -> int:
 class FayeServer:
     """`server.py` as a child process; restartable on the same port."""
 
-    def __init__(self, tmp_path: Path, timeout: float, grace: float) -> None:
+    def __init__(
+        self, tmp_path: Path, timeout: float, grace: float, options: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.events_path = tmp_path / "events.jsonl"
         self.timeout = timeout
         self.grace = grace
+        self.options = options  # more of server.py's flags (connection timeouts, limits)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,7 +57,7 @@ class FayeServer:
     def start(self, page: Path | None = None) -> None:
         args = [sys.executable, str(HERE / "server.py"), "--port", str(self.port)]
         args += ["--timeout", str(self.timeout), "--grace", str(self.grace), "--secret", SECRET]
-        args += ["--events", str(self.events_path)]
+        args += ["--events", str(self.events_path), *self.options]
         if page is not None:
             args += ["--page", str(page)]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -87,6 +90,11 @@ class FayeServer:
             time.sleep(0.05)
         raise AssertionError(f"no matching event within {seconds}s: {self.events()}")
 
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as response:
+            stats: dict[str, int] = json.loads(response.read())
+            return stats
+
     def publish_form(self, channel: str, data: Any) -> dict[str, Any]:
         """A back-end publish as Rails apps send it (`Net::HTTP.post_form`): a form, no client id."""
         body = urlencode({"message": json.dumps({"channel": channel, "data": data})}).encode()
@@ -101,8 +109,10 @@ class FayeServer:
 def make_server(tmp_path: Path) -> Iterator[Callable[..., FayeServer]]:
     servers: list[FayeServer] = []
 
-    def make(timeout: float = 3.0, grace: float = 1.0, page: Path | None = None) -> FayeServer:
-        server = FayeServer(tmp_path, timeout, grace)
+    def make(
+        timeout: float = 3.0, grace: float = 1.0, page: Path | None = None, *options: str
+    ) -> FayeServer:
+        server = FayeServer(tmp_path, timeout, grace, options)
         server.start(page)
         servers.append(server)
         return server
@@ -289,3 +299,99 @@ def test_browser_client_in_headless_chromium(
     assert result["transport"] == transport
     opened = server.wait_for(lambda e: e["event"] == "opened", 1)
     assert opened["client_id"] == result["clientId"]
+
+
+# --- the collector's limits against the real clients ------------------------------------------
+
+SHORT_CONNECTION_TIMEOUTS = ("--header-timeout", "1", "--keepalive-timeout", "1")
+
+
+def publish_until_received(
+    server: FayeServer, client: NodeClient, channel: str, seconds: float
+) -> None:
+    """Publish on `channel` until the listening client has exited 0 (it exits once it got one)."""
+    deadline = time.monotonic() + seconds
+    while client.proc.poll() is None:
+        assert time.monotonic() < deadline, "the client received nothing"
+        server.publish_form(channel, {"n": 1})
+        time.sleep(0.3)
+    assert client.proc.returncode == 0, client.stderr()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_real_clients_outlive_short_connection_timeouts(
+    make_server: Any, node: Any, mode: str
+) -> None:
+    # connects held 3 s, WebSockets quiet for seconds: neither is an idle or slow connection
+    server = make_server(3.0, 1.0, None, *SHORT_CONNECTION_TIMEOUTS)
+    client = node("listen.js", server.url, mode, "/t")
+    client_id = client.wait_line("ready").split()[1]
+    time.sleep(5)
+    publish_until_received(server, client, "/t", 5)
+    assert not [
+        e for e in server.events() if e["event"] == "closed" and e["client_id"] == client_id
+    ]
+    assert server.stats()["header_timeouts"] == 0  # and no connection of theirs was cut
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_client_refused_by_the_handshake_limit_gets_in_when_allowed(
+    make_server: Any, node: Any, mode: str
+) -> None:
+    server = make_server(3.0, 1.0, None, "--handshake-burst", "1", "--handshakes-per-minute", "60")
+    spent = {
+        "channel": "/meta/handshake",
+        "version": "1.0",
+        "supportedConnectionTypes": ["long-polling"],
+    }
+    request = urllib.request.Request(server.url, data=json.dumps([spent]).encode(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert json.loads(response.read())[0]["successful"] is True  # the address's one handshake
+    client = node("listen.js", server.url, mode, "/limited")
+    client.wait_line("ready", 15)
+    assert server.stats()["refused_handshake_rate"] >= 1
+    publish_until_received(server, client, "/limited", 5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_client_whose_session_expired_comes_back(make_server: Any, node: Any, mode: str) -> None:
+    # tight per-address limits: the client's new handshake must still get through
+    server = make_server(2.0, 1.0, None, "--handshake-burst", "2", "--handshakes-per-minute", "30",
+                         *SHORT_CONNECTION_TIMEOUTS)  # fmt: skip
+    client = node("listen.js", server.url, mode, "/back", "1", "40")
+    first_id = client.wait_line("ready", 15).split()[1]
+    client.proc.send_signal(signal.SIGSTOP)
+    server.wait_for(closed_event(first_id), 10)  # its session timed out meanwhile
+    client.proc.send_signal(signal.SIGCONT)
+    publish_until_received(server, client, "/back", 20)
+    reopened = [e for e in server.events() if e["event"] == "opened" and e["client_id"] != first_id]
+    assert reopened, "the client did not handshake again"
+
+
+@pytest.mark.parametrize(
+    ("disable", "transport"),
+    [("", "websocket"), ("websocket", "eventsource"), ("websocket,eventsource", "long-polling")],
+)
+def test_browser_client_outlives_short_connection_timeouts(
+    make_server: Any, disable: str, transport: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    server = make_server(3.0, 1.0, HERE / "page.html", *SHORT_CONNECTION_TIMEOUTS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/?disable={disable}&wait=5")
+            page.wait_for_function("window.result !== null", timeout=25_000)
+            result = page.evaluate("window.result")
+        finally:
+            browser.close()
+    assert "error" not in result, result
+    assert result["transport"] == transport
+    assert result["received"] == [{"channel": "/chat/lobby", "data": {"text": "from the browser"}}]
+    closed = [e for e in server.events() if e["event"] == "closed"]
+    assert closed == []  # the session lived through five seconds of 1 s connection timeouts
+    assert server.stats()["header_timeouts"] == 0

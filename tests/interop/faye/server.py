@@ -1,6 +1,11 @@
 """A Bayeux-only server for the interop tests: `/faye` on an aiohttp app, session events as JSON lines.
 
 Usage: python server.py --port N [--timeout S] [--grace S] [--secret X] [--events FILE]
+       [--header-timeout S] [--keepalive-timeout S] [--handshake-burst N] [--handshakes-per-minute N]
+
+Connections go through the collector's connection guard (header and idle timeouts), and
+`GET /stats` answers the engine's counters and the connections closed at the header timeout as
+JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from trailcli.collector.bayeux import BAYEUX_ENGINE, mount
+from trailcli.collector.connections import ConnectionGuard, GuardedSite
+from trailcli.collector.metrics import Metrics
 
 CLIENT_JS = Path(__file__).resolve().parents[1] / "node_modules/faye/client/faye-browser-min.js"
 
@@ -59,16 +66,29 @@ async def serve(args: argparse.Namespace) -> None:
         secret=args.secret,
         open_publish=False,
         faye_client_js=CLIENT_JS,
+        bayeux_handshake_burst=args.handshake_burst,
+        bayeux_handshakes_per_minute=args.handshakes_per_minute,
     )
     app = web.Application()
     mount(app, settings)
-    app[BAYEUX_ENGINE].add_observer(EventLog(args.events))
+    engine = app[BAYEUX_ENGINE]
+    engine.add_observer(EventLog(args.events))
+    metrics = Metrics()
+
+    def stats(_request: web.Request) -> web.Response:
+        closed = metrics.value("connections_closed_total", {"reason": "header_timeout"})
+        return web.json_response({**engine.stats, "header_timeouts": closed})
+
+    app.router.add_get("/stats", stats)
     if args.page:
         page = args.page.read_text()
         app.router.add_get("/", lambda _r: web.Response(text=page, content_type="text/html"))
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, keepalive_timeout=args.keepalive_timeout
+    )
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    guard = ConnectionGuard(metrics, header_timeout=args.header_timeout, max_connections=1000)
+    await GuardedSite(runner, guard, "127.0.0.1", args.port).start()
     print(f"listening on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -86,6 +106,10 @@ def main() -> None:
     parser.add_argument("--secret", default=None)
     parser.add_argument("--events", type=Path, default=None)
     parser.add_argument("--page", type=Path, default=None)
+    parser.add_argument("--header-timeout", type=float, default=10.0)
+    parser.add_argument("--keepalive-timeout", type=float, default=15.0)
+    parser.add_argument("--handshake-burst", type=int, default=60)
+    parser.add_argument("--handshakes-per-minute", type=float, default=120.0)
     asyncio.run(serve(parser.parse_args()))
 
 
