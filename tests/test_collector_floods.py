@@ -44,21 +44,27 @@ async def test_a_handshake_flood_from_one_address_locks_nobody_else_out(
                              bayeux_handshakes_per_minute=120)  # fmt: skip
     client = await aiohttp_client(create_app(settings))
     opened = 0
+    started = time.monotonic()
     for _ in range(34):  # 34 requests of 1,400 handshakes (the largest body): 47,600 asked for
         replies = await handshakes(client, 1400, "198.51.100.9")
         opened += sum(r["successful"] for r in replies)
         refused = [r for r in replies if not r["successful"]]
         assert all(r["error"].startswith("429::") for r in refused)
         assert all(r["advice"]["reconnect"] == "handshake" for r in refused)
-    assert 60 <= opened < 70  # the burst, and what the bucket refilled meanwhile
+    refilled = 2 * (time.monotonic() - started)  # 120 a minute
+    assert 60 <= opened <= 60 + refilled + 1  # the burst, and what the bucket refilled meanwhile
     # everybody else still gets in
     (other,) = await handshakes(client, 1, "203.0.113.5")
     assert other["successful"] is True
     # sessions that never connect end within the first-connect timeout and leave no rows
-    await asyncio.sleep(1.6)
     metrics = client.server.app[METRICS]
-    metrics.scrape()
-    closed = metrics.value("bayeux_sessions_closed_total", {"reason": "never_connected"})
+    deadline = time.monotonic() + 10
+    while True:
+        await asyncio.sleep(0.2)
+        metrics.scrape()
+        closed = metrics.value("bayeux_sessions_closed_total", {"reason": "never_connected"})
+        if closed == opened + 1 or time.monotonic() > deadline:
+            break
     assert closed == opened + 1
     refusals = metrics.value("bayeux_refused_total", {"limit": "handshakes_per_address"})
     assert refusals == 34 * 1400 - opened
@@ -121,10 +127,11 @@ def test_silent_and_slow_connections_are_closed_at_the_header_timeout(data_dir: 
 
         sender = threading.Thread(target=trickle, daemon=True)
         sender.start()
-        took = closed_within(silent, 5)
-        assert took is not None and took < 3
-        took = closed_within(slow, 5)
-        assert took is not None and took < 3
+        # closed at the 1 s header timeout (not before), far from aiohttp's own 75 s
+        took = closed_within(silent, 10)
+        assert took is not None and 0.8 <= took < 8
+        took = closed_within(slow, 10)
+        assert took is not None and took < 8
         assert get(daemon.port, "/health")[0] == 200
         metrics = get(daemon.port, "/metrics")[1]
         assert 'trail_connections_closed_total{reason="header_timeout"} 2' in metrics
@@ -139,8 +146,8 @@ def test_an_idle_keep_alive_connection_is_closed(data_dir: Path) -> None:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         sock.settimeout(5)
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-        took = closed_within(sock, 5)
-        assert took is not None and took < 3
+        took = closed_within(sock, 10)
+        assert took is not None and 0.8 <= took < 8
     finally:
         assert daemon.stop() == 0
 
@@ -152,8 +159,8 @@ def test_connections_over_the_cap_are_refused_at_once(data_dir: Path) -> None:
         held = [socket.create_connection(("127.0.0.1", daemon.port)) for _ in range(5)]
         time.sleep(0.3)
         extra = socket.create_connection(("127.0.0.1", daemon.port))
-        took = closed_within(extra, 3)
-        assert took is not None and took < 1
+        took = closed_within(extra, 10)
+        assert took is not None and took < 8  # the header timeout is 60 s: only the cap does this
         for sock in held:
             sock.close()
         time.sleep(0.3)

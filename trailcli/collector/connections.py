@@ -119,16 +119,21 @@ class GuardedConnection(asyncio.Protocol):
         self.admitted = True
         self.transport = transport
         self.inner.connection_made(transport)
-        self._expect_head()
+        self._expect_head(0)
 
     def data_received(self, data: bytes) -> None:
         if not self.admitted:
             return
-        if self.head_since is None and not self._busy():
-            self._expect_head()
+        if self.head_since is not None or self._busy():
+            self.inner.data_received(data)
+            if self.head_since is not None and self._requests() > self.head_count:
+                self._head_done()
+            return
+        # the first bytes of a request: time its head, unless it arrived whole (the usual case)
+        before = self._requests()
         self.inner.data_received(data)
-        if self.head_since is not None and self._requests() > self.head_count:
-            self._head_done()
+        if self._requests() == before and self.transport is not None:
+            self._expect_head(before)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.admitted else None
@@ -158,10 +163,10 @@ class GuardedConnection(asyncio.Protocol):
             getattr(inner, "_request_in_progress", False) or getattr(inner, "_messages", ())
         )
 
-    def _expect_head(self) -> None:
+    def _expect_head(self, count: int) -> None:
         loop = asyncio.get_running_loop()
         self.head_since = loop.time()
-        self.head_count = self._requests()
+        self.head_count = count
         if self.timer is None:
             self.timer = loop.call_at(self.head_since + self.guard.header_timeout, self._check)
 
