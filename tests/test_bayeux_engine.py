@@ -185,6 +185,8 @@ async def test_handshake_refused_when_the_node_is_full(clock: FakeClock) -> None
     )
     assert reply["successful"] is False
     assert reply["error"].startswith("503::Too many clients on this node (limit 2)")
+    # the Faye client retries after its own delay, not at once (no handshake storm)
+    assert reply["advice"] == {"reconnect": "retry", "interval": 10000}
     assert engine.stats["refused_clients"] == 1
     assert len(engine.clients) == 2
 
@@ -788,7 +790,7 @@ async def test_handshakes_per_address_are_a_token_bucket(clock: FakeClock) -> No
     refused = await handshake_from(engine, "203.0.113.7")
     assert refused["successful"] is False and "clientId" not in refused
     assert refused["error"] == "429::Too many handshakes from this address (limit 60 a minute)"
-    assert refused["advice"] == {"reconnect": "handshake", "interval": 1000}
+    assert refused["advice"] == {"reconnect": "retry", "interval": 1000}
     assert (await handshake_from(engine, "203.0.113.8"))["successful"] is True  # another address
     assert (await handshake_from(engine, None))["successful"] is True  # in-process: not limited
     clock.advance(1.0)  # one more handshake's worth
@@ -812,7 +814,7 @@ async def test_live_sessions_per_address_are_capped(clock: FakeClock) -> None:
     assert (await handshake_from(engine, "198.51.100.4"))["successful"] is True
     refused = await handshake_from(engine, "198.51.100.4")
     assert refused["error"] == "429::Too many sessions from this address (limit 2)"
-    assert refused["advice"] == {"reconnect": "handshake", "interval": 10000}
+    assert refused["advice"] == {"reconnect": "retry", "interval": 10000}
     await send(engine, {"channel": "/meta/disconnect", "clientId": first})
     assert (await handshake_from(engine, "198.51.100.4"))["successful"] is True
     assert engine.stats["refused_sessions_per_address"] == 1

@@ -50,7 +50,7 @@ async def test_a_handshake_flood_from_one_address_locks_nobody_else_out(
         opened += sum(r["successful"] for r in replies)
         refused = [r for r in replies if not r["successful"]]
         assert all(r["error"].startswith("429::") for r in refused)
-        assert all(r["advice"]["reconnect"] == "handshake" for r in refused)
+        assert all(r["advice"]["reconnect"] == "retry" for r in refused)
     refilled = 2 * (time.monotonic() - started)  # 120 a minute
     assert 60 <= opened <= 60 + refilled + 1  # the burst, and what the bucket refilled meanwhile
     # everybody else still gets in

@@ -66,7 +66,8 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = LiveServer(tmp_path_factory.mktemp("fuzz"), cookies="none", track_bots=True, secret="s", body_timeout=2,
-                      trust_proxy=True, mask_ips=True, bayeux_timeout=1.0)  # fmt: skip
+                      trust_proxy=True, mask_ips=True, bayeux_timeout=1.0,
+                      bayeux_handshake_burst=1_000_000)  # fmt: skip
     yield live
     live.stop()
     series = live.app[METRICS]._values.get("http_requests_total", {})
@@ -107,6 +108,10 @@ events_like = st.fixed_dictionaries(
 )  # fmt: skip
 bodies = (
     st.binary(max_size=600)
+    | st.builds(deep, depths, st.sampled_from(["[", "{"]), st.just("bare")).map(str.encode)
+    | st.builds(deep, depths, st.just("{"), st.just("bare")).map(
+        lambda t: f'{{"events":[{t}]}}'.encode()
+    )
     | json_values.map(lambda v: json.dumps(v).encode())
     | events_like.map(lambda v: json.dumps(v).encode())
     | st.text(max_size=200).map(lambda t: ("events_json=" + t).encode("utf-8", "surrogatepass"))
@@ -119,6 +124,9 @@ content_types = (
             "multipart/form-data; boundary=zz",
             "multipart/form-data",
             "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded; charset=x-no-such-charset",
+            "multipart/form-data; boundary=zz; charset=bogus",
+            "application/json; charset=utf-16",
             "text/plain",
             "",
         ]

@@ -19,7 +19,6 @@ class RedactingAccessLogger(AbstractAccessLogger):
             f"{request.method} {redacted_target(request.raw_path)} "
             f"HTTP/{version.major}.{version.minor}"
         )
-        agent = request.headers.get("User-Agent", "-")
         self.logger.info(
             '%s "%s" %s %s %.6fs "%s"',
             request.remote or "-",
@@ -27,5 +26,5 @@ class RedactingAccessLogger(AbstractAccessLogger):
             response.status,
             response.body_length,
             time,
-            agent,
+            request.headers.get("User-Agent", "-"),
         )

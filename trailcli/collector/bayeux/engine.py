@@ -35,8 +35,8 @@ CONNECTION_TYPES = [
     "eventsource",
     "in-process",
 ]
-# How long a client refused for having too many sessions is advised to wait before handshaking
-# again (the Faye client takes it from advice.interval); a rate refusal says when a token is due.
+# How long a client refused for a full node or too many sessions from its address is advised to
+# wait before handshaking again (advice.interval); a rate refusal says when its next one is due.
 SESSIONS_RETRY_SECONDS = 10.0
 # How long a long-poll answer waits after its first queued message, so that messages published
 # just after go in the same reply: fewer round trips under load, for a millisecond of latency.
@@ -356,12 +356,17 @@ class Engine:
             problem = error(
                 503, None, f"Too many clients on this node (limit {self.config.max_clients})"
             )
+            wait = SESSIONS_RETRY_SECONDS
         if problem:
             reply["error"] = problem
             reply["successful"] = False
-            reply["advice"] = {"reconnect": "handshake"}
-            if wait:  # the Faye client waits `interval` before it handshakes again
-                reply["advice"]["interval"] = int(wait * 1000)
+            if wait:
+                # "retry", not "handshake": the Faye client then handshakes again after its own
+                # `retry` delay, keeping the subscribes it deferred; "handshake" would make it
+                # start a second handshake of its own, which drops them if that one gets in first
+                reply["advice"] = {"reconnect": "retry", "interval": int(wait * 1000)}
+            else:
+                reply["advice"] = {"reconnect": "handshake"}
             return reply
         client = self._open(strip_secrets(message.get("ext") or {}), now, key)
         reply["clientId"] = client.id
