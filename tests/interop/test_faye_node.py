@@ -349,9 +349,9 @@ def test_a_client_refused_by_the_handshake_limit_gets_in_when_allowed(
     with urllib.request.urlopen(request, timeout=5) as response:
         assert json.loads(response.read())[0]["successful"] is True  # the address's one handshake
     client = node("listen.js", server.url, mode, "/limited")
-    client.wait_line("ready", 15)
+    client.wait_line("ready", 25)
     assert server.stats()["refused_handshake_rate"] >= 1
-    publish_until_received(server, client, "/limited", 5)
+    publish_until_received(server, client, "/limited", 10)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -360,11 +360,11 @@ def test_a_client_whose_session_expired_comes_back(make_server: Any, node: Any, 
     server = make_server(2.0, 1.0, None, "--handshake-burst", "2", "--handshakes-per-minute", "30",
                          *SHORT_CONNECTION_TIMEOUTS)  # fmt: skip
     client = node("listen.js", server.url, mode, "/back", "1", "40")
-    first_id = client.wait_line("ready", 15).split()[1]
+    first_id = client.wait_line("ready", 25).split()[1]
     client.proc.send_signal(signal.SIGSTOP)
-    server.wait_for(closed_event(first_id), 10)  # its session timed out meanwhile
+    server.wait_for(closed_event(first_id), 15)  # its session timed out meanwhile
     client.proc.send_signal(signal.SIGCONT)
-    publish_until_received(server, client, "/back", 20)
+    publish_until_received(server, client, "/back", 30)
     reopened = [e for e in server.events() if e["event"] == "opened" and e["client_id"] != first_id]
     assert reopened, "the client did not handshake again"
 
