@@ -348,7 +348,7 @@ def test_a_client_refused_by_the_handshake_limit_gets_in_when_allowed(
                                      headers={"Content-Type": "application/json"})  # fmt: skip
     with urllib.request.urlopen(request, timeout=5) as response:
         assert json.loads(response.read())[0]["successful"] is True  # the address's one handshake
-    client = node("listen.js", server.url, mode, "/limited")
+    client = node("listen.js", server.url, mode, "/limited", "1", "40")
     client.wait_line("ready", 25)
     assert server.stats()["refused_handshake_rate"] >= 1
     publish_until_received(server, client, "/limited", 10)
