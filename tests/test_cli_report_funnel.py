@@ -67,7 +67,7 @@ def test_table_draws_a_bar_per_step(shop: Path, run_cli: Callable[..., Any]) -> 
     lines = result.stdout.splitlines()
     assert "bar" in lines[0]
     bars = [line.count("█") for line in lines[2:]]
-    assert bars[0] == 30 and bars[0] > bars[1] > bars[2] > 0
+    assert bars[0] == 20 and bars[0] > bars[1] > bars[2] > 0
 
 
 def test_window_option(shop: Path, run_cli: Callable[..., Any]) -> None:
@@ -225,4 +225,4 @@ def test_table_with_breakdown_draws_bars_per_group(
     assert [("false" in line, "true" in line) for line in lines] == [(True, False)] * 2 + [
         (False, True)
     ] * 2
-    assert [line.count("█") for line in lines] == [30, 0, 30, 30]
+    assert [line.count("█") for line in lines] == [20, 0, 20, 20]

@@ -527,7 +527,7 @@ def dropped_at(data_dir: Path, query: FunnelQuery, step: int, engine: str = "aut
     return fetch_arrow(con, sql.load("funnel_dropped"), {"level": step})
 
 
-def with_bars(frame: pl.DataFrame, width: int = 30) -> pl.DataFrame:
+def with_bars(frame: pl.DataFrame, width: int = 20) -> pl.DataFrame:
     """The frame with a `bar` column drawing `reached` against the first step, for tables."""
     import polars as pl
 
