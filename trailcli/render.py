@@ -99,10 +99,12 @@ def render(
 
 def _write_json(names: list[str], rows: Iterable[dict[str, Any]], out: IO[str]) -> None:
     out.write("[")
-    for i, row in enumerate(rows):
-        out.write(",\n" if i else "\n")
+    wrote = False
+    for row in rows:
+        out.write(",\n" if wrote else "\n")
         out.write(json.dumps(row, ensure_ascii=False))
-    out.write("\n]\n" if names else "]\n")
+        wrote = True
+    out.write("\n]\n" if wrote else "]\n")
 
 
 def _write_ndjson(names: list[str], rows: Iterable[dict[str, Any]], out: IO[str]) -> None:

@@ -76,26 +76,54 @@ def _print_replay(data_dir: Any, query: Any, fmt: Format, tz: str) -> None:
         emit(group, fmt, tz, columns=columns)
 
 
+# Fixed widths of the streamed table's columns (`detail` takes the rest of the terminal)
+_STREAM_WIDTHS = {"kind": 8, "visit_token": 14, "name": 16, "gap_seconds": 11, "new_session": 11}
+
+
 class _LineWriter:
-    """Writes rows one at a time: the header once (csv, table), then one line per row."""
+    """Writes rows one at a time: the header once (csv, table), then one line per row; table
+    rows keep one fixed layout so live rows line up under the stored ones."""
 
     def __init__(self, fmt: Format, tz: str) -> None:
-        self.fmt = Format.ndjson if fmt == Format.json else fmt
-        self.tz = tz
-        self.started = False
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        from trailcli.render import render
-        from trailcli.reports.replay import COLUMNS
         from trailcli.timeparse import parse_tz
 
+        self.fmt = Format.ndjson if fmt == Format.json else fmt
+        self.tz = parse_tz(tz)
+        self.started = False
+        self.table: Any = None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        from trailcli.reports.replay import COLUMNS
+
+        if self.fmt == Format.table:
+            self._table_row(row)
+            return
+        from trailcli.render import render
+
         buffer = io.StringIO()
-        render([row], self.fmt, buffer, tz=parse_tz(self.tz), columns=list(COLUMNS))
+        render([row], self.fmt, buffer, tz=self.tz, columns=list(COLUMNS))
         lines = buffer.getvalue().splitlines(keepends=True)
-        skip = {Format.csv: 1, Format.table: 2}.get(self.fmt, 0) if self.started else 0
+        skip = 1 if self.fmt == Format.csv and self.started else 0
         sys.stdout.write("".join(lines[skip:]))
         sys.stdout.flush()
         self.started = True
+
+    def _table_row(self, row: dict[str, Any]) -> None:
+        if self.table is None:
+            from datetime import UTC, datetime
+
+            from trailcli.render_table import TableStream, format_time
+            from trailcli.reports.replay import COLUMNS
+
+            time_width = len(format_time(datetime.now(UTC), self.tz))
+            self.table = TableStream(
+                COLUMNS,
+                sys.stdout,
+                self.tz,
+                widths={"time": time_width, **_STREAM_WIDTHS},
+                right=["gap_seconds"],
+            )
+        self.table.write(row)
 
 
 def _follow(data_dir: Any, query: Any, url: str, token: str | None, fmt: Format, tz: str) -> None:

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
-from trailcli.errors import NoDataError, UsageError
+from trailcli.errors import UsageError
 from trailcli.reports import funnel_match, sessions, steps
 from trailcli.reports.frames import fetch_arrow
 from trailcli.reports.steps import Params, Step
-from trailcli.store import tables, views
+from trailcli.store import views
 
 if TYPE_CHECKING:
     import duckdb
@@ -51,7 +51,6 @@ OUTPUT_COLUMNS = [
     "median_seconds",
     "p90_seconds",
 ]
-_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 _VISIT_JOIN = (
@@ -242,20 +241,6 @@ def _scan_bounds(query: FunnelQuery) -> dict[str, Any]:
         "date_from": lo.astimezone(UTC).date().isoformat(),
         "date_to": hi.astimezone(UTC).date().isoformat(),
     }
-
-
-def _require_partitions(data_dir: Path, query: FunnelQuery) -> None:
-    """NoDataError when a range is given and no events partition overlaps it."""
-    if query.start is None and query.end is None:
-        return
-    bounds = _scan_bounds(query)
-    files = tables.file_list(data_dir, "events")
-    dates = {m.group(1) for m in map(_DATE_DIR.search, files) if m}
-    if not any(bounds["date_from"] <= d <= bounds["date_to"] for d in dates):
-        raise NoDataError(
-            "No events in the requested range.",
-            "widen --from/--to, or run 'trail sql \"SELECT min(time), max(time) FROM events\"'",
-        )
 
 
 def _ordered_units(
@@ -473,8 +458,7 @@ def prepare(
     Without `need_events` the fast path may leave the event ids of `_funnel_units` empty.
     """
     query.check()
-    con = views.connect(data_dir, need=("events",))
-    _require_partitions(data_dir, query)
+    con = views.connect(data_dir, need=("events",), start=query.start, end=query.end)
     sessions.use_timeout(con, query.session_timeout)
     scan = _scan_bounds(query)
     fast = engine == "auto" and query.fast_path

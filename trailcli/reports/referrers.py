@@ -424,7 +424,7 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
 
     db = load_db(query.referrer_db)
     goal_statement, goal_params = _goal_visits_sql(query.goal)
-    con = views.connect(data_dir, need=("visits",))
+    con = views.connect(data_dir, need=("visits",), start=query.start, end=query.end)
     views.run(con, f"CREATE TEMP TABLE _goal_visits AS {goal_statement}", goal_params)
     result = None
     if _stored_facts_suffice(query, db):

@@ -105,7 +105,7 @@ def replay(data_dir: Path, query: ReplayQuery) -> list[dict[str, Any]]:
 
     if query.session_timeout <= timedelta(0):
         raise UsageError("The session timeout must be positive.", "use e.g. --session-timeout 30m")
-    con = views.connect(data_dir)
+    con = views.connect(data_dir, start=query.start, end=query.end)
     params = {
         "user": query.person.user,
         "visitor": query.person.visitor,
