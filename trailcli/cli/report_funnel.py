@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,10 +15,13 @@ from trailcli.cli.common import (
     From,
     IncludeBots,
     SessionTimeout,
+    Strict,
     To,
     Tz,
     cli_errors,
     emit,
+    range_words,
+    report_absent,
 )
 from trailcli.render import Format
 
@@ -82,6 +85,7 @@ def funnel(
         int | None,
         typer.Option("--dropped-at", help="List the units that reached step N but not N+1."),
     ] = None,
+    strict: Strict = False,
     include_bots: IncludeBots = False,
     session_timeout: SessionTimeout = "30m",
     start: From = None,
@@ -111,8 +115,20 @@ def funnel(
             include_bots=include_bots,
             session_timeout=parse_duration(session_timeout),
         )
+        _check_names(data_dir, query, tz, strict)
         if dropped_at is not None:
             emit(report.dropped_at(data_dir, query, dropped_at), fmt, tz)
         else:
             frame = report.funnel(data_dir, query)
             emit(report.with_bars(frame) if fmt is Format.table else frame, fmt, tz)
+
+
+def _check_names(data_dir: Any, query: Any, tz: str, strict: bool) -> None:
+    """Warn about (or, with --strict, refuse) steps and exclusions naming absent events; later
+    steps may fall up to the window's span after --to."""
+    from trailcli.reports.event_names import check_steps
+
+    given = [("--step", s) for s in query.steps] + [("--exclude", s) for s in query.exclude]
+    scan_end = query.end + query.span if query.end is not None else None
+    absent = check_steps(data_dir, given, query.start, scan_end)
+    report_absent(absent, range_words(query.start, query.end, tz), strict)

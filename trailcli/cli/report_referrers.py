@@ -14,10 +14,13 @@ from trailcli.cli.common import (
     From,
     IncludeBots,
     Limit,
+    Strict,
     To,
     Tz,
     cli_errors,
     emit,
+    range_words,
+    report_absent,
 )
 from trailcli.render import Format
 
@@ -47,6 +50,7 @@ def referrers(
             "AIAssistants.yml or Snowplow referers.yml (repeatable; later wins).",
         ),
     ] = None,
+    strict: Strict = False,
     include_bots: IncludeBots = False,
     start: From = None,
     end: To = None,
@@ -71,4 +75,11 @@ def referrers(
             include_bots=include_bots,
             referrer_db=tuple(referrer_db or ()),
         )
+        if goal:
+            from trailcli.reports.event_names import check_steps
+            from trailcli.reports.steps import parse_step
+
+            goal_step = [("--goal", parse_step(goal))]
+            absent = check_steps(data_dir, goal_step, lo, hi, need=("visits",))
+            report_absent(absent, range_words(lo, hi, tz), strict)
         emit(referrers_report(data_dir, query), fmt, tz)
