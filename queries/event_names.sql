@@ -1,10 +1,15 @@
--- event_names: each distinct event name in the range with how many events carry it (duplicates
--- counted once per partition as the view reads them), most frequent first. The partition dates
--- bound the scan so only the range's days are read.
+-- event_names: each distinct event name in the range, most frequent first. It reads the events
+-- as stored, before deduplication (a repeated event does not change which names occur), and
+-- the partition dates bound the scan so only the range's days are read.
 -- returns: name, events
 -- params: $since, $until, $date_from, $date_to
+WITH stored AS (
+    SELECT name, time, date FROM _clean_events
+    UNION ALL
+    SELECT name, time, date FROM _dirty_events
+)
 SELECT name, count(*) AS events
-FROM raw_events
+FROM stored
 WHERE name IS NOT NULL
   AND ($date_from IS NULL OR date >= $date_from)
   AND ($date_to IS NULL OR date <= $date_to)

@@ -98,21 +98,23 @@ def range_words(start: Any, end: Any, tz_name: str) -> str:
     return f"before {hi}" if hi else "in the data"
 
 
-def report_absent(absent: list[Any], where: str, strict: bool) -> None:
-    """Say on stderr which named events are absent; with `strict` that is a usage error."""
-    from trailcli.errors import UsageError
+def absent_names_reporter(start: Any, end: Any, tz_name: str, strict: bool) -> Any:
+    """The `on_absent` callback of a report: say on stderr which named events do not occur in
+    the range; with `strict` that is a usage error (exit 2) before anything is counted."""
 
-    if not absent:
-        return
-    lines = [a.describe(where) for a in absent]
-    if not strict:
+    def report(absent: list[Any]) -> None:
+        from trailcli.errors import UsageError
+
+        lines = [a.describe(range_words(start, end, tz_name)) for a in absent]
+        if strict:
+            raise UsageError(
+                "\n  ".join(["An event named in the command does not occur:", *lines]),
+                "fix the name, or drop --strict to count an event that has not happened yet as 0",
+            )
         for line in lines:
             warn(f"Warning: {line}")
-        return
-    raise UsageError(
-        "\n  ".join(["An event named in the command does not occur:", *lines]),
-        "fix the name, or drop --strict to count an event that has not happened yet as 0",
-    )
+
+    return report
 
 
 def emit(frame: Any, fmt: Format, tz_name: str = "UTC", columns: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -18,10 +18,9 @@ from trailcli.cli.common import (
     Strict,
     To,
     Tz,
+    absent_names_reporter,
     cli_errors,
     emit,
-    range_words,
-    report_absent,
 )
 from trailcli.render import Format
 
@@ -115,20 +114,9 @@ def funnel(
             include_bots=include_bots,
             session_timeout=parse_duration(session_timeout),
         )
-        _check_names(data_dir, query, tz, strict)
+        on_absent = absent_names_reporter(lo, hi, tz, strict)
         if dropped_at is not None:
-            emit(report.dropped_at(data_dir, query, dropped_at), fmt, tz)
+            emit(report.dropped_at(data_dir, query, dropped_at, on_absent=on_absent), fmt, tz)
         else:
-            frame = report.funnel(data_dir, query)
+            frame = report.funnel(data_dir, query, on_absent=on_absent)
             emit(report.with_bars(frame) if fmt is Format.table else frame, fmt, tz)
-
-
-def _check_names(data_dir: Any, query: Any, tz: str, strict: bool) -> None:
-    """Warn about (or, with --strict, refuse) steps and exclusions naming absent events; later
-    steps may fall up to the window's span after --to."""
-    from trailcli.reports.event_names import check_steps
-
-    given = [("--step", s) for s in query.steps] + [("--exclude", s) for s in query.exclude]
-    scan_end = query.end + query.span if query.end is not None else None
-    absent = check_steps(data_dir, given, query.start, scan_end)
-    report_absent(absent, range_words(query.start, query.end, tz), strict)

@@ -17,10 +17,9 @@ from trailcli.cli.common import (
     Strict,
     To,
     Tz,
+    absent_names_reporter,
     cli_errors,
     emit,
-    range_words,
-    report_absent,
 )
 from trailcli.render import Format
 
@@ -75,11 +74,5 @@ def referrers(
             include_bots=include_bots,
             referrer_db=tuple(referrer_db or ()),
         )
-        if goal:
-            from trailcli.reports.event_names import check_steps
-            from trailcli.reports.steps import parse_step
-
-            goal_step = [("--goal", parse_step(goal))]
-            absent = check_steps(data_dir, goal_step, lo, hi, need=("visits",))
-            report_absent(absent, range_words(lo, hi, tz), strict)
-        emit(referrers_report(data_dir, query), fmt, tz)
+        on_absent = absent_names_reporter(lo, hi, tz, strict)
+        emit(referrers_report(data_dir, query, on_absent), fmt, tz)

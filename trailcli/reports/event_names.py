@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trailcli import sql
 from trailcli.reports.steps import Step
+
+if TYPE_CHECKING:
+    import duckdb
 
 MAX_SUGGESTIONS = 3
 
@@ -70,19 +73,12 @@ def absent_names(names: Sequence[str], given: Iterable[tuple[str, Step]]) -> lis
 
 
 def event_names(
-    data_dir: Path,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    need: Sequence[str] = ("events",),
+    con: duckdb.DuckDBPyConnection, start: datetime | None = None, end: datetime | None = None
 ) -> list[str]:
-    """The distinct event names in `[start, end)`, most frequent first ([] without events).
-
-    NoDataError as for a report reading the `need` tables over that range.
-    """
+    """The distinct event names in `[start, end)` on a connection from `views.connect`, most
+    frequent first."""
     from trailcli.reports.frames import fetch_arrow
-    from trailcli.store import views
 
-    con = views.connect(data_dir, need=need, start=start, end=end)
     last = end - timedelta(microseconds=1) if end is not None else None
     params = {
         "since": start,
@@ -93,13 +89,20 @@ def event_names(
     return fetch_arrow(con, sql.load("event_names"), params).column("name").to_pylist()
 
 
-def check_steps(
-    data_dir: Path,
+# What a report calls with the absent names it found before counting (it may raise to stop).
+OnAbsent = Callable[[list[AbsentName]], None]
+
+
+def check(
+    con: duckdb.DuckDBPyConnection,
     given: Iterable[tuple[str, Step]],
-    start: datetime | None = None,
-    end: datetime | None = None,
-    need: Sequence[str] = ("events",),
-) -> list[AbsentName]:
-    """The steps of `given` that name an event absent from `[start, end)` (NoDataError when none
-    of the `need` tables has data for the range)."""
-    return absent_names(event_names(data_dir, start, end, need), given)
+    start: datetime | None,
+    end: datetime | None,
+    on_absent: OnAbsent | None,
+) -> None:
+    """Hand `on_absent` the steps of `given` whose event is absent from `[start, end)`."""
+    if on_absent is None:
+        return
+    absent = absent_names(event_names(con, start, end), given)
+    if absent:
+        on_absent(absent)

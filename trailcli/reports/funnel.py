@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
 from trailcli.errors import UsageError
-from trailcli.reports import funnel_match, sessions, steps
+from trailcli.reports import event_names, funnel_match, sessions, steps
 from trailcli.reports.frames import fetch_arrow
 from trailcli.reports.steps import Params, Step
 from trailcli.store import views
@@ -448,7 +448,11 @@ def _match_rows(cols: dict[str, list[Any]], query: FunnelQuery) -> Any:
 
 
 def prepare(
-    data_dir: Path, query: FunnelQuery, engine: str = "auto", need_events: bool = True
+    data_dir: Path,
+    query: FunnelQuery,
+    engine: str = "auto",
+    need_events: bool = True,
+    on_absent: event_names.OnAbsent | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection holding `_funnel_units` for `query`, and `_funnel_events` unless the lean
     fast path applies (ordered, window from the first step, no exclusions, breakdowns or
@@ -456,9 +460,13 @@ def prepare(
 
     `engine` "auto" takes the ASOF fast path where it applies; "match" forces the pure matcher.
     Without `need_events` the fast path may leave the event ids of `_funnel_units` empty.
+    `on_absent` gets the steps and exclusions whose event does not occur (event_names.check).
     """
     query.check()
     con = views.connect(data_dir, need=("events",), start=query.start, end=query.end)
+    given = [("--step", s) for s in query.steps] + [("--exclude", s) for s in query.exclude]
+    scan_end = query.end + query.span if query.end is not None else None  # later steps' reach
+    event_names.check(con, given, query.start, scan_end, on_absent)
     sessions.use_timeout(con, query.session_timeout)
     scan = _scan_bounds(query)
     fast = engine == "auto" and query.fast_path
@@ -480,11 +488,16 @@ def prepare(
     return con
 
 
-def funnel(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> pl.DataFrame:
+def funnel(
+    data_dir: Path,
+    query: FunnelQuery,
+    engine: str = "auto",
+    on_absent: event_names.OnAbsent | None = None,
+) -> pl.DataFrame:
     """One row per step (per breakdown value when asked): reached, drop-off, conversion, timing."""
     import polars as pl
 
-    con = prepare(data_dir, query, engine, need_events=False)
+    con = prepare(data_dir, query, engine, need_events=False, on_absent=on_absent)
     params = {
         "steps": len(query.steps),
         "limit": query.breakdown_limit,
@@ -500,14 +513,20 @@ def funnel(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> pl.DataF
     return frame.select(columns)
 
 
-def dropped_at(data_dir: Path, query: FunnelQuery, step: int, engine: str = "auto") -> pa.Table:
+def dropped_at(
+    data_dir: Path,
+    query: FunnelQuery,
+    step: int,
+    engine: str = "auto",
+    on_absent: event_names.OnAbsent | None = None,
+) -> pa.Table:
     """The units that reached `step` but not the next, with the event that reached it."""
     if not 1 <= step < len(query.steps):
         raise UsageError(
             f"--dropped-at {step} is not a step that can be dropped at.",
             f"use a step number from 1 to {len(query.steps) - 1}",
         )
-    con = prepare(data_dir, query, engine)
+    con = prepare(data_dir, query, engine, on_absent=on_absent)
     return fetch_arrow(con, sql.load("funnel_dropped"), {"level": step})
 
 

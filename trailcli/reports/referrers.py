@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from trailcli import sql
 from trailcli.errors import TrailError, UsageError
+from trailcli.reports import event_names
 from trailcli.reports.frames import fetch_arrow
 from trailcli.reports.referrer_db import ReferrerDB, builtin_db, load_db
 from trailcli.reports.referrer_facts import (
@@ -23,6 +24,7 @@ from trailcli.reports.referrer_facts import (
     search_term,
     split_referrer,
 )
+from trailcli.reports.steps import parse_step
 
 DIRECT = "(direct)"
 NONE = "(none)"
@@ -411,12 +413,15 @@ def _report_rows(con: Any, grouped_sql: str, params: dict[str, Any], limit: int 
     return fetch_arrow(con, sql.load("referrers_rows"), {"limit": limit})
 
 
-def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
+def referrers_report(
+    data_dir: Path, query: ReferrersQuery, on_absent: event_names.OnAbsent | None = None
+) -> Any:
     """Visits, visitors and share per value of `query.by` (and goal conversions), as Arrow.
 
     Rows are ordered by visits (most first), then by the dimension value. Visits with stored
     source facts are grouped by those short columns; the URLs are read only when some visit in
-    range has none or the facts do not suffice (_stored_facts_suffice).
+    range has none or the facts do not suffice (_stored_facts_suffice). `on_absent` gets the
+    goal when no event in the range has its name (event_names.check).
     """
     if query.by not in DIMENSIONS:
         raise UsageError(f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)}")
@@ -425,6 +430,9 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
     db = load_db(query.referrer_db)
     goal_statement, goal_params = _goal_visits_sql(query.goal)
     con = views.connect(data_dir, need=("visits",), start=query.start, end=query.end)
+    if query.goal:
+        goal = [("--goal", parse_step(query.goal))]
+        event_names.check(con, goal, query.start, query.end, on_absent)
     views.run(con, f"CREATE TEMP TABLE _goal_visits AS {goal_statement}", goal_params)
     result = None
     if _stored_facts_suffice(query, db):
