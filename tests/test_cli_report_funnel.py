@@ -299,3 +299,26 @@ def test_a_quoted_value_may_start_with_an_operator(shop: Path, run_cli: Callable
     step = "purchase note='>>x'"
     result = run_cli("report", "funnel", "--step", "$view", "--step", step, "--data-dir", shop)
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_any_order_rows_are_labelled_by_how_many_steps(
+    shop: Path, run_cli: Callable[..., Any], fmt: str
+) -> None:
+    # c only viewed; b viewed and added; a and d did all three: 4 reached >= 1 step, 3 >= 2, 2 >= 3
+    args = ("report", "funnel", "--order", "any", "--step", "purchase", "--step", "add_to_cart")
+    result = run_cli(*args, "--step", "$view", "--data-dir", shop, "--window", "1w", "-f", fmt)
+    assert result.exit_code == 0, result.stderr
+    labels = ["≥ 1 step", "≥ 2 steps", "≥ 3 steps"]
+    if fmt == "json":
+        rows = json.loads(result.stdout)
+        assert [(r["name"], r["reached"]) for r in rows] == list(
+            zip(labels, [4, 3, 2], strict=True)
+        )
+    elif fmt == "csv":
+        assert [line.split(",")[1] for line in result.stdout.splitlines()[1:]] == labels
+    else:
+        body = result.stdout.splitlines()[2:]
+        assert [label in line for label, line in zip(labels, body, strict=True)] == [True] * 3
+    help_text = run_cli("report", "funnel", "--help").stdout
+    assert "at least k" in " ".join(help_text.split())

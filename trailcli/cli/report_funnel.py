@@ -57,7 +57,8 @@ def funnel(
         typer.Option(
             "--order",
             help="ordered: other events may come between; strict: each step is the very next "
-            "event; any: all steps within the window in any order.",
+            "event; any: as many of the steps as possible within the window, in any order (row "
+            "k, named '≥ k steps', counts the units that reached at least k of them).",
         ),
     ] = Order.ordered,
     window: Annotated[

@@ -507,10 +507,18 @@ def funnel(
     table = fetch_arrow(con, sql.load("funnel_counts"), params)
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    names = pl.Series("name", [s.text for s in query.steps])
+    names = pl.Series("name", step_labels(query))
     frame = frame.with_columns(name=names.gather(frame["step"] - 1))
     columns = OUTPUT_COLUMNS + (["breakdown"] if query.breakdown is not None else [])
     return frame.select(columns)
+
+
+def step_labels(query: FunnelQuery) -> list[str]:
+    """The `name` of each output row: the step as given, or under `--order any` (where row k
+    counts the units that reached at least k of the steps, in any order) `≥ k steps`."""
+    if query.order == "any":
+        return [f"≥ {k} step{'s' if k > 1 else ''}" for k in range(1, len(query.steps) + 1)]
+    return [s.text for s in query.steps]
 
 
 def dropped_at(
