@@ -129,8 +129,11 @@ class Classifier:
         """Attribution of one visit: UTM tags, then click id, then referrer, else direct."""
         campaign = key.utm_campaign or None
         if key.utm_source:
+            # a tag naming a known source (`google`, `fb`, `l.facebook.com`) takes that source's
+            # display name, so it counts with the visits that source's referrer brings
             source = key.utm_source.strip().lower()
             known = self.db.lookup_alias(source)
+            source = known.name if known is not None else source
             medium = key.utm_medium.strip().lower() or NOT_SET
             channel = channel_for(source, medium, campaign, known.medium if known else None)
             return Attribution(source, medium, channel, key.utm_term or None, campaign)
