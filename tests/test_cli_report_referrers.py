@@ -166,3 +166,40 @@ def test_a_goal_without_an_events_table_is_a_warning(run_cli, tmp_path: Path, wr
     result = run_cli("report", "referrers", "--goal", "signup", "--data-dir", data, "-f", "json")
     assert _json(result)[0]["conversions"] == 0
     assert "no event 'signup'" in result.stderr
+
+
+def test_shipped_matomo_list_by_name(run_cli, data_dir: Path, write_rows) -> None:
+    landing = "https://shop.example.com/"
+    write_rows(
+        "visits",
+        [
+            {"visit_token": "1", "visitor_token": "A", "started_at": "2026-01-01T10:00:00Z",
+             "landing_page": landing, "referrer": "https://go.mail.ru/search?q=%EF%F0%E8%E2"},
+            {"visit_token": "2", "visitor_token": "B", "started_at": "2026-01-01T11:00:00Z",
+             "landing_page": landing, "referrer": "https://www.google.co.uk/imgres?q=boots"},
+        ],
+    )  # fmt: skip
+    args = ("report", "referrers", "--data-dir", data_dir, "-f", "json")
+    rows = _json(run_cli(*args, "--referrer-db", "matomo"))
+    assert {r["source"] for r in rows} == {"Mailru", "Google Images"}
+    terms = _json(run_cli(*args, "--by", "term", "--referrer-db", "matomo"))
+    assert {r["term"] for r in terms} == {"прив", "boots"}
+    # without the list, go.mail.ru is an unknown host and Google Images is Google
+    assert {r["source"] for r in _json(run_cli(*args))} == {"go.mail.ru", "Google"}
+    refused = run_cli(*args, "--referrer-db", "snowplow")
+    assert refused.exit_code == 2 and "curl -LO" in refused.stderr
+
+
+def test_snowplow_paid_networks_are_paid_channels(run_cli, data_dir: Path, write_rows) -> None:
+    write_rows(
+        "visits",
+        [
+            {"visit_token": "1", "visitor_token": "A", "started_at": "2026-01-01T10:00:00Z",
+             "landing_page": "https://shop.example.com/",
+             "referrer": "https://click.bannerworks.example/c"},
+        ],
+    )  # fmt: skip
+    args = ("report", "referrers", "--data-dir", data_dir, "-f", "json", "--by")
+    db = ("--referrer-db", DATA / "referers.yml")
+    assert _json(run_cli(*args, "medium", *db))[0]["medium"] == "paid"
+    assert _json(run_cli(*args, "channel", *db))[0]["channel"] == "Display"

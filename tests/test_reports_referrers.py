@@ -272,6 +272,17 @@ CASES = [
     (f"{SITE}/?a=1&msclkid=xyz", "https://www.bing.com/", ("Bing", "cpc", None, "Paid Search")),
     (f"{SITE}/p?fbclid=IwAR0", "https://l.facebook.com/", ("Facebook", "cpc", None, "Paid Social")),
     (f"{SITE}/p?gclid=", "https://www.google.com/", ("Google", "search", None, "Organic Search")),
+    # a keyword carried only in the fragment; a term in the engine's declared charset (GB2312)
+    (
+        f"{SITE}/",
+        "https://www.google.com/#q=trail+shoes",
+        ("Google", "search", "trail shoes", "Organic Search"),
+    ),
+    (
+        f"{SITE}/",
+        "https://www.baidu.com/s?ie=gb2312&wd=%D6%D0%CE%C4",
+        ("Baidu", "search", "中文", "Organic Search"),
+    ),
 ]
 
 

@@ -45,8 +45,9 @@ def referrers(
         list[Path] | None,
         typer.Option(
             "--referrer-db",
-            help="Also load a referrer list: Matomo SearchEngines.yml/Socials.yml/"
-            "AIAssistants.yml or Snowplow referers.yml (repeatable; later wins).",
+            help="Also load a referrer list: 'matomo' (Matomo's lists, shipped with trail), or a "
+            "file: Matomo SearchEngines.yml/Socials.yml/AIAssistants.yml, Snowplow referers.yml "
+            "(repeatable; later wins).",
         ),
     ] = None,
     strict: Strict = False,
