@@ -2,7 +2,7 @@
 -- one row per (key_hash, visitor_token) with its visits and goal conversions; `key`, each distinct
 -- key once with its key_hash (the caller checks that no hash is shared by two keys); `site`, each
 -- distinct landing host (the site's own hosts by default; '' only without $with_landing_host).
--- A visit's key holds the parts that decide its source (DESIGN.md "Sources"): the utm_* tags, the
+-- A visit's key holds the parts that decide its source (docs/reports.md, Referrers): the utm_* tags, the
 -- click id, the referrer's scheme, host, path (only for hosts that may have path rules, matched by
 -- $path_re) and search term or query (only for --by term), and the landing page's path (only for
 -- --by landing_page). Rows with stored source facts (referrer_kind not null, docs/data-model.md)

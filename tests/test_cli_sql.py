@@ -1,4 +1,4 @@
-"""`trail sql`: every output format and the exit codes of DESIGN.md (0 ok, 2 usage, 3 no data)."""
+"""`trail sql`: every output format and the exit codes of docs/cli.md (0 ok, 2 usage, 3 no data)."""
 
 import csv
 import io

@@ -1,4 +1,4 @@
-"""Source attribution of visits: every rule of DESIGN.md "Sources" and issue 7, one case per row."""
+"""Source attribution of visits: every rule of docs/reports.md (Referrers), one case per row."""
 
 from __future__ import annotations
 

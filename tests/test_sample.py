@@ -285,7 +285,7 @@ def test_funnel_truth_matches_a_recount_from_stored_rows(
 def test_online_truth_matches_a_recount_from_stored_rows(
     sample: tuple[Path, dict[str, Any]],
 ) -> None:
-    """Independent reading of DESIGN.md presence semantics over the stored rows."""
+    """Independent reading of the presence rules of docs/presence.md over the stored rows."""
     path, doc = sample
     first: dict[str, tuple[datetime, str]] = {}
     for r in rows_of(path, "identities"):

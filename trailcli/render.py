@@ -1,4 +1,4 @@
-"""Write a result frame to a stream as a table, CSV, JSON or NDJSON (DESIGN.md, CLI conventions)."""
+"""Write a result frame to a stream as a table, CSV, JSON or NDJSON (docs/cli.md)."""
 
 from __future__ import annotations
 

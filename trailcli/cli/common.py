@@ -1,4 +1,4 @@
-"""Options and error handling shared by every command (DESIGN.md, CLI conventions)."""
+"""Options and error handling shared by every command (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def replay(
             "--follow",
             metavar="URL",
             help="Keep printing live rows from a collector's Bayeux endpoint (e.g. "
-            "http://127.0.0.1:8080/faye) until interrupted.",
+            "http://127.0.0.1:9292/faye) until interrupted.",
         ),
     ] = None,
     token: Annotated[

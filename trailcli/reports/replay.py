@@ -60,7 +60,7 @@ def _detail(kind: str, text: str | None) -> Any:
 
 
 def _visit_detail(stored: dict[str, Any]) -> dict[str, Any]:
-    """Source, medium and channel (DESIGN.md "Sources") plus landing page, device and location."""
+    """Source, medium and channel (docs/reports.md, Referrers) plus landing page, device and location."""
     from trailcli.reports.referrers import classify_url
 
     utm = {k: stored.pop(k, None) for k in ("utm_source", "utm_medium", "utm_campaign", "utm_term")}

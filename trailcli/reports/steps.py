@@ -1,6 +1,6 @@
 """Parse step expressions (`NAME key OP value ...`) and turn them into bound SQL predicates.
 
-Syntax (DESIGN.md "Step syntax"): an event name, then filters `key OP value` with OP one of
+Syntax (docs/reports.md, Funnels): an event name, then filters `key OP value` with OP one of
 `= != > >= < <=`. `*` matches any run of characters in an unquoted name or `=`/`!=` value;
 quotes group text with spaces and make it literal. A bare key is an event property (`a.b` is
 the nested property `b` of `a`), `visit.KEY` a visit column.

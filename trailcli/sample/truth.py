@@ -1,6 +1,6 @@
 """Reference figures of a generated sample, computed from what was generated (not by the reports).
 
-Each function is the plainest correct reading of DESIGN.md's rules; the report commands are
+Each function is the plainest correct reading of the rules in docs/; the report commands are
 checked against the numbers these produce.
 """
 
@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-# ---- sources (DESIGN.md "Sources") ---------------------------------------------------------
+# ---- sources (docs/reports.md, Referrers) ---------------------------------------------------------
 
 KNOWN_REFERRERS = {
     "bing.com": "Bing",
