@@ -127,26 +127,50 @@ class _LineWriter:
 
 
 def _follow(data_dir: Any, query: Any, url: str, token: str | None, fmt: Format, tz: str) -> None:
-    """Print the stored trail (when there is one), then live rows until interrupted."""
+    """Subscribe, print the stored trail (when there is one), then live rows until interrupted;
+    after a reconnection, the rows stored meanwhile first (each row printed once)."""
     import asyncio
+    from dataclasses import replace
 
+    from trailcli.cli.common import warn
     from trailcli.cli.follow import follow
     from trailcli.errors import NoDataError, UsageError
-    from trailcli.reports.replay import replay
+    from trailcli.reports.replay import LiveTrail, live_row, stored_rows
 
     if not token:
         raise UsageError(
             "--follow needs the collector's read token.", "pass --token or set TRAIL_API_TOKEN"
         )
     write = _LineWriter(fmt, tz)
-    try:
-        for row in replay(data_dir, query):
-            write(row)
-    except NoDataError:
-        pass
-    from trailcli.cli.common import warn
+    trail = LiveTrail(query.session_timeout)
 
-    def ready() -> None:
-        warn(f"Following {url} (Ctrl-C to stop).")
+    def show(key: Any, row: dict[str, Any]) -> None:
+        annotated = trail.accept(key, row)
+        if annotated is not None:
+            write(annotated)
 
-    asyncio.run(follow(url, token, query.person, write, on_ready=ready))
+    def catch_up(first: bool) -> None:
+        # first the trail as asked (--from, --to, --limit); later what is new since the newest row
+        since = replace(query, start=trail.newest or query.start, end=None, limit=None)
+        try:
+            rows = stored_rows(data_dir, query if first else since)
+        except NoDataError:
+            rows = []
+            if not first:
+                warn(f"No stored trail under {data_dir} to fill in what came while reconnecting "
+                     "(pass the collector's --data-dir); rows from then may be missing.")  # fmt: skip
+        for key, row in rows:
+            show(key, row)
+        if first:
+            warn(f"Following {url} (Ctrl-C to stop).")
+
+    asyncio.run(
+        follow(
+            url,
+            token,
+            query.person,
+            lambda channel, data: show(*live_row(channel, data)),
+            on_subscribed=catch_up,
+            on_status=warn,
+        )
+    )
