@@ -110,6 +110,17 @@ def annotate(rows: Iterable[dict[str, Any]], timeout: timedelta) -> list[dict[st
     return out
 
 
+# What names a row of a trail, so a followed trail prints it once: an event by its id, another
+# row by its kind, time and tie-breaker (a presence row's seq, a binding's user).
+Key = tuple[str, ...]
+
+
+def row_key(kind: str, time: datetime | None, tie: Any) -> Key:
+    if kind == "event":
+        return ("event", str(tie))
+    return (kind, time.isoformat() if time is not None else "", str(tie))
+
+
 def stored_rows(data_dir: Path, query: ReplayQuery) -> list[tuple[Key, dict[str, Any]]]:
     """The person's stored rows in time order, not annotated, each with the key that names it
     (`row_key`)."""
@@ -141,17 +152,6 @@ def stored_rows(data_dir: Path, query: ReplayQuery) -> list[tuple[Key, dict[str,
 def replay(data_dir: Path, query: ReplayQuery) -> list[dict[str, Any]]:
     """The person's rows (COLUMNS) in time order; [] for an unknown person."""
     return annotate((row for _, row in stored_rows(data_dir, query)), query.session_timeout)
-
-
-# What names a row of a trail, so a followed trail prints it once: an event by its id, another
-# row by its kind, time and tie-breaker (a presence row's seq, a binding's user).
-Key = tuple[str, ...]
-
-
-def row_key(kind: str, time: datetime | None, tie: Any) -> Key:
-    if kind == "event":
-        return ("event", str(tie))
-    return (kind, time.isoformat() if time is not None else "", str(tie))
 
 
 class LiveTrail:
