@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -157,7 +158,8 @@ class ReferrerDB:
         return None
 
 
-def host_forms(host: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)  # referrer hosts repeat: the collector asks per visit
+def host_forms(host: str) -> tuple[str, ...]:
     """`host` itself, then the placeholder forms Matomo's `{}` would match it under: its TLD as
     `*` (one label, or a country code after a second-level label: google.co.uk -> google.*) and
     a two-letter label below the registered name as `*` (images.de.ask.com -> images.*.ask.com).
@@ -174,7 +176,7 @@ def host_forms(host: str) -> list[str]:
     for i in range(1, len(labels) - max(tlds, 1) - 1):
         if _is_country(labels[i]):
             forms.append(".".join([*labels[:i], "*", *labels[i + 1 :]]))
-    return forms
+    return tuple(forms)
 
 
 def _is_country(label: str) -> bool:

@@ -146,7 +146,7 @@ def source_facts(
     term = rule = None
     if kind == WEB:
         known, rule = database.lookup_host_rule(normalise_host(host), path)
-        fragment = referrer_fragment(referrer)
+        fragment = referrer_fragment(referrer) if "#" in (referrer or "") else ""
         term = search_term(known, query, fragment) if known is not None else None
     return {
         "referrer_kind": kind,
