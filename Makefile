@@ -15,11 +15,13 @@ $(BIN)/trail: pyproject.toml
 
 setup: $(BIN)/trail
 
-# The browser the interop tests drive, and Ruby for the documented user-token one-liner;
-# installing them needs root (apt-get).
+# The browser the interop tests drive, jq for the docs' examples and Ruby for the documented
+# user-token one-liner; installing them needs root (apt-get).
 system-deps:
 	@command -v chromium >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v jq >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; }
 	@command -v ruby >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ruby; }
 
