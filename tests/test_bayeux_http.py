@@ -426,7 +426,7 @@ async def test_the_collector_app_serves_faye_with_its_settings_and_metrics(
     from collector_support import make_settings
 
     from trailcli.collector.app import create_app
-    from trailcli.collector.keys import BAYEUX_ENGINE as KEYED_ENGINE
+    from trailcli.collector.bayeux import BAYEUX_ENGINE as KEYED_ENGINE
 
     settings = make_settings(
         tmp_path / "data",

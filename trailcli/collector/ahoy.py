@@ -17,9 +17,10 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from trailcli.collector import ahoy_payload as payload
 from trailcli.collector import enrich, identity
-from trailcli.collector.keys import EVENT_HOOKS, METRICS, SETTINGS, WRITER, RecordWriter
+from trailcli.collector.keys import METRICS, SETTINGS, WRITER
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
+from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.collect.ahoy")
 
@@ -392,11 +393,10 @@ INTAKE = web.AppKey("ahoy_intake", EventIntake)
 
 @dataclass
 class _Storing:
-    """Events on their way to the WAL: what to undo if that fails, what to announce once durable."""
+    """Events on their way to the WAL: what to undo if that fails, what to count once durable."""
 
     durable: Awaitable[Any]
     records: list[dict[str, Any]]
-    properties: list[Any]  # each event's properties as the client sent them, parsed
     new_visit: str | None  # the token of the visit these events created, if they did
 
 
@@ -494,14 +494,13 @@ def _start_storing(
         )
         for (event, event_id), t in zip(fresh, times, strict=True)
     ]
-    properties = [{} if (p := event.get("properties")) is None else p for event, _ in fresh]
     new_visit_token = visit if new_visit is not None else None
     try:
         durable = _append(app[WRITER], records, new_visit)
     except BaseException:
         _unmark(state, records, new_visit_token)
         raise
-    return _Storing(durable, records, properties, new_visit_token)
+    return _Storing(durable, records, new_visit_token)
 
 
 def _unmark(state: AhoyState, records: list[dict[str, Any]], new_visit: str | None) -> None:
@@ -533,7 +532,7 @@ def _event_visit(
 
 
 def _append(
-    writer: RecordWriter, records: list[dict[str, Any]], visit: dict[str, Any] | None
+    writer: LogWriter, records: list[dict[str, Any]], visit: dict[str, Any] | None
 ) -> Awaitable[Any]:
     """The events' append (with their new visit's, if any), to await: no coroutine of its own."""
     if visit is None:
@@ -544,15 +543,10 @@ def _append(
 
 
 def _accepted(app: web.Application, storing: _Storing) -> None:
-    """Count durable records and hand the events to the hooks (a failing hook is only logged)."""
+    """Count the durable records (the store's listeners have heard of them already)."""
     app[METRICS].inc("events_total", None, len(storing.records))
     if storing.new_visit is not None:
         app[METRICS].inc("visits_total")
-    for hook in app[EVENT_HOOKS]:
-        try:
-            hook(storing.records, storing.properties)
-        except Exception:
-            log.exception("event hook %r failed", hook)
 
 
 async def _warm_parser(app: web.Application) -> AsyncIterator[None]:
@@ -566,7 +560,6 @@ def mount(app: web.Application, settings: Settings) -> None:
     app[AHOY] = AhoyState(settings)
     app[INTAKE] = EventIntake(app)
     app.cleanup_ctx.append(_warm_parser)
-    app[EVENT_HOOKS] = []
     for path in ("/ahoy/visits", "/ahoy/visits/"):
         app.router.add_post(path, post_visit)
     for path in ("/ahoy/events", "/ahoy/events/"):

@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 import time as _time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,11 +26,13 @@ from aiohttp import web
 from trailcli.collector import identity, keys
 from trailcli.collector.ahoy_payload import loads as payload_json
 from trailcli.collector.ahoy_payload import sanitize_token
-from trailcli.collector.bayeux import BAYEUX_ENGINE, channels
+from trailcli.collector.bayeux import channels
+from trailcli.collector.bayeux.engine import Engine
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
 from trailcli.errors import TrailError
 from trailcli.presence.live import Binding, Change, LiveView
+from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.presence")
 
@@ -154,15 +156,13 @@ class PresenceTracker:
     def __init__(
         self,
         *,
-        node_id: str,
-        writer: Any,
         settings: Settings,
         metrics: Metrics,
         app: web.Application | None = None,
         clock: Clock = utc_now,
     ) -> None:
-        self.node_id = node_id
-        self.writer = writer
+        self.node_id = ""  # and the writer: given by `start`, once the store is open
+        self.writer: LogWriter | None = None
         self.settings = settings
         self.metrics = metrics
         self.app = app
@@ -184,8 +184,9 @@ class PresenceTracker:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, engine: Any | None) -> None:
+    async def start(self, writer: LogWriter, node_id: str, engine: Any | None) -> None:
         """Close what a crash left open, write the start heartbeat, then begin observing."""
+        self.writer, self.node_id = writer, node_id
         try:
             recovered = await asyncio.to_thread(
                 unclosed_sessions, self.settings.data_dir, self.node_id
@@ -311,27 +312,30 @@ class PresenceTracker:
         self._bind_user(after or binding, user_id, now)
         return IDENTIFIED
 
-    # -- records accepted by the rest of the collector (visits, events, identities) ---------------
+    # -- records the store has made durable (visits, events, identities) ------------------------
 
-    def records_written(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Feed the live view and `/trail/events` with records the store has just accepted."""
+    def on_durable(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Feed the live view and `/trail/events` with records the store has just made durable."""
         if kind == "visits":
             for r in records:
                 if r.get("visit_token"):
                     self.live.record_visit(r["visit_token"], r)
         elif kind == "events":
-            self.events_accepted(records, [_properties_object(r) for r in records])
+            self._events_durable(records)
         elif kind == "identities":
             now = self.clock()
             for r in records:
                 if r.get("visit_token") and r.get("user_id"):
                     self._announce(self.live.identify_visit(r["visit_token"], r["user_id"], now))
 
-    def events_accepted(self, records: Sequence[Mapping[str, Any]], properties: list[Any]) -> None:
-        """Events the store has just accepted, with each one's properties as a value."""
+    def _events_durable(self, records: Sequence[Mapping[str, Any]]) -> None:
         watched = self._has_watchers(EVENTS_CHANNEL)
-        for r, props in zip(records, properties, strict=True):
-            if r.get("name") == "$view" and (when := _as_datetime(r.get("time"))):
+        for r in records:
+            view = r.get("name") == "$view"
+            if not (view or watched):
+                continue
+            props = _properties_object(r)
+            if view and (when := _as_datetime(r.get("time"))):
                 self.live.record_event(r.get("visit_token"), "$view", props, when)
             if watched:
                 self._publish_later(EVENTS_CHANNEL, event_message(r, props))
@@ -427,6 +431,7 @@ class PresenceTracker:
         """Append queued rows in order; on a store error keep them and retry (keys dedupe repeats)."""
         while self._rows:
             batch, self._rows = self._rows, []
+            assert self.writer is not None, "start() gives the writer"
             try:
                 for kind, records in _runs(batch):
                     await self.writer.append_async(kind, records)
@@ -651,49 +656,6 @@ async def online_now(request: web.Request) -> web.Response:
 # --- mounting -----------------------------------------------------------------------------------
 
 
-_OBSERVED_KINDS = frozenset(("visits", "identities"))
-
-
-class _ObservedWriter:
-    """The store writer, telling the tracker about every batch once it is durable."""
-
-    def __init__(self, inner: Any, tracker: PresenceTracker) -> None:
-        self._inner = inner
-        self._tracker = tracker
-
-    def append_async(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Awaitable[Any]:
-        if kind not in _OBSERVED_KINDS:  # events reach the tracker through keys.EVENT_HOOKS
-            return self._inner.append_async(kind, records)
-        return self._append_observed(kind, records)
-
-    async def _append_observed(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Any:
-        result = await self._inner.append_async(kind, records)
-        self._notify(kind, records)
-        return result
-
-    def append(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Any:
-        result = self._inner.append(kind, records)
-        self._notify(kind, records)
-        return result
-
-    def close(self) -> Any:
-        return self._inner.close()
-
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self._inner.stats()
-        return stats
-
-    def _notify(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
-        if kind in _OBSERVED_KINDS:
-            try:
-                self._tracker.records_written(kind, records)
-            except Exception:
-                log.exception("live view update for %s failed", kind)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
 COUNTERS = {
     "presence_rows_total": "Presence rows written, by transition.",
     "presence_changes_total": "Per-person joins and leaves of the live view.",
@@ -704,19 +666,10 @@ COUNTERS = {
 }
 
 
-def _tracker_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+def _tracker_ctx(
+    tracker: PresenceTracker, engine: Engine
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
-        writer = app[keys.WRITER]
-        tracker = PresenceTracker(
-            node_id=app[keys.NODE_ID],
-            writer=writer,
-            settings=settings,
-            metrics=app[keys.METRICS],
-            app=app,
-        )
-        app[TRACKER] = tracker
-        observed: keys.RecordWriter = _ObservedWriter(writer, tracker)
-        app[keys.WRITER] = observed
         metrics = app[keys.METRICS]
         metrics.gauge_fn(
             "presence_sessions", lambda: len(tracker.live.session_ids()), "Open Bayeux sessions."
@@ -724,33 +677,21 @@ def _tracker_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterato
         metrics.gauge_fn("presence_persons", tracker.live.persons_count, "Persons online now.")
         for name, help in COUNTERS.items():
             metrics.describe(name, "counter", help)
-        await tracker.start(app.get(BAYEUX_ENGINE))
+        await tracker.start(app[keys.WRITER], app[keys.NODE_ID], engine)
         yield
         await tracker.stop()
 
     return tracker_ctx
 
 
-def _events_hook(app: web.Application) -> keys.EventHook:
-    def accepted(records: list[dict[str, Any]], properties: list[Any]) -> None:
-        tracker = app.get(TRACKER)
-        if tracker is not None:
-            tracker.events_accepted(records, properties)
-
-    return accepted
-
-
-async def _on_shutdown(app: web.Application) -> None:
-    tracker = app.get(TRACKER)
-    if tracker is not None:
-        tracker.shut_down()
-
-
-def mount(app: web.Application, settings: Settings) -> None:
+def mount(app: web.Application, tracker: PresenceTracker, engine: Engine) -> None:
     """Add the presence tracker: its lifecycle, `/api/online` and `/api/presence/identify`."""
-    app.cleanup_ctx.append(_tracker_ctx(settings))
-    if keys.EVENT_HOOKS in app:
-        app[keys.EVENT_HOOKS].append(_events_hook(app))
+    app[TRACKER] = tracker
+    app.cleanup_ctx.append(_tracker_ctx(tracker, engine))
     app.on_shutdown.append(_on_shutdown)
     app.router.add_post("/api/presence/identify", identify_session)
     app.router.add_get("/api/online", online_now)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[TRACKER].shut_down()

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from trailcli.collector.bayeux.engine import Engine, EngineConfig
 from trailcli.collector.bayeux.transports import FayeEndpoint
+from trailcli.collector.metrics import Metrics
 
 MOUNT = "/faye"
 BAYEUX_ENGINE = web.AppKey("bayeux_engine", Engine)
@@ -40,8 +41,9 @@ def config_from_settings(settings: Any) -> EngineConfig:
     return EngineConfig(secret=getattr(settings, "secret", None) or None, **values)
 
 
-def mount(app: web.Application, settings: Any) -> Engine:
-    """Serve Bayeux at `/faye` on `app`; the engine is `app[BAYEUX_ENGINE]`."""
+def mount(app: web.Application, settings: Any, metrics: Metrics | None = None) -> Engine:
+    """Serve Bayeux at `/faye` on `app`; the engine is `app[BAYEUX_ENGINE]`, its counters go to
+    `metrics` when given."""
     engine = Engine(config_from_settings(settings))
     client_js = getattr(settings, "faye_client_js", None) or DEFAULT_CLIENT_JS
     endpoint = FayeEndpoint(engine, client_js=Path(client_js))
@@ -53,21 +55,17 @@ def mount(app: web.Application, settings: Any) -> Engine:
     app.router.add_route("*", MOUNT + "/{tail:.*}", endpoint.handle)
     app.cleanup_ctx.append(_sweeping)
     app.on_shutdown.append(_end_sessions)
-    _export_metrics(app, engine, endpoint)
+    if metrics is not None:
+        _export_metrics(metrics, engine, endpoint)
     return engine
 
 
-def _export_metrics(app: web.Application, engine: Engine, endpoint: FayeEndpoint) -> None:
-    """Publish the engine's counters and gauges through the collector's /metrics, if it has one."""
-    from trailcli.collector.keys import METRICS
-
-    if METRICS not in app:
-        return
-    metrics = app[METRICS]
+def _export_metrics(metrics: Metrics, engine: Engine, endpoint: FayeEndpoint) -> None:
+    """Publish the engine's counters and gauges through the collector's /metrics."""
     for name, kind, text in METRICS_HELP:
         metrics.describe(name, kind, text)
 
-    def scrape(m: Any) -> None:
+    def scrape(m: Metrics) -> None:
         stats = engine.stats
         m.set("bayeux_clients", len(engine.clients))
         m.set("bayeux_subscriptions", sum(len(c) for c in engine.subscribers.values()))
