@@ -387,7 +387,7 @@ def test_a_corrupt_file_is_named_and_the_partition_left_as_it_was(
     assert table_version(data_dir, "events") == version
     assert tables.file_list(data_dir, "events")[0] == victim
     partition = Path(victim).parent
-    assert not list(partition.glob(maintenance.CLEAN_PREFIX + "*"))  # no half-written file left
+    assert not list(partition.glob(layout.CLEAN_PREFIX + "*"))  # no half-written file left
 
 
 def test_only_one_compaction_runs_at_a_time(data_dir: Path, write_rows: Write) -> None:

@@ -17,9 +17,9 @@ from trailcli.errors import NoDataError, UsageError
 from trailcli.presence import snapshots
 from trailcli.presence.intervals import Session, settle
 from trailcli.presence.rules import DEFAULT_GRACE, channel_matches, merge_stretches, online_seconds
-from trailcli.presence.source import Lake
 from trailcli.sql import load as sql_text
 from trailcli.store import layout
+from trailcli.store.views import Lake
 
 UNITS = ("person", "visit", "client")
 VISIT_FIELDS = ("browser", "os", "device_type", "country", "referring_domain")
@@ -229,7 +229,7 @@ def _read_visit_fields(lake: Lake, tokens: set[str], dates: list[str]) -> dict[s
     """The fields of the visits `tokens` from the visits partitions `dates` only."""
     if not tokens or not dates:
         return {}
-    lake.bind("visits", dates)
+    lake.bind("visits", dates, name="visits")
     rows = lake.fetch("online_visit_fields", {"tokens": sorted(tokens)})
     return {r["visit_token"]: r for r in rows}
 

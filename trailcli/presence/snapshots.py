@@ -24,8 +24,9 @@ from trailcli import sql
 from trailcli.errors import CorruptDataError
 from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
-from trailcli.presence.source import EPOCH, Lake
 from trailcli.store import layout
+from trailcli.store.layout import Days
+from trailcli.store.views import EPOCH, Lake
 
 FINGERPRINT_KINDS = ("presence", "events", "identities")
 FORMAT_VERSION = 2
@@ -243,7 +244,7 @@ def resolve_users(lake: Lake, sessions: Iterable[Session]) -> dict[tuple[str, st
     tokens = sorted({s.visit_token for s in sessions if s.visit_token})
     first: dict[str, str] = {}
     if tokens and lake.exists["identities"]:
-        lake.bind("identities")
+        lake.bind("identities", name="identities")
         first = {
             r["visit_token"]: r["user_id"]
             for r in lake.fetch("online_first_identity", {"tokens": tokens})
@@ -258,7 +259,7 @@ def latest_pages(
     wanted = sorted(set(tokens))
     if not wanted or not lake.exists["events"]:
         return {}
-    lake.bind("events", dates)
+    lake.bind_pages(dates)
     rows = lake.fetch("online_last_pages", {"tokens": wanted, "upto": upto})
     return {r["visit_token"]: (r["last_page"], r["last_page_at"]) for r in rows}
 
@@ -321,7 +322,7 @@ def seen_after(
         return not gone and nodes <= {n for n, c in found if c == ""}
 
     def look(days: list[str], until: datetime) -> None:
-        lake.bind("presence", days)
+        lake.bind("presence", days, name="presence")
         for row in lake.fetch("online_seen_after", {"after": after, "until": until}):
             key = (row["node_id"], row["client_id"])
             if key in wanted:
@@ -380,8 +381,8 @@ def fold_after(lake: Lake, carry: Carry | None, upto: datetime) -> datetime:
     `online_timeline_sessions` read; presence and identities stay bound. Returns that instant."""
     since = carry.instant if carry else EPOCH  # no carry: from the start of the log
     first, last = day_text(since), day_text(upto)
-    lake.bind("presence", [d for d in lake.dates("presence") if first <= d <= last])
-    lake.bind("identities")
+    lake.bind("presence", Days(first, last), name="presence")
+    lake.bind("identities", name="identities")
     lake.con.execute(
         f"CREATE OR REPLACE TEMP TABLE client_sessions AS {sql.load('online_client_sessions')}",
         {"since": since, "upto": upto},
@@ -434,15 +435,13 @@ def advance(lake: Lake, base: Carry | None, instant: datetime) -> Carry:
 
 def dedup_counts(lake: Lake) -> dict[str, dict[str, int]]:
     """Distinct rows per partition date of each fingerprinted kind (clean partitions from metadata)."""
-    from trailcli.store import maintenance
-
     counts: dict[str, dict[str, int]] = {}
     for kind in FINGERPRINT_KINDS:
-        clean = maintenance.clean_dates(lake.data_dir, kind)
+        clean = lake.clean[kind]  # from the same file list as the counts
         kind_counts = {d: n for d, n in lake.counts[kind].items() if d in clean}
         dirty = [d for d in lake.dates(kind) if d not in clean]
         if dirty:
-            lake.bind(kind, dirty)
+            lake.bind(kind, dirty, name=kind)
             for row in lake.fetch(f"online_count_{kind}"):
                 kind_counts[row["date"]] = int(row["records"])
         counts[kind] = kind_counts
@@ -465,7 +464,7 @@ def build_snapshots(
     counts = dedup_counts(lake)
     written: list[str] = []
     state: Carry | None = None
-    lake.bind("presence", [dates[0], dates[-1]])
+    lake.bind("presence", [dates[0], dates[-1]], name="presence")
     ((first, last),) = lake.fetch_tuples("online_time_span")
     for instant in instants(first, last, today or datetime.now(UTC).date()):
         fp = fingerprint(counts, instant)

@@ -51,7 +51,6 @@ OUTPUT_COLUMNS = [
     "median_seconds",
     "p90_seconds",
 ]
-_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 _VISIT_JOIN = (
@@ -249,8 +248,7 @@ def _require_partitions(data_dir: Path, query: FunnelQuery) -> None:
     if query.start is None and query.end is None:
         return
     bounds = _scan_bounds(query)
-    files = tables.file_list(data_dir, "events")
-    dates = {m.group(1) for m in map(_DATE_DIR.search, files) if m}
+    dates = tables.partition_dates(data_dir, "events")
     if not any(bounds["date_from"] <= d <= bounds["date_to"] for d in dates):
         raise NoDataError(
             "No events in the requested range.",

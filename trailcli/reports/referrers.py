@@ -421,10 +421,13 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
     if query.by not in DIMENSIONS:
         raise UsageError(f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)}")
     from trailcli.store import views
+    from trailcli.store.layout import Days
 
     db = load_db(query.referrer_db)
     goal_statement, goal_params = _goal_visits_sql(query.goal)
-    con = views.connect(data_dir, need=("visits",))
+    # visits are partitioned by `started_at`, the column the range filters: only its days are read
+    days = Days.covering(query.start, query.end)
+    con = views.connect(data_dir, need=("visits",), dates={"visits": days})
     views.run(con, f"CREATE TEMP TABLE _goal_visits AS {goal_statement}", goal_params)
     result = None
     if _stored_facts_suffice(query, db):
