@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from trailcli.collector.bayeux import channels
+from trailcli import channels
 from trailcli.collector.bayeux.engine import (
     CONNECTION_TYPES,
     Context,

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from trailcli.errors import CorruptDataError, NoDataError
-from trailcli.reports.referrer_facts import FACT_COLUMNS
+from trailcli.sources.referrer_facts import FACT_COLUMNS
 from trailcli.store import layout, maintenance, tables, views
 from trailcli.store.schema import KINDS
 

@@ -12,11 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
 
 from trailcli.collector import ahoy_payload as payload
 from trailcli.collector import enrich, identity
+from trailcli.collector.http import Reply, read_body
 from trailcli.collector.keys import METRICS, SETTINGS, WRITER
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
@@ -26,9 +25,6 @@ log = logging.getLogger("trail.collect.ahoy")
 
 MISSING_PARAMS = "Missing required parameters\n"
 INVALID_PARAMS = "Invalid parameters\n"
-TOO_LARGE = "Payload too large\n"
-BAD_BODY = "Unreadable request body\n"
-SLOW_BODY = "Request body timeout\n"
 AHOY_COOKIES = ("ahoy_visit", "ahoy_visitor", "ahoy_track")
 # the events reply's headers, built once (the reply copies them; setting the content type and
 # charset one by one costs more than the rest of the reply)
@@ -79,55 +75,7 @@ class Client:
     device: enrich.Device
 
 
-class Reply(Exception):
-    """Stop handling and answer `status` with a text body (Ahoy's plain-text errors)."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-    def response(self) -> web.Response:
-        return web.Response(status=self.status, text=self.text, content_type="text/plain")
-
-
 # --- request plumbing ---------------------------------------------------------------------------
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, or Reply(413) when Content-Length or the bytes read exceed `limit`.
-
-    A body that cannot be decoded (bad gzip) gives 400; one that does not arrive within the
-    body timeout gives 408.
-    """
-    declared = request.content_length  # parsed from the header on every access
-    if declared is not None and declared > limit:
-        raise Reply(413, TOO_LARGE)
-    try:
-        if request.content.is_eof():  # the usual small POST: already received in full
-            body = request.content.read_nowait(-1)
-            if len(body) > limit:
-                raise Reply(413, TOO_LARGE)
-            return body
-        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
-            return await _read_upto(request, limit)
-    except (RequestPayloadError, HttpProcessingError):
-        raise Reply(400, BAD_BODY) from None
-    except TimeoutError:
-        raise Reply(408, SLOW_BODY) from None
-
-
-async def _read_upto(request: web.Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(limit + 1 - size)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise Reply(413, TOO_LARGE)
 
 
 async def read_params(

@@ -8,6 +8,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -18,6 +19,8 @@ from trailcli.collector.metrics import Metrics, Series
 from trailcli.collector.presence_tracker import PresenceTracker
 from trailcli.collector.settings import Settings
 from trailcli.errors import NoDataError, TrailError
+from trailcli.presence import snapshots
+from trailcli.store import maintenance
 from trailcli.store.group_commit import DurableListener
 from trailcli.store.wal import LogWriter
 
@@ -141,8 +144,8 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bin-pack today's files and compact closed days in a thread, on their own intervals."""
     settings = app[SETTINGS]
     tasks = [
-        asyncio.create_task(_every(settings.bin_pack_interval, "bin_pack_today", app)),
-        asyncio.create_task(_every(settings.compact_interval, "compact", app)),
+        asyncio.create_task(_every(settings.bin_pack_interval, "bin_pack_today", _bin_pack, app)),
+        asyncio.create_task(_every(settings.compact_interval, "compact", _compact, app)),
     ]
     yield
     for task in tasks:
@@ -152,18 +155,25 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-async def _every(interval: float, job: str, app: web.Application) -> None:
-    from trailcli.store import maintenance
+def _bin_pack(data_dir: Path) -> None:
+    maintenance.bin_pack_today(data_dir)
 
+
+def _compact(data_dir: Path) -> None:
+    """Compact closed days, then bring the presence snapshots up to date (as `trail compact`)."""
+    summary = maintenance.compact(data_dir)
+    if "presence" in summary.kinds:
+        snapshots.build_snapshots(data_dir)
+
+
+async def _every(
+    interval: float, job: str, run: Callable[[Path], None], app: web.Application
+) -> None:
     while True:
         await asyncio.sleep(interval)
-        fn = getattr(maintenance, job, None)
-        if fn is None:
-            log.warning("store maintenance %s is not available; skipped", job)
-            continue
         started = time.monotonic()
         try:
-            await asyncio.to_thread(fn, app[SETTINGS].data_dir)
+            await asyncio.to_thread(run, app[SETTINGS].data_dir)
         except NoDataError:
             continue  # no table yet: nothing to pack
         except Exception as exc:  # keep collecting; the next round retries

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import json
 import logging
 import time as _time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -23,11 +22,12 @@ from typing import Any
 
 from aiohttp import web
 
+from trailcli import channels
 from trailcli.collector import identity, keys
 from trailcli.collector.ahoy_payload import loads as payload_json
 from trailcli.collector.ahoy_payload import sanitize_token
-from trailcli.collector.bayeux import channels
 from trailcli.collector.bayeux.engine import Engine
+from trailcli.collector.http import json_error, request_fields
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
 from trailcli.errors import TrailError
@@ -589,25 +589,6 @@ class LiveChannelGuard:
 TRACKER = web.AppKey("presence_tracker", PresenceTracker)
 
 
-def _json_error(status: int, message: str, hint: str) -> web.Response:
-    return web.json_response({"error": message, "hint": hint}, status=status)
-
-
-async def _request_fields(request: web.Request) -> Mapping[str, Any] | None:
-    """A JSON object body, or form fields (as the old jQuery `$.post` sent them)."""
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(await request.read() or b"null")
-        except (ValueError, RecursionError):
-            return None
-        return body if isinstance(body, dict) else None
-    try:
-        form = await request.post()
-    except ValueError:
-        return None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
 async def identify_session(request: web.Request) -> web.Response:
     """POST /api/presence/identify {client_id, visit_token[, visitor_token, user_token]}.
 
@@ -617,28 +598,28 @@ async def identify_session(request: web.Request) -> web.Response:
     tracker = request.app[TRACKER]
     limit = request.app[keys.SETTINGS].max_content_length
     if request.content_length is not None and request.content_length > limit:
-        return _json_error(413, f"Body over {limit} bytes.", "send only client_id and visit_token")
-    fields = await _request_fields(request)
+        raise json_error(413, f"Body over {limit} bytes.", "send only client_id and visit_token")
+    fields = await request_fields(request)
     if fields is None:
-        return _json_error(
+        raise json_error(
             400, "Body must be a JSON object or a form.", '{"client_id", "visit_token"}'
         )
     client_id = fields.get("client_id")
     binding, ignored, user_id = binding_from(fields, tracker.settings.secret)
     tracker.count_ignored(ignored, "identify")
     if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID:
-        return _json_error(400, "client_id is required.", "the Faye client's clientId")
+        raise json_error(400, "client_id is required.", "the Faye client's clientId")
     if not binding.visit_token:
-        return _json_error(
+        raise json_error(
             400, "visit_token is required.", "ahoy.js keeps it in the ahoy_visit cookie"
         )
     outcome = tracker.identify(client_id, binding, user_id)
     if outcome == UNKNOWN_CLIENT:
-        return _json_error(
+        raise json_error(
             404, "No open session with this client_id on this node.", "handshake first"
         )
     if outcome == OTHER_VISIT:
-        return _json_error(
+        raise json_error(
             409, "This session is already bound to another visit.", "handshake a new session"
         )
     return web.json_response({"client_id": client_id, "visit_token": binding.visit_token})

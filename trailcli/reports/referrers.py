@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, urlsplit
 from trailcli import sql
 from trailcli.errors import TrailError, UsageError
 from trailcli.reports.frames import fetch_arrow
-from trailcli.reports.referrer_db import ReferrerDB, builtin_db, load_db
-from trailcli.reports.referrer_facts import (
+from trailcli.sources.referrer_db import ReferrerDB, builtin_db, load_db
+from trailcli.sources.referrer_facts import (
     REFERRER_SCHEMES,
     SCHEME_OF_KIND,
     click_id_of,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import json
 import math
 import os
@@ -135,8 +134,6 @@ def compact(
         for name in present:
             _compact_table(data_dir, KINDS[name], before, summary, say)
             summary.files_vacuumed += _vacuum(data_dir, name, retention, say)
-        if "presence" in present:
-            _build_presence_snapshots(data_dir, say)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -356,17 +353,6 @@ def _vacuum(data_dir: Path, kind: str, retention: timedelta, say: Progress) -> i
         say(f"{kind}: vacuumed {len(deleted)} file(s) removed more than {hours}h ago")
     table.cleanup_metadata()
     return len(deleted)
-
-
-def _build_presence_snapshots(data_dir: Path, say: Progress) -> None:
-    try:
-        snapshots = importlib.import_module("trailcli.presence.snapshots")
-    except ModuleNotFoundError as exc:
-        if exc.name != "trailcli.presence.snapshots":
-            raise
-        return
-    say("presence: building snapshots")
-    snapshots.build_snapshots(data_dir, progress=say)
 
 
 # -- the collector's periodic bin-packing -----------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from trailcli.collector.bayeux import channels
+from trailcli import channels
 
 log = logging.getLogger("trail.bayeux")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from trailcli.collector.bayeux import channels
+from trailcli import channels
 from trailcli.errors import TrailError, UsageError
 
 

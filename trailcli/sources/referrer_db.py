@@ -156,7 +156,7 @@ def _wildcard_bases(host: str) -> list[str]:
 
 
 def _builtin_data() -> dict[str, Any]:
-    text = (files("trailcli.reports") / "referrer_data.json").read_text(encoding="utf-8")
+    text = (files("trailcli.sources") / "referrer_data.json").read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

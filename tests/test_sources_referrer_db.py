@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from trailcli.errors import UsageError
-from trailcli.reports.referrer_db import builtin_db, load_db, load_file
 from trailcli.reports.referrers import classify_url
+from trailcli.sources.referrer_db import builtin_db, load_db, load_file
 
 DATA = Path(__file__).parent / "data" / "referrer_db"
 SITE = "https://shop.example.com/"
