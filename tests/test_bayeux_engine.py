@@ -15,6 +15,7 @@ from trailcli.collector.bayeux.engine import (
     Delivery,
     Engine,
     EngineConfig,
+    EngineObserver,
     encode,
 )
 
@@ -33,7 +34,7 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-class Recorder:
+class Recorder(EngineObserver):
     """An observer that keeps every call."""
 
     def __init__(self) -> None:

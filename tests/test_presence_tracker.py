@@ -41,7 +41,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         secret=SECRET,
         api_token=API_TOKEN,
         heartbeat_interval=0.2,
-        grace=0.5,
+        transport_grace=0.5,
         compact=False,
         access_log=False,
         flush_interval=0.2,

@@ -26,7 +26,7 @@ from trailcli import channels
 from trailcli.collector import identity, keys
 from trailcli.collector.ahoy_payload import loads as payload_json
 from trailcli.collector.ahoy_payload import sanitize_token
-from trailcli.collector.bayeux.engine import Engine
+from trailcli.collector.bayeux.engine import Engine, EngineObserver
 from trailcli.collector.http import json_error, request_fields
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
@@ -146,7 +146,7 @@ def _as_datetime(value: Any) -> datetime | None:
 # --- the tracker --------------------------------------------------------------------------------
 
 
-class PresenceTracker:
+class PresenceTracker(EngineObserver):
     """Observer of the Bayeux engine that records presence and keeps the live view.
 
     Observer methods are synchronous and never block: rows go to an in-memory queue that one
@@ -168,9 +168,9 @@ class PresenceTracker:
         self.app = app
         self.clock = clock
         self.live = LiveView(
-            timedelta(seconds=settings.grace), max_visits=settings.visit_cache_size
+            timedelta(seconds=settings.transport_grace), max_visits=settings.visit_cache_size
         )
-        self.engine: Any = None
+        self.engine: Engine | None = None
         self.watchers: set[str] = set()
         self._seq = 0
         self._rows: list[tuple[str, dict[str, Any]]] = []
@@ -184,7 +184,7 @@ class PresenceTracker:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, writer: LogWriter, node_id: str, engine: Any | None) -> None:
+    async def start(self, writer: LogWriter, node_id: str, engine: Engine | None) -> None:
         """Close what a crash left open, write the start heartbeat, then begin observing."""
         self.writer, self.node_id = writer, node_id
         try:
@@ -446,6 +446,7 @@ class PresenceTracker:
     async def _publish_loop(self) -> None:
         while True:
             channel, data = await self._outbox.get()
+            assert self.engine is not None, "messages are queued only with an engine"
             try:
                 await self.engine.publish(channel, data)
             except Exception:
@@ -575,7 +576,8 @@ class LiveChannelGuard:
         if client_id in self.tracker.watchers:
             return
         if self._has_token(message) and isinstance(client_id, str):
-            if client_id in getattr(self.tracker.engine, "clients", {}):
+            engine = self.tracker.engine
+            if engine is not None and client_id in engine.clients:
                 self.tracker.watchers.add(client_id)
             return
         self.tracker.metrics.inc("presence_refused_watchers_total")
