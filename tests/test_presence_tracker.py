@@ -16,12 +16,10 @@ from aiohttp.test_utils import TestClient
 from trailcli.collector.app import create_app
 from trailcli.collector.identity import sign_user_id
 from trailcli.collector.keys import METRICS, WRITER
-from trailcli.collector.presence_tracker import (
-    TRACKER,
-    binding_from,
-    covers_live_channels,
-    event_message,
-)
+from trailcli.collector.live_guard import covers_live_channels
+from trailcli.collector.presence_claims import binding_from
+from trailcli.collector.presence_http import TRACKER
+from trailcli.collector.presence_tracker import event_message
 from trailcli.collector.settings import Settings
 from trailcli.presence.live import Binding
 from trailcli.store import views

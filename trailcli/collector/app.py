@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from trailcli.collector import ahoy, bayeux, cors, identity, presence_tracker
+from trailcli.collector import ahoy, bayeux, cors, identity, presence_http
 from trailcli.collector.allocators import tune_allocators
 from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, STARTED_AT, WRITER
 from trailcli.collector.metrics import Metrics, Series
@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     ahoy.mount(app, settings)
     identity.mount(app, settings)
     engine = bayeux.mount(app, settings, app[METRICS])
-    presence_tracker.mount(app, tracker, engine)
+    presence_http.mount(app, tracker, engine)
     cors.add_preflight_routes(app)
     gc_tuning = GcTuning()
     app.on_startup.append(gc_tuning.start)  # after every startup step, warm-ups included
