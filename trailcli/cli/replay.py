@@ -100,11 +100,10 @@ class _LineWriter:
 
 def _follow(data_dir: Any, query: Any, url: str, token: str | None, fmt: Format, tz: str) -> None:
     """Print the stored trail (when there is one), then live rows until interrupted."""
-    import asyncio
-
-    from trailcli.cli.follow import follow
+    from trailcli.cli.common import warn
+    from trailcli.client.bayeux import messages
     from trailcli.errors import NoDataError, UsageError
-    from trailcli.reports.replay import replay
+    from trailcli.reports.replay import live_row, replay
 
     if not token:
         raise UsageError(
@@ -116,9 +115,14 @@ def _follow(data_dir: Any, query: Any, url: str, token: str | None, fmt: Format,
             write(row)
     except NoDataError:
         pass
-    from trailcli.cli.common import warn
 
     def ready() -> None:
         warn(f"Following {url} (Ctrl-C to stop).")
 
-    asyncio.run(follow(url, token, query.person, write, on_ready=ready))
+    previous = None
+    for message in messages(url, token, on_ready=ready):
+        data = message.get("data")
+        if isinstance(data, dict) and query.person.matches(data):
+            row = live_row(str(message["channel"]), data, previous)
+            previous = row["time"] or previous
+            write(row)
