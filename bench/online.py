@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from trailcli.presence import online
-from trailcli.presence.source import Lake
+from trailcli.store.views import Lake
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = END + timedelta(days=30)  # every node long gone: no session is "open now"

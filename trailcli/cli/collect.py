@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
+from trailcli.cli.common import DURATION_HELP as Dur
 from trailcli.cli.common import cli_errors, warn
-
-Dur = "Duration: 30s, 15m, 2h, 7d."
 
 
 def collect(

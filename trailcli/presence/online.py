@@ -229,7 +229,7 @@ def _read_visit_fields(lake: Lake, tokens: set[str], dates: list[str]) -> dict[s
     """The fields of the visits `tokens` from the visits partitions `dates` only."""
     if not tokens or not dates:
         return {}
-    lake.bind("visits", dates, name="visits")
+    lake.bind("visits", dates)
     rows = lake.fetch("online_visit_fields", {"tokens": sorted(tokens)})
     return {r["visit_token"]: r for r in rows}
 

@@ -244,7 +244,7 @@ def resolve_users(lake: Lake, sessions: Iterable[Session]) -> dict[tuple[str, st
     tokens = sorted({s.visit_token for s in sessions if s.visit_token})
     first: dict[str, str] = {}
     if tokens and lake.exists["identities"]:
-        lake.bind("identities", name="identities")
+        lake.bind("identities")
         first = {
             r["visit_token"]: r["user_id"]
             for r in lake.fetch("online_first_identity", {"tokens": tokens})
@@ -322,7 +322,7 @@ def seen_after(
         return not gone and nodes <= {n for n, c in found if c == ""}
 
     def look(days: list[str], until: datetime) -> None:
-        lake.bind("presence", days, name="presence")
+        lake.bind("presence", days)
         for row in lake.fetch("online_seen_after", {"after": after, "until": until}):
             key = (row["node_id"], row["client_id"])
             if key in wanted:
@@ -381,8 +381,8 @@ def fold_after(lake: Lake, carry: Carry | None, upto: datetime) -> datetime:
     `online_timeline_sessions` read; presence and identities stay bound. Returns that instant."""
     since = carry.instant if carry else EPOCH  # no carry: from the start of the log
     first, last = day_text(since), day_text(upto)
-    lake.bind("presence", Days(first, last), name="presence")
-    lake.bind("identities", name="identities")
+    lake.bind("presence", Days(first, last))
+    lake.bind("identities")
     lake.con.execute(
         f"CREATE OR REPLACE TEMP TABLE client_sessions AS {sql.load('online_client_sessions')}",
         {"since": since, "upto": upto},
@@ -441,7 +441,7 @@ def dedup_counts(lake: Lake) -> dict[str, dict[str, int]]:
         kind_counts = {d: n for d, n in lake.counts[kind].items() if d in clean}
         dirty = [d for d in lake.dates(kind) if d not in clean]
         if dirty:
-            lake.bind(kind, dirty, name=kind)
+            lake.bind(kind, dirty)
             for row in lake.fetch(f"online_count_{kind}"):
                 kind_counts[row["date"]] = int(row["records"])
         counts[kind] = kind_counts
@@ -464,7 +464,7 @@ def build_snapshots(
     counts = dedup_counts(lake)
     written: list[str] = []
     state: Carry | None = None
-    lake.bind("presence", [dates[0], dates[-1]], name="presence")
+    lake.bind("presence", [dates[0], dates[-1]])
     ((first, last),) = lake.fetch_tuples("online_time_span")
     for instant in instants(first, last, today or datetime.now(UTC).date()):
         fp = fingerprint(counts, instant)

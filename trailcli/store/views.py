@@ -106,7 +106,7 @@ class Lake:
         return sorted(self.files[kind])
 
     def bind(self, kind: str, dates: Iterable[str] | Days | None = None, name: str = "") -> None:
-        """Bind the view `name` (default `raw_<kind>`) over the kind's partitions `dates` (a
+        """Bind the view `name` (default: the kind's name) over the kind's partitions `dates` (a
         list, a span, or None: all), each key once per partition, user ids as stored."""
         k = KINDS[kind]
         present = self.files[kind]
@@ -116,7 +116,7 @@ class Lake:
             wanted = [d for d in sorted(present) if d in dates]
         else:
             wanted = sorted(set(dates) & set(present))
-        name = name or f"raw_{kind}"
+        name = name or kind
         clean = [f for d in wanted if d in self.clean[kind] for f in present[d]]
         dirty = [f for d in wanted if d not in self.clean[kind] for f in present[d]]
         parts = []
@@ -132,7 +132,7 @@ class Lake:
     def bind_pages(self, dates: Iterable[str] | Days | None = None) -> None:
         """Bind `events` over the partitions `dates` with the derived `page` (view_events.sql)
         and user ids as stored: what a question about pages needs, without the identities."""
-        self.bind("events", dates)
+        self.bind("events", dates, name="raw_events")
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW first_identity AS {EMPTY_FIRST_IDENTITY}")
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {sql.load('view_events')}")
 
@@ -219,7 +219,7 @@ def connect(
             "run 'trail collect' or 'trail sample' first, or pass --data-dir",
         )
     for kind in VIEW_ORDER:
-        lake.bind(kind, (dates or {}).get(kind))
+        lake.bind(kind, (dates or {}).get(kind), name=f"raw_{kind}")
     bind = lake.con.execute
     bind("CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM raw_identities")
     bind(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
