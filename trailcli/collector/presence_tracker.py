@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from trailcli import channels
@@ -61,11 +62,24 @@ def utc_now() -> datetime:
 
 
 def _properties_object(record: Mapping[str, Any]) -> Any:
-    """An events record's properties as stored (JSON text) turned back into a value."""
+    """An events record's properties as stored (JSON text) turned back into a value, types kept."""
     properties = record.get("properties")
     if isinstance(properties, str):
         with contextlib.suppress(ValueError):
             properties = payload_json(properties)
+    return properties
+
+
+def _page_properties(record: Mapping[str, Any]) -> Any:
+    """Enough of an events record's properties to find its page (`page`, `url`): orjson alone,
+    cheaper than `_properties_object`, which also keeps what orjson would change (long
+    integers), which a page never needs."""
+    properties = record.get("properties")
+    if isinstance(properties, str):
+        try:
+            return orjson.loads(properties)
+        except orjson.JSONDecodeError:
+            return _properties_object(record)
     return properties
 
 
@@ -275,11 +289,10 @@ class PresenceTracker(EngineObserver):
             view = r.get("name") == "$view"
             if not (view or watched):
                 continue
-            props = _properties_object(r)
             if view and (when := as_datetime(r.get("time"))):
-                self.live.record_event(r.get("visit_token"), "$view", props, when)
+                self.live.record_event(r.get("visit_token"), "$view", _page_properties(r), when)
             if watched:
-                self._publish_later(EVENTS_CHANNEL, event_message(r, props))
+                self._publish_later(EVENTS_CHANNEL, event_message(r, _properties_object(r)))
 
     # -- internals --------------------------------------------------------------------------------
 

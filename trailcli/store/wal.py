@@ -451,6 +451,8 @@ class LogWriter:
         """On the sync thread: make the WAL durable up to `position` at least (one sync covers
         everything written so far) and count `counts` as durable; the position synced."""
         with self._sync_lock:  # a rotation may have synced it meanwhile
+            if self._broken:
+                self._check_usable()  # never a sync after a failed one (see below)
             with self._write_lock:
                 target = self._written
                 fd = self._segment.fd if self._segment and self._synced < position else -1
