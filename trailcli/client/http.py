@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -34,6 +35,10 @@ class Answer:
             raise TrailError(f"{self.url} did not answer {what}.", "check the URL") from None
 
 
+class Unreachable(TrailError):
+    """Nothing answered at the URL (refused, unknown host, timed out, dropped)."""
+
+
 def send(
     url: str,
     *,
@@ -42,7 +47,7 @@ def send(
     timeout: float = 10.0,
 ) -> Answer:
     """GET `url` (POST `data` when given) and return the answer, whatever its status; raises
-    TrailError when nothing answers (refused, unknown host, timed out)."""
+    Unreachable when nothing answers (refused, unknown host, timed out, dropped)."""
     method = "GET" if data is None else "POST"
     request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
@@ -50,9 +55,9 @@ def send(
             return Answer(url, response.status, response.read())
     except urllib.error.HTTPError as exc:
         return Answer(url, exc.code, exc.read())
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrailError(
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = str(getattr(exc, "reason", exc)).rstrip(".") or type(exc).__name__
+        raise Unreachable(
             f"Cannot reach {url}: {reason}.", "is 'trail collect' running there? check the URL"
         ) from None
 

@@ -1,7 +1,7 @@
 """The presence tracker: Bayeux sessions become presence rows and the live per-person view.
 
-It observes the Bayeux engine and writes one row per client transition (DESIGN.md, Presence
-semantics) through the store writer, plus a per-node heartbeat. At start it closes the sessions a
+It observes the Bayeux engine and writes one row per client transition (docs/presence.md,
+"What is written") through the store writer, plus a per-node heartbeat. At start it closes the sessions a
 crash left open (`node_lost`, found by `presence_recovery`). It keeps the live view
 (`trailcli.presence.live`), fed also by the records the store makes durable, and publishes its
 joins and leaves on `/trail/presence` and each accepted event on `/trail/events` to watchers

@@ -112,6 +112,10 @@ def _keep(row: dict[str, Any], options: online.Options) -> bool:
     )
 
 
+# The table leaves out the range's peak, which the other formats repeat on every bucket row
+TIMELINE_TABLE_COLUMNS = [c for c in online.TIMELINE_COLUMNS if not c.startswith("peak_")]
+
+
 def parse_every(text: str) -> timedelta:
     every = parse_duration(text)
     if every <= timedelta(0):

@@ -34,7 +34,7 @@ def _has(mask: int, step: int) -> bool:
 
 
 def in_window(elapsed: int, window: int) -> bool:
-    """The funnel window (DESIGN.md: closed): a step counts when the time since the attempt's
+    """The funnel window (docs/reports.md: closed): a step counts when the time since the attempt's
     first step (with `--window-from prior`, since the previous step) is at most the window.
 
     The SQL fast path states the same as `time <= t1 + $window` (queries/funnel_ordered.sql and

@@ -310,11 +310,6 @@ def file_list(data_dir: Path, kind: str) -> list[str]:
     return [unquote(uri.removeprefix("file://")) for uri in DeltaTable(path).file_uris()]
 
 
-def partition_dates(data_dir: Path, kind: str) -> set[str]:
-    """The partition dates of the kind's current files (empty when the table is missing)."""
-    return {d for f in file_list(data_dir, kind) if (d := layout.partition_of(f)) is not None}
-
-
 def select_columns(con: duckdb.DuckDBPyConnection, columns: Iterable[Column], source: str) -> str:
     """A SELECT list of `columns` over the relation `source` (SQL text): a column none of its
     files has yet (files written before the column was added) reads as a typed null."""

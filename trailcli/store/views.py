@@ -4,8 +4,8 @@ The one place that reads: clean partitions are read as stored, the others dedupl
 within the partition (the earliest `first_wins_by` wins), a missing table reads as an empty view
 with its columns, and an unreadable file becomes a CorruptDataError naming it. `connect` binds
 the views the reports and `trail sql` see (`visits`, `events`, `presence`, `identities`,
-`sessions`); `Lake` binds single tables over chosen dates, as `trail online` does, many times on
-one connection.
+`sessions`, and `raw_<kind>_stored`, every row as stored); `Lake` binds single tables over
+chosen dates, as `trail online` does, many times on one connection.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from trailcli import sql
-from trailcli.errors import CorruptDataError, NoDataError
-from trailcli.store import layout, tables
+from trailcli.errors import CorruptDataError
+from trailcli.store import coverage, layout, tables
 from trailcli.store.layout import Days
 from trailcli.store.schema import KINDS, Kind
 
@@ -47,7 +47,7 @@ def first_wins_order(kind: Kind) -> str:
 
 
 def keep_first(kind: Kind, select: str, within_partition: bool = True) -> str:
-    """`select` with one row per key (DESIGN.md: the earliest wins), per partition unless the
+    """`select` with one row per key (docs/storage.md: the earliest wins), per partition unless the
     rows are one partition's already (compaction)."""
     key = ", ".join(([layout.PARTITION] if within_partition else []) + list(kind.key))
     return (
@@ -105,9 +105,19 @@ class Lake:
         """The kind's partition dates, oldest first."""
         return sorted(self.files[kind])
 
-    def bind(self, kind: str, dates: Iterable[str] | Days | None = None, name: str = "") -> None:
+    def bind(
+        self,
+        kind: str,
+        dates: Iterable[str] | Days | None = None,
+        name: str = "",
+        as_stored: bool = False,
+    ) -> None:
         """Bind the view `name` (default: the kind's name) over the kind's partitions `dates` (a
-        list, a span, or None: all), each key once per partition, user ids as stored."""
+        list, a span, or None: all), each key once per partition, user ids as stored.
+
+        With `as_stored`, also `<name>_stored`: the same partitions with every row as stored,
+        duplicates too, for questions duplicates cannot change (which event names occur).
+        """
         k = KINDS[kind]
         present = self.files[kind]
         if dates is None:
@@ -119,15 +129,15 @@ class Lake:
         name = name or kind
         clean = [f for d in wanted if d in self.clean[kind] for f in present[d]]
         dirty = [f for d in wanted if d not in self.clean[kind] for f in present[d]]
-        parts = []
         with reading():  # binding reads the Parquet footers
-            if clean:
-                parts.append(self._select(k, f"{name}_clean", clean))
-            if dirty:
-                parts.append(keep_first(k, self._select(k, f"{name}_dirty", dirty)))
-        if not parts:
-            parts.append(tables.empty_select(k.table_columns))
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {' UNION ALL '.join(parts)}")
+            clean_rows = self._select(k, f"{name}_clean", clean) if clean else None
+            dirty_rows = self._select(k, f"{name}_dirty", dirty) if dirty else None
+        empty = tables.empty_select(k.table_columns)
+        first = [clean_rows, dirty_rows and keep_first(k, dirty_rows)]
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {_union(first, empty)}")
+        if as_stored:
+            stored = _union([clean_rows, dirty_rows], empty)
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_stored AS {stored}")
 
     def bind_pages(self, dates: Iterable[str] | Days | None = None) -> None:
         """Bind `events` over the partitions `dates` with the derived `page` (view_events.sql)
@@ -186,6 +196,12 @@ class Lake:
         return names, rows
 
 
+def _union(selects: list[str | None], empty: str) -> str:
+    """The given SELECTs (None: none) as one, or `empty` when there are none."""
+    present = [s for s in selects if s]
+    return " UNION ALL ".join(present) if present else empty
+
+
 def _as_epoch(name: str, instant: bool) -> str:
     quoted = '"' + name.replace('"', '""') + '"'
     return f"epoch_us({quoted}) AS {quoted}" if instant else quoted
@@ -203,23 +219,24 @@ def connect(
     data_dir: Path,
     need: Iterable[str] = ("visits", "events", "presence", "identities"),
     con: duckdb.DuckDBPyConnection | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
     dates: Mapping[str, Days] | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with every view bound. Raises NoDataError when none of `need` exists.
+    """A DuckDB connection with every view bound.
 
-    `dates` bounds the partitions read of the kinds it names (the others are read whole): a
-    report whose range filters a kind on its partitioning time column reads only those days.
+    Raises NoDataError (store/coverage.py) when none of the `need` tables exists, or, for a range
+    `[start, end)`, when none of them has a partition overlapping it. `dates` bounds the
+    partitions read of the kinds it names (the others are read whole): a report whose range
+    filters a kind on its partitioning time column reads only those days.
     """
     lake = Lake(data_dir, con=con)
     needed = list(need)
-    if needed and not any(lake.exists[k] for k in needed):
-        looked = ", ".join(str(layout.table_path(lake.data_dir, k)) for k in needed)
-        raise NoDataError(
-            f"No trail data for this command: looked for {looked}.",
-            "run 'trail collect' or 'trail sample' first, or pass --data-dir",
-        )
+    if needed:
+        days = {k: set(lake.files[k]) if lake.exists[k] else None for k in needed}
+        coverage.require(lake.data_dir, days, start, end)
     for kind in VIEW_ORDER:
-        lake.bind(kind, (dates or {}).get(kind), name=f"raw_{kind}")
+        lake.bind(kind, (dates or {}).get(kind), name=f"raw_{kind}", as_stored=True)
     bind = lake.con.execute
     bind("CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM raw_identities")
     bind(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
