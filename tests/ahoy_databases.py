@@ -216,6 +216,37 @@ def mariadb_server() -> Iterator[MariaDBServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def ahoy_pg_main(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Generated Ahoy rows (odd ones included) in PostgreSQL, imported once in batches of 128:
+    (url, data, data dir, result, progress as (table, rows read) per report)."""
+    from trailcli.importer.ahoy import AhoyImport, import_ahoy
+
+    url = postgres_server.create_database("ahoy_main")
+    data = generate(seed=1, visits=300)
+    create_postgres_tables(url, extra_column=data.extra_column)
+    fill_postgres(url, data)
+    data_dir = tmp_path_factory.mktemp("pg-main")
+    progress: list[tuple[str, int]] = []
+    request = AhoyImport(url, batch_size=128)
+    result = import_ahoy(data_dir, request, lambda s: progress.append((s.table, s.read)))
+    return url, data, data_dir, result, progress
+
+
+@pytest.fixture(scope="session")
+def ahoy_maria_main(mariadb_server: MariaDBServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The same in MariaDB, imported through a `mysql2://` URL: (url, data, data dir, result)."""
+    from trailcli.importer.ahoy import AhoyImport, import_ahoy
+
+    url = mariadb_server.create_database("ahoy_main")
+    data = generate(seed=5, visits=300, dialect="mysql")
+    create_mysql_tables(mariadb_server, "ahoy_main", extra_column=data.extra_column)
+    fill_mysql(mariadb_server, "ahoy_main", data)
+    data_dir = tmp_path_factory.mktemp("maria-main")
+    result = import_ahoy(data_dir, AhoyImport(url.replace("mysql://", "mysql2://"), batch_size=128))
+    return url, data, data_dir, result
+
+
 # --- Ahoy's tables --------------------------------------------------------------------------------
 
 POSTGRES_DDL = """
@@ -412,7 +443,7 @@ def _add_odd_rows(data: AhoyData, visits: int, event_id: int, dialect: str) -> N
         # unicode beyond the BMP and a referrer that is not a URL
         {**base, "visit_token": "odd-unicode", "visitor_token": "odd-visitor-3",
          "user_agent": FIREFOX, "referrer": "not a url 🚀", "city": "Zürich 🏔",
-         "landing_page": f"https://www.{data.site_host}/?utm_source=Caf%C3%A9", "utm_source": None,
+         "landing_page": f"https://www.{data.site_host}/?utm_source=Mastodon&utm_medium=social", "utm_source": None,
          "started_at": when + timedelta(minutes=2), "accept_language": "en-GB"},
     ]  # fmt: skip
     for i, visit in enumerate(odd_visits, start=visits + 1):

@@ -18,7 +18,6 @@ from ahoy_databases import (
     PostgresServer,
     create_mysql_tables,
     create_postgres_tables,
-    fill_mysql,
     fill_postgres,
     generate,
 )
@@ -166,22 +165,8 @@ def all_rows(data_dir: Path, kind: str) -> int:
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pg_main(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    url = postgres_server.create_database("ahoy_main")
-    data = generate(seed=1, visits=300)
-    create_postgres_tables(url, extra_column=data.extra_column)
-    fill_postgres(url, data)
-    data_dir = tmp_path_factory.mktemp("pg-main")
-    progress: list[Any] = []
-    result = import_ahoy(
-        data_dir, AhoyImport(url, batch_size=128), lambda s: progress.append((s.table, s.read))
-    )
-    return url, data, data_dir, result, progress
-
-
-def test_postgres_rows_arrive_field_by_field(pg_main: Any) -> None:
-    _url, data, data_dir, result, _ = pg_main
+def test_postgres_rows_arrive_field_by_field(ahoy_pg_main: Any) -> None:
+    _url, data, data_dir, result, _ = ahoy_pg_main
     check_everything(data_dir, data, "ahoy_main")
     assert written(result) == {
         "visits": len(data.visits),
@@ -190,15 +175,15 @@ def test_postgres_rows_arrive_field_by_field(pg_main: Any) -> None:
     }
 
 
-def test_postgres_import_reports_progress_per_batch(pg_main: Any) -> None:
-    _url, data, _data_dir, _result, progress = pg_main
+def test_postgres_import_reports_progress_per_batch(ahoy_pg_main: Any) -> None:
+    _url, data, _data_dir, _result, progress = ahoy_pg_main
     events = [n for table, n in progress if table == "events"]
     assert events == [min(128 * (i + 1), len(data.events)) for i in range(len(events))]
     assert events[-1] == len(data.events)
 
 
-def test_postgres_second_import_adds_nothing(pg_main: Any) -> None:
-    url, data, data_dir, _result, _ = pg_main
+def test_postgres_second_import_adds_nothing(ahoy_pg_main: Any) -> None:
+    url, data, data_dir, _result, _ = ahoy_pg_main
     before = {k: all_rows(data_dir, k) for k in ("visits", "events", "identities")}
     again = import_ahoy(data_dir, AhoyImport(url, batch_size=128))
     assert written(again) == {"visits": 0, "identities": 0, "events": 0}
@@ -228,8 +213,8 @@ def test_postgres_new_rows_are_imported_on_the_next_run(
     check_everything(tmp_path, data, "ahoy_grow")
 
 
-def test_since_limits_visits_by_start_and_events_by_time(pg_main: Any, tmp_path: Path) -> None:
-    url, data, _data_dir, _result, _ = pg_main
+def test_since_limits_visits_by_start_and_events_by_time(ahoy_pg_main: Any, tmp_path: Path) -> None:
+    url, data, _data_dir, _result, _ = ahoy_pg_main
     since = START + timedelta(days=2)
     import_ahoy(tmp_path, AhoyImport(url, since=since))
     visits = {r["visit_token"] for r in stored(tmp_path, "visits")}
@@ -374,25 +359,14 @@ def test_optional_columns_may_be_missing(postgres_server: PostgresServer, tmp_pa
 # --- MariaDB --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def maria_main(mariadb_server: MariaDBServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    url = mariadb_server.create_database("ahoy_main")
-    data = generate(seed=5, visits=300, dialect="mysql")
-    create_mysql_tables(mariadb_server, "ahoy_main", extra_column=data.extra_column)
-    fill_mysql(mariadb_server, "ahoy_main", data)
-    data_dir = tmp_path_factory.mktemp("maria-main")
-    result = import_ahoy(data_dir, AhoyImport(url.replace("mysql://", "mysql2://"), batch_size=128))
-    return url, data, data_dir, result
-
-
-def test_mariadb_rows_arrive_field_by_field(maria_main: Any) -> None:
-    _url, data, data_dir, result = maria_main
+def test_mariadb_rows_arrive_field_by_field(ahoy_maria_main: Any) -> None:
+    _url, data, data_dir, result = ahoy_maria_main
     check_everything(data_dir, data, "ahoy_main", approximate=True)
     assert written(result)["events"] == len(data.events)
 
 
-def test_mariadb_second_import_adds_nothing(maria_main: Any) -> None:
-    url, _data, data_dir, _result = maria_main
+def test_mariadb_second_import_adds_nothing(ahoy_maria_main: Any) -> None:
+    url, _data, data_dir, _result = ahoy_maria_main
     before = {k: all_rows(data_dir, k) for k in ("visits", "events", "identities")}
     again = import_ahoy(data_dir, AhoyImport(url))
     assert written(again) == {"visits": 0, "identities": 0, "events": 0}
