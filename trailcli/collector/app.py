@@ -44,11 +44,12 @@ def _optional_mount(module: str) -> Mount | None:
 
 def mounts() -> list[Mount]:
     """Every mount, in order: each adds its routes, state and cleanup_ctx to the app."""
-    from trailcli.collector import ahoy, identity
+    from trailcli.collector import ahoy, identity, server_api
 
     found: list[Mount | None] = [
         ahoy.mount,
         identity.mount,
+        server_api.mount,  # after the two above: it uses their state
         _optional_mount("trailcli.collector.bayeux"),
         _optional_mount("trailcli.collector.presence_tracker"),
     ]
