@@ -13,7 +13,8 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 DEFAULT_BATCH = 50_000
-VISIT_SLICE = 10_000  # visits become Python rows this many at a time: memory stays flat
 _TABLE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
 
 
@@ -192,7 +192,9 @@ def _import_visits(
 ) -> list[Step]:
     """Visits and their identity rows; the identities of a batch are committed first, so after
     an interruption between the two commits the visits' watermark is the lower one."""
-    from trailcli.collector.enrich import UserAgentCache
+    import pyarrow.compute as pc
+
+    from trailcli.importer.convert import VisitConverter
 
     app = watermark_app(url.database, plan.table)
     done = tables.transaction_version(data_dir, "visits", app) or 0
@@ -200,44 +202,23 @@ def _import_visits(
     max_id = source.max_id(plan.table)
     visits = Step(plan.table, "visits", done, max_id, last_id=done)
     identities = Step(plan.table, "identities", bound, max_id, last_id=max(done, bound))
-    agents = UserAgentCache(10_000)
-    while True:
-        batch = source.visits_batch(plan, visits.last_id, request.since, request.batch_size)
-        if batch.num_rows == 0:
-            break
-        last = _last_id(batch)
-        visit_table, identity_rows, skipped = _convert_visits(batch, agents, bound)
-        identities.written += _commit(data_dir, "identities", identity_rows, app, last)
-        visits.written += _commit(data_dir, "visits", visit_table, app, last)
-        visits.read += batch.num_rows
-        identities.read += batch.num_rows
-        visits.skipped += skipped
-        visits.last_id = identities.last_id = last
-        report(visits)
+    converter = VisitConverter()
+
+    def fetch(after: int) -> pa.Table:
+        return source.visits_batch(plan, after, request.since, request.batch_size)
+
+    with contextlib.closing(_batches(fetch, done)) as batches:
+        for batch, last in batches:
+            visit_rows, identity_rows, source_ids = converter.convert(batch)
+            fresh = identity_rows.filter(pc.greater(source_ids, bound))
+            identities.written += _commit(data_dir, "identities", fresh, app, last)
+            visits.written += _commit(data_dir, "visits", visit_rows, app, last)
+            visits.read += batch.num_rows
+            identities.read += batch.num_rows
+            visits.skipped += batch.num_rows - visit_rows.num_rows
+            visits.last_id = identities.last_id = last
+            report(visits)
     return [visits, identities]
-
-
-def _convert_visits(
-    batch: pa.Table, agents: Any, bound: int
-) -> tuple[pa.Table | None, pa.Table | None, int]:
-    """The batch's visits and identities (those of source ids above `bound`) as Arrow, and how
-    many rows were skipped."""
-    import pyarrow as pa
-
-    from trailcli.importer.convert import convert_visits
-
-    visit_parts, identity_parts, skipped = [], [], 0
-    for offset in range(0, batch.num_rows, VISIT_SLICE):
-        rows = convert_visits(batch.slice(offset, VISIT_SLICE).to_pylist(), agents)
-        skipped += rows.skipped
-        if rows.visits:
-            visit_parts.append(tables.to_arrow("visits", rows.visits))
-        fresh = [record for source_id, record in rows.identities if source_id > bound]
-        if fresh:
-            identity_parts.append(tables.to_arrow("identities", fresh))
-    visits = pa.concat_tables(visit_parts) if visit_parts else None
-    identities = pa.concat_tables(identity_parts) if identity_parts else None
-    return visits, identities, skipped
 
 
 def _import_events(
@@ -256,23 +237,30 @@ def _import_events(
     done = tables.transaction_version(data_dir, "events", app) or 0
     step = Step(plan.table, "events", done, source.max_id(plan.table), last_id=done)
     converter = EventConverter(event_id_prefix(url.database, plan.table))
-    try:
-        while True:
-            batch = source.events_batch(
-                plan, visits, step.last_id, request.since, request.batch_size
-            )
-            if batch.num_rows == 0:
-                break
-            last = _last_id(batch)
+
+    def fetch(after: int) -> pa.Table:
+        return source.events_batch(plan, visits, after, request.since, request.batch_size)
+
+    with contextlib.closing(_batches(fetch, done)) as batches, contextlib.closing(converter):
+        for batch, last in batches:
             events = converter.convert(batch)
             step.written += _commit(data_dir, "events", tables.with_date(EVENTS, events), app, last)
             step.read += batch.num_rows
             step.skipped += batch.num_rows - events.num_rows
             step.last_id = last
             report(step)
-    finally:
-        converter.close()
     return step
+
+
+def _batches(fetch: Callable[[int], pa.Table], after: int) -> Generator[tuple[pa.Table, int]]:
+    """(batch, its last id) for each batch after id `after`, in order; the next batch is read
+    (the database and the driver working) while the caller converts and commits this one."""
+    with ThreadPoolExecutor(1, thread_name_prefix="trail-import-read") as pool:
+        pending = pool.submit(fetch, after)
+        while (batch := pending.result()).num_rows:
+            last = _last_id(batch)
+            pending = pool.submit(fetch, last)
+            yield batch, last
 
 
 def _last_id(batch: pa.Table) -> int:
