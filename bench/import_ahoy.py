@@ -25,9 +25,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from ahoy_databases import PostgresServer, create_postgres_tables  # noqa: E402
+from ahoy_databases import PostgresServer, create_postgres_tables
 
-from trailcli.importer.ahoy import AhoyImport, import_ahoy  # noqa: E402
+from trailcli.importer.ahoy import AhoyImport, import_ahoy
 
 AGENTS = [
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:120.0) Gecko/20100101 Firefox/120.0",
