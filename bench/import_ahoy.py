@@ -64,7 +64,7 @@ def fill(url: str, visits: int, events: int) -> None:
         )
         conn.execute(
             "INSERT INTO ahoy_events (visit_id, user_id, name, properties, time) SELECT "
-            "1 + (g * 7919) %% %s, CASE WHEN g %% 3 = 0 THEN g %% 5000 END, "
+            "1 + (g::bigint * 7919) %% %s, CASE WHEN g %% 3 = 0 THEN g %% 5000 END, "
             "(ARRAY['$view', '$view', '$view', '$click', 'add_to_cart', 'checkout'])[1 + g %% 6], "
             "CASE WHEN g %% 6 < 3 THEN jsonb_build_object('url', 'https://www.shop.example/product/' "
             "|| (g %% 500), 'page', '/product/' || (g %% 500), 'title', 'Product ' || (g %% 500)) "

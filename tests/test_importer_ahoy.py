@@ -419,3 +419,32 @@ def test_a_database_that_cannot_be_reached_is_named(tmp_path: Path) -> None:
             f"Cannot connect to {url.split(':')[0]}://me@127.0.0.1:{port}/app"
         )
         assert "secret" not in str(caught.value)
+
+
+def test_tabs_newlines_and_backslashes_survive_the_copy(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    import psycopg
+
+    url = postgres_server.create_database("ahoy_escapes")
+    create_postgres_tables(url, extra_column="note")
+    tricky = "a\tb\nc\\nd\\\\e\rf\x0bg\x08h\x0ci \\N"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ahoy_visits (id, visit_token, visitor_token, user_agent, city, note, started_at) "
+            "VALUES (1, 'v1', 'w1', %s, '', %s, '2026-03-02 10:00')",
+            (tricky, "\\N"),
+        )
+        conn.execute(
+            "INSERT INTO ahoy_events (id, visit_id, name, properties, time) VALUES "
+            "(1, 1, %s, %s, '2026-03-02 10:00:01')",
+            (tricky, json.dumps({"k": tricky, "back": "\\"})),
+        )
+    import_ahoy(tmp_path, AhoyImport(url))
+    [visit] = stored(tmp_path, "visits")
+    assert visit["user_agent"] == tricky
+    assert visit["city"] is None  # empty text is null, as everywhere in trail
+    assert json.loads(visit["extra"]) == {"note": "\\N"}  # the text \N, not a NULL
+    [event] = stored(tmp_path, "events")
+    assert event["name"] == tricky
+    assert json.loads(event["properties"]) == {"k": tricky, "back": "\\"}
