@@ -38,9 +38,10 @@ AGENTS = [
 
 
 def fill(url: str, visits: int, events: int) -> None:
-    """Ahoy-like rows: a few hundred distinct user agents, search referrers with 2,000 distinct
+    """Ahoy-like rows: tens of distinct user agents, search referrers with 2,000 distinct
     queries, 500 product landing pages (some with UTM tags or a click id), users on a third of
-    the visits; $view events with url/page/title and other names with small properties."""
+    the visits; $view events with url/page/title and other names with small properties. Events
+    belong to visits of their own time, as an app writes them."""
     import psycopg
 
     agents = "ARRAY[" + ", ".join("'" + a.replace("'", "''") + "'" for a in AGENTS) + "]"
@@ -64,13 +65,13 @@ def fill(url: str, visits: int, events: int) -> None:
         )
         conn.execute(
             "INSERT INTO ahoy_events (visit_id, user_id, name, properties, time) SELECT "
-            "1 + (g::bigint * 7919) %% %s, CASE WHEN g %% 3 = 0 THEN g %% 5000 END, "
+            "least(%s, 1 + (g::bigint * %s) / %s + g %% 3), CASE WHEN g %% 3 = 0 THEN g %% 5000 END, "
             "(ARRAY['$view', '$view', '$view', '$click', 'add_to_cart', 'checkout'])[1 + g %% 6], "
             "CASE WHEN g %% 6 < 3 THEN jsonb_build_object('url', 'https://www.shop.example/product/' "
             "|| (g %% 500), 'page', '/product/' || (g %% 500), 'title', 'Product ' || (g %% 500)) "
             "ELSE jsonb_build_object('sku', 'sku-' || (g %% 300), 'price', (g %% 100) + 0.99) END, "
             "timestamp '2026-01-01' + g * (interval '30 days' / %s) FROM generate_series(1, %s) g",
-            (visits, events, events),
+            (visits, visits, events, events, events),
         )
         conn.execute("VACUUM ANALYZE")
         distinct = conn.execute(
