@@ -41,6 +41,7 @@ _MYSQL_TYPES = {
     **dict.fromkeys(
         ("varchar", "char", "tinytext", "text", "mediumtext", "longtext", "enum", "set"), TEXT
     ),
+    "uuid": UUID,  # MariaDB 10.7+
     "json": JSON,  # MySQL; MariaDB's json is a longtext, so it reads as TEXT
     # the session runs in UTC, so MySQL's TIMESTAMP columns read as UTC like DATETIME ones
     **dict.fromkeys(("datetime", "timestamp"), TIMESTAMP),
@@ -123,9 +124,6 @@ class TablePlan:
     table: str
     columns: Mapping[str, str]
     others: tuple[str, ...]
-
-    def has(self, name: str) -> bool:
-        return name in self.columns
 
 
 def check_table(

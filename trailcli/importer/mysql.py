@@ -141,13 +141,14 @@ class MySQLSource:
 
 
 def _value(plan: schema.TablePlan, name: str, column: str) -> str:
-    """The SELECT expression of a raw column, null when the table lacks it."""
+    """The SELECT expression of a raw column, null when the table lacks it: ids, numbers and
+    times as they are, everything else as text."""
     kind = plan.columns.get(name)
     if kind is None:
         return "NULL"
-    if kind in (schema.UUID, schema.TEXT, schema.JSON) or name == "user_id":
-        return f"CAST({column} AS CHAR)" if kind != schema.TEXT else column
-    return column
+    if kind == schema.TEXT or name in raw.INTEGERS | raw.FLOATS | raw.TIMES:
+        return column
+    return f"CAST({column} AS CHAR)"
 
 
 def _text(value: Any) -> str | None:
