@@ -11,6 +11,7 @@ column types Ahoy's migration generator gives on each database (Rails 7: `t.stri
 
 from __future__ import annotations
 
+import getpass
 import glob
 import json
 import os
@@ -138,7 +139,7 @@ class MariaDBServer:
 
     def start(self) -> MariaDBServer:
         data = self.root / "data"
-        user = "--user=root" if os.geteuid() == 0 else f"--user={os.getlogin()}"
+        user = f"--user={getpass.getuser()}"
         subprocess.run(
             [MARIADB_INSTALL, "--no-defaults", f"--datadir={data}", user,
              "--auth-root-authentication-method=normal", "--skip-test-db"],
