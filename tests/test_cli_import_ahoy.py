@@ -76,7 +76,16 @@ def test_progress_on_stderr_and_a_summary_on_stdout(big_source: str, tmp_path: P
     }  # fmt: skip
     lines = err.splitlines()
     assert "ahoy_events: 10,000 rows read (25% of ids), up to id 10000" in lines[1]
-    assert lines[-1].startswith("ahoy_events: 40,000 rows read (100% of ids), up to id 40000, ")
+    assert lines[-2].startswith("ahoy_events: 40,000 rows read (100% of ids), up to id 40000, ")
+    assert lines[-1] == (
+        f"Imported {VISITS:,} visits, {VISITS // 3:,} identities, {EVENTS:,} events; "
+        "'trail compact' rewrites the imported days into one file each."
+    )
+    again = trail("import", "ahoy", "--database", big_source, "--data-dir", str(tmp_path))
+    _out, err = again.communicate(timeout=300)
+    assert err.splitlines() == [
+        "Nothing new to import (a later run imports rows added after the watermarks)."
+    ]
     assert "secret" not in err
 
 

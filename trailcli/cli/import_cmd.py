@@ -61,7 +61,16 @@ def ahoy(
         result = import_ahoy(data_dir, request, ProgressLine())
         for note in result.notes:
             warn(note)
+        warn(_summary(result.steps))
         emit(result.rows(), fmt, tz)
+
+
+def _summary(steps: list[Any]) -> str:
+    written = {s.table: s.written for s in steps}
+    if not any(written.values()):
+        return "Nothing new to import (a later run imports rows added after the watermarks)."
+    counts = ", ".join(f"{n:,} {table}" for table, n in written.items())
+    return f"Imported {counts}; 'trail compact' rewrites the imported days into one file each."
 
 
 class ProgressLine:
