@@ -15,9 +15,10 @@ $(BIN)/trail: pyproject.toml
 
 setup: $(BIN)/trail
 
-# What the tests drive from Debian: the browser for the interop tests, PostgreSQL and MariaDB for
-# `trail import ahoy`, Ruby with the Ahoy gem for docs/rails.md. Installing needs root (apt-get).
-SYSTEM_PACKAGES := chromium postgresql mariadb-server ruby ruby-ahoy-matey
+# What the tests drive from Debian: the browser for the interop tests, jq for the docs' examples,
+# PostgreSQL and MariaDB for `trail import ahoy`, Ruby with the Ahoy gem for docs/rails.md.
+# Installing needs root (apt-get).
+SYSTEM_PACKAGES := chromium jq postgresql mariadb-server ruby ruby-ahoy-matey
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

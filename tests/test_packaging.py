@@ -33,6 +33,12 @@ def test_installed_wheel_finds_its_queries(tmp_path: Path) -> None:
         shipped = {n for n in archive.namelist() if n.startswith("trailcli/queries/")}
     expected = {f"trailcli/queries/{p.name}" for p in (ROOT / "queries").glob("*.sql")}
     assert expected and expected <= shipped
+    lists = {
+        f"trailcli/reports/referrer_lists/matomo/{name}"
+        for name in ("SearchEngines.yml", "Socials.yml", "AIAssistants.yml", "LICENSE")
+    }
+    with zipfile.ZipFile(wheel) as archive:
+        assert lists <= set(archive.namelist())  # the referrer lists with their licence
 
     target = tmp_path / "site"
     subprocess.run(
