@@ -50,8 +50,9 @@ def funnel_sql(dialect: str, unit: str) -> str:
 
 
 def referrers_sql(dialect: str) -> str:
-    """Visits and visitors per source: UTM source (column, else the landing page's), click id,
-    the site itself or no referrer, the two known networks the data uses, else the host."""
+    """Visits and visitors per source: UTM source (column, else the landing page's; one that
+    names a known source, Mastodon in this data, is that source), click id, the site itself or
+    no referrer, the two known networks the data uses, else the host."""
     if dialect == "postgresql":
         landing_utm = "substring(landing_page from '[?&]utm_source=([^&#]*)')"
         host = "regexp_replace(referring_domain, '^www[.]', '')"
@@ -64,6 +65,7 @@ def referrers_sql(dialect: str) -> str:
     return f"""
     SELECT source, count(*) AS visits, count(DISTINCT visitor_token) AS visitors FROM (
         SELECT visitor_token, CASE
+            WHEN lower(COALESCE(NULLIF(utm_source, ''), {landing_utm})) = 'mastodon' THEN 'Mastodon'
             WHEN COALESCE(NULLIF(utm_source, ''), {landing_utm}) IS NOT NULL
                 THEN lower(COALESCE(NULLIF(utm_source, ''), {landing_utm}))
             WHEN landing_page LIKE '%gclid=%' THEN 'Google'
@@ -153,7 +155,7 @@ def test_referrers_equal_sql_on_the_source(imported: Any, run_cli: Any) -> None:
     got = {r["source"]: (r["visits"], r["visitors"]) for r in rows}
     expected = {s: (int(v), int(u)) for s, v, u in query(dialect, url, referrers_sql(dialect))}
     assert got == expected
-    assert {"Google", "Facebook", "(direct)", "newsletter", "mastodon", "blog.example.org"} <= set(
+    assert {"Google", "Facebook", "(direct)", "newsletter", "Mastodon", "blog.example.org"} <= set(
         got
     )
 
