@@ -415,17 +415,29 @@ def _start_storing(
     events: list[dict[str, Any]],
     tokens: payload.Tokens,
     client: Client,
+    *,
+    user_id: str | None = None,
+    event_time: Callable[[Any, datetime], datetime] | None = None,
 ) -> _Storing | None:
     """Append the events not seen before, with their visit first if it is new; None when every
-    event is a duplicate."""
+    event is a duplicate.
+
+    The app server's events (`POST /api/events`) come with a trusted `user_id` and their own
+    rule for times (`event_time(given, now)`); a browser's get the visit's user and times within
+    the event window.
+    """
     fresh = _fresh(app, state, events)
     if not fresh:
         return None
     now = state.clock()
-    window = state.event_window
-    times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
+    if event_time is None:
+        window = state.event_window
+        times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
+    else:
+        times = [event_time(e.get("time"), now) for e, _ in fresh]
     visit, visitor, known, new_visit = _event_visit(state, tokens, client, now, min(times))
-    user_id = app[identity.BINDINGS].users.get(visit)
+    if user_id is None:
+        user_id = app[identity.BINDINGS].users.get(visit)
     if known is not None:
         visitor = visitor or known.visitor_token
         times = [max(t, known.started_at) for t in times]

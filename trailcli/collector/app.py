@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from trailcli.collector import ahoy, bayeux, cors, identity, presence_http
+from trailcli.collector import ahoy, bayeux, cors, identity, presence_http, server_api
 from trailcli.collector.allocators import tune_allocators
 from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, STARTED_AT, WRITER
 from trailcli.collector.metrics import Metrics, Series
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     ahoy.mount(app, settings)
     identity.mount(app, settings)
+    server_api.mount(app, settings)  # after the two above: it uses their state
     engine = bayeux.mount(app, settings, app[METRICS])
     presence_http.mount(app, tracker, engine)
     cors.add_preflight_routes(app)
