@@ -381,6 +381,10 @@ class PresenceTracker(EngineObserver):
             self._rows_ready.clear()
             await self._write_pending()
 
+    async def settle(self) -> None:
+        """Wait until every row queued so far is durable in the WAL."""
+        await self._write_pending()
+
     async def _write_pending(self) -> None:
         """Append queued rows in order; on a store error keep them and retry (keys dedupe repeats)."""
         while self._rows:
