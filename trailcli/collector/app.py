@@ -17,6 +17,7 @@ from aiohttp import web
 from trailcli.collector import cors
 from trailcli.collector.allocators import tune_allocators
 from trailcli.collector.batching import BatchingWriter
+from trailcli.collector.dashboard import REPORTS, Reports
 from trailcli.collector.keys import (
     METRICS,
     NODE_ID,
@@ -44,25 +45,34 @@ def _optional_mount(module: str) -> Mount | None:
 
 def mounts() -> list[Mount]:
     """Every mount, in order: each adds its routes, state and cleanup_ctx to the app."""
-    from trailcli.collector import ahoy, identity
+    from trailcli.collector import ahoy, dashboard, identity
 
     found: list[Mount | None] = [
         ahoy.mount,
         identity.mount,
         _optional_mount("trailcli.collector.bayeux"),
         _optional_mount("trailcli.collector.presence_tracker"),
+        dashboard.mount,
     ]
     return [m for m in found if m is not None]
 
 
 def create_app(
-    settings: Settings, *, writer_factory: WriterFactory | None = None
+    settings: Settings,
+    *,
+    writer_factory: WriterFactory | None = None,
+    reports: Reports | None = None,
 ) -> web.Application:
-    """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
+    """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount.
+
+    `reports` answers the dashboard's report questions (the collector never imports them).
+    """
     tune_allocators()  # before deltalake and pyarrow load
     # aiohttp's own body cap; each endpoint enforces its own, smaller limit
     app = web.Application(client_max_size=max(settings.max_content_length, 1 << 20))
     app[SETTINGS] = settings
+    if reports is not None:
+        app[REPORTS] = reports
     app[METRICS] = _new_metrics()
     app.on_response_prepare.append(_response_hook(app[METRICS], settings.allow_origins))
     app[STARTED_AT] = time.time()
