@@ -227,9 +227,9 @@ class Hub:
         change = {k: data.get(k) for k in ("type", "user_id", "visitor_token", "visit_token")}
         change.update(n=self.n, time=data.get("time"), page=data.get("page"))
         change.update(
-            clients=data.get("clients"),
-            person=person_key(data.get("user_id"), data.get("visitor_token")),
+            clients=data.get("clients"), node_id=data.get("node_id") or self.source.node_id
         )
+        change["person"] = person_key(data.get("user_id"), data.get("visitor_token"))
         self._changes.append(change)
         token = data.get("visit_token")
         if data.get("type") == "join" and isinstance(token, str):

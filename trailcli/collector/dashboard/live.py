@@ -20,10 +20,14 @@ class CollectorLive:
     def __init__(self, app: web.Application) -> None:
         self.app = app
 
+    @property
+    def node_id(self) -> str | None:
+        return self.app.get(NODE_ID)
+
     def online(self) -> list[dict[str, Any]]:
         tracker = self.app.get(TRACKER)
         rows = tracker.live.online() if tracker is not None else []
-        node = self.app.get(NODE_ID)
+        node = self.node_id
         for row in rows:
             row.setdefault("node_id", node)
         return rows

@@ -22,6 +22,11 @@ PERSON_KINDS = ("user", "visitor", "visit")
 
 
 class LiveSource(Protocol):
+    @property
+    def node_id(self) -> str | None:
+        """The node whose rows and messages name none (this one)."""
+        ...
+
     def online(self) -> list[dict[str, Any]]:
         """One row per person online now: the columns of `trail online --at now` and `node_id`."""
         ...

@@ -8,7 +8,6 @@ every answer carries a Content-Security-Policy without inline scripts, and no ro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -188,7 +187,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         dash.limiter.failed(_client(request))
         return sign_in_response(401, "wrong")
     lifetime = dash.settings.dashboard_session
-    response = web.HTTPSeeOther("/dashboard", headers=_headers(NO_STORE))
+    response = _see_dashboard()
     response.set_cookie(
         session.COOKIE,
         session.issue(dash.key, time.time(), lifetime),
@@ -199,6 +198,10 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         secure=_is_https(request),
     )
     return response
+
+
+def _see_dashboard() -> web.Response:
+    return web.Response(status=303, headers=_headers({**NO_STORE, "Location": "/dashboard"}))
 
 
 def _token_ok(dash: Dashboard, given: str) -> bool:
@@ -213,7 +216,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
         return sign_in_response(403)
     if session_ends(request) is None:
         return sign_in_response(401)
-    response = web.HTTPSeeOther("/dashboard", headers=_headers(NO_STORE))
+    response = _see_dashboard()
     response.del_cookie(session.COOKIE, path="/dashboard")
     return response
 
@@ -271,12 +274,11 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
             if chunk is None:  # the collector is stopping
                 break
             await response.write(chunk or dash.hub.snapshot_event())  # b"": a fresh snapshot
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the page went away
     finally:
         dash.hub.detach(stream)
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
     return response
 
 

@@ -109,6 +109,7 @@ export class LiveModel {
     if (change.visit_token) row.visit_token = change.visit_token;
     if (change.page) row.last_page = change.page;
     if (change.clients !== null && change.clients !== undefined) row.clients = change.clients;
+    if (change.node_id) row.node_id = change.node_id;
     if (!before || change.time < row.online_since) row.online_since = change.time;
     this.remember(this.fillFromVisit(row));
   }

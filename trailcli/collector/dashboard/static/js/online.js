@@ -1,7 +1,7 @@
 // "Online now": the count and the list of persons, newest first by default, filtered as typed.
 
 import { $, h, perFrame, setText, setTitle } from "./dom.js";
-import { clock, device, deviceDetail, duration, number, personLabel, shortId } from "./format.js";
+import { clock, device, deviceDetail, duration, number, personLabel } from "./format.js";
 import { VirtualList } from "./vlist.js";
 
 const COLUMNS = ["person", "since", "page", "views", "device", "country", "source", "tabs", "node"];
@@ -70,10 +70,11 @@ export class OnlinePanel {
     setText(cells[4], device(row));
     setTitle(cells[4], deviceDetail(row));
     setText(cells[5], row.country || "");
+    setTitle(cells[5], row.country || "");
     setText(cells[6], row.source || "");
     setTitle(cells[6], row.source || "");
     setText(cells[7], row.clients ?? "");
-    setText(cells[8], row.node_id ? shortId(row.node_id) : "");
+    setText(cells[8], row.node_id || "");
     setTitle(cells[8], row.node_id || "");
   }
 
