@@ -724,3 +724,22 @@ def test_dashboard_routes_are_mounted_with_the_app() -> None:
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     assert {"/dashboard", "/dashboard/api/live", "/dashboard/api/history/online"} <= paths
     assert isinstance(app, web.Application)
+
+
+def test_the_startup_line_says_where_the_dashboard_is_or_why_not(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector_support import Daemon
+
+    monkeypatch.delenv("TRAIL_API_TOKEN", raising=False)
+    off = Daemon(data_dir, "--no-access-log")
+    try:
+        assert off.startup.rstrip().endswith("; dashboard off (set TRAIL_API_TOKEN to serve it)")
+    finally:
+        assert off.stop() == 0
+    monkeypatch.setenv("TRAIL_API_TOKEN", API_TOKEN)
+    on = Daemon(data_dir, "--no-access-log")
+    try:
+        assert on.startup.rstrip().endswith(f"; dashboard at http://127.0.0.1:{on.port}/dashboard")
+    finally:
+        assert on.stop() == 0

@@ -39,6 +39,7 @@ MAX_FRAME_CHANGES = 5_000
 RECENT_EVENTS = 300  # the events a new page starts its activity list with
 MAX_PROPERTIES_BYTES = 2_048  # larger properties travel as a notice, not in full
 RESOLVE_SECONDS = 1.0
+MAX_RESOLVE_DELAY = 30.0  # between tries while the log cannot be read
 MAX_RESOLVE = 10_000  # visits read from the log per round
 STREAM_BACKLOG = 40  # frames queued for a slow page before it gets a snapshot instead
 HISTORY_FRAMES = 40  # the latest frames kept for pages that resume (10 s)
@@ -185,19 +186,19 @@ class Hub:
         page count, source and device, the latest events, and the number of the last message
         they include."""
         self.touch()
-        rows = self.source.online()
-        for token in self.notes.unresolved(r.get("visit_token") for r in rows):
-            self._to_resolve[token] = None
         persons = []
-        for row in rows:
-            note = self.notes.get(row.get("visit_token"))
+        for row in self.source.online():
             row["person"] = person_key(row.get("user_id"), row.get("visitor_token"))
-            if note is not None:
-                row["views"] = note.views if note.resolved else None
+            token = row.get("visit_token")
+            note = self.notes.get(token)
+            if note is not None and note.resolved:
+                row["views"] = note.views
                 row["source"] = note.source
                 for name, value in note.device.items():
                     if row.get(name) is None:
                         row[name] = value
+            elif token:
+                self._to_resolve[token] = None
             persons.append([row.get(c) for c in PERSON_COLUMNS])
         return {
             "epoch": self.epoch,
@@ -306,8 +307,9 @@ class Hub:
                 return
 
     async def _resolve_loop(self) -> None:
+        delay = RESOLVE_SECONDS
         while True:
-            await asyncio.sleep(RESOLVE_SECONDS)
+            await asyncio.sleep(delay)
             if not self._to_resolve:
                 continue
             tokens = list(self._to_resolve)[:MAX_RESOLVE]
@@ -316,10 +318,13 @@ class Hub:
             try:
                 found = await self.resolve(tokens)
             except Exception as exc:  # the log may be mid-commit or damaged: try again later
-                log.warning("dashboard: reading %d visits failed: %s", len(tokens), exc)
+                if delay == RESOLVE_SECONDS:  # once per run of failures
+                    log.warning("dashboard: reading %d visits failed: %s", len(tokens), exc)
+                delay = min(delay * 2, MAX_RESOLVE_DELAY)
                 for token in tokens:
                     self._to_resolve.setdefault(token, None)
                 continue
+            delay = RESOLVE_SECONDS
             self.resolved(found)
 
     def resolved(self, found: list[tuple[VisitFacts, str | None]]) -> None:

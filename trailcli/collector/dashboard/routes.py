@@ -149,7 +149,12 @@ def _is_https(request: web.Request) -> bool:
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "?"
+    """The address sign-in attempts are counted against (the proxy's client with --trust-proxy)."""
+    from trailcli.collector.enrich import client_ip
+
+    trust = request.app[DASHBOARD].settings.trust_proxy
+    forwarded = request.headers.get("X-Forwarded-For") if trust else None
+    return client_ip(request.remote, forwarded, trust) or "?"
 
 
 # --- the page, sign-in, files -------------------------------------------------------------------
