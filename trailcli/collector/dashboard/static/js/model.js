@@ -114,11 +114,12 @@ export class LiveModel {
     this.remember(this.fillFromVisit(row));
   }
 
+  // Fill what a row lacks (a join names no device) from what frames said about its visit.
   fillFromVisit(row) {
     const known = row.visit_token && this.visits.get(row.visit_token);
     if (known) {
       for (const field of VISIT_FIELDS) {
-        if (known[field] !== undefined && known[field] !== null) row[field] = known[field];
+        if (row[field] === undefined || row[field] === null) row[field] = known[field] ?? null;
       }
     }
     return row;
@@ -137,13 +138,18 @@ export class LiveModel {
       row.last_page = update.page;
       if (update.time) row.page_time = update.time;
     }
-    if (row.visit_token === token) this.fillFromVisit(row);
+    if (row.visit_token === token) {
+      for (const field of VISIT_FIELDS) {
+        if (update[field] !== undefined && update[field] !== null) row[field] = update[field];
+      }
+    }
     return true;
   }
 
+  // The row an update's person names: by key, or a visitor token whose person has a user id.
   findPerson(update) {
-    if (update.person && this.persons.has(update.person)) return update.person;
-    return null;
+    if (!update.person) return null;
+    return this.persons.has(update.person) ? update.person : this.byVisitor.get(update.person) || null;
   }
 
   remember(row) {
