@@ -141,6 +141,9 @@ class FakeLive:
     def online(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.rows]
 
+    def clients(self) -> dict[str, int]:
+        return {r["visitor_token"]: r["clients"] for r in self.rows}
+
     def listen(self, listener: Callable[[str, Any], None]) -> Callable[[], None]:
         self.listeners.append(listener)
         return lambda: self.listeners.remove(listener)
@@ -213,6 +216,23 @@ async def test_the_snapshot_lists_persons_with_notes_and_the_latest_events() -> 
         assert (person["views"], person["source"], person["device_type"]) == (1, "x", "Tablet")
         assert [e["event_id"] for e in second["events"]] == ["e1"]
         assert second["n"] == hub.n and second["epoch"] == hub.epoch
+    finally:
+        await hub.close()
+
+
+async def test_changed_tab_counts_go_out_in_a_frame() -> None:
+    live = FakeLive()
+    live.rows = [{"visitor_token": "p1", "clients": 1}, {"visitor_token": "p2", "clients": 1}]
+    hub = Hub(live, no_log)
+    try:
+        hub.touch()
+        hub.compare_clients()
+        assert hub.take_frame() is None  # nothing changed since the hub began listening
+        live.rows[1]["clients"] = 2
+        live.rows.append({"visitor_token": "p3", "clients": 1})
+        hub.compare_clients()
+        frame = frame_of(hub.take_frame())
+        assert frame["clients"] == {"p2": 2, "p3": 1} and frame["n"] == 1
     finally:
         await hub.close()
 

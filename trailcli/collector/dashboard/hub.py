@@ -1,6 +1,9 @@
 """Live updates for open dashboards: the live view's messages gathered into one frame every
 quarter second, encoded once and sent to every open page as a server-sent event.
 
+Every CLIENTS_SECONDS the frame also carries the persons whose number of open sessions (tabs)
+changed, which the presence channel does not announce.
+
 A stream starts with a snapshot (who is online now, the latest events) taken when it attaches,
 or, for a page that already holds one (`after`, or the browser's Last-Event-ID on a reconnect),
 with the frames it has not seen while the hub still keeps them (HISTORY_FRAMES). Then it gets
@@ -43,6 +46,7 @@ MAX_RESOLVE_DELAY = 30.0  # between tries while the log cannot be read
 MAX_RESOLVE = 10_000  # visits read from the log per round
 STREAM_BACKLOG = 40  # frames queued for a slow page before it gets a snapshot instead
 HISTORY_FRAMES = 40  # the latest frames kept for pages that resume (10 s)
+CLIENTS_SECONDS = 2.0  # how often tab counts are compared
 IDLE_SECONDS = 60.0  # with no page open this long, stop listening (and forget the notes)
 
 # What the page gets per person online (the columns of `trail online` it shows, and more).
@@ -116,6 +120,9 @@ class Hub:
         self._skipped = 0
         self._overflow = False
         self._visits: dict[str, dict[str, Any]] = {}  # visit token -> update for the next frame
+        self._clients: dict[str, int] = {}  # person -> changed tab count for the next frame
+        self._clients_sent: dict[str, int] = {}
+        self._clients_at = 0.0
         self._to_resolve: dict[str, None] = {}
         self._stop_listening: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,6 +135,7 @@ class Hub:
         self._used_at = time.monotonic()
         if self._stop_listening is None:
             self._stop_listening = self.source.listen(self.heard)
+            self._clients_sent = dict(self.source.clients())  # what a snapshot now would say
             self._tasks = [
                 asyncio.create_task(self._frame_loop(), name="dashboard-frames"),
                 asyncio.create_task(self._resolve_loop(), name="dashboard-visits"),
@@ -269,7 +277,7 @@ class Hub:
             self._framed = self.n
             self.history.clear()  # nobody can resume across what was not sent
             return SNAPSHOT
-        if not (self._changes or self._events or self._visits):
+        if not (self._changes or self._events or self._visits or self._clients):
             return None
         frame = {
             "from": self._framed,
@@ -278,6 +286,7 @@ class Hub:
             "events": list(self._events),
             "skipped": self._skipped,
             "visits": self._visits,
+            "clients": self._clients,
         }
         self._reset_pending()
         chunk = b"id: %s:%d\ndata: %s\n\n" % (
@@ -290,14 +299,26 @@ class Hub:
         return chunk
 
     def _reset_pending(self) -> None:
-        self._changes, self._visits = [], {}
+        self._changes, self._visits, self._clients = [], {}, {}
         self._events.clear()
         self._skipped = 0
         self._overflow = False
 
+    def compare_clients(self) -> None:
+        """Note the persons whose tab count changed since the last comparison (a message)."""
+        now = self.source.clients()
+        changed = {k: v for k, v in now.items() if self._clients_sent.get(k) != v}
+        self._clients_sent = dict(now)
+        if changed:
+            self.n += 1
+            self._clients.update(changed)
+
     async def _frame_loop(self) -> None:
         while True:
             await asyncio.sleep(FRAME_SECONDS)
+            if time.monotonic() - self._clients_at >= CLIENTS_SECONDS:
+                self._clients_at = time.monotonic()
+                self.compare_clients()
             chunk = self.take_frame()
             if chunk is not None:
                 for stream in list(self.streams):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +31,10 @@ class CollectorLive:
         for row in rows:
             row.setdefault("node_id", node)
         return rows
+
+    def clients(self) -> Mapping[str, int]:
+        tracker = self.app.get(TRACKER)
+        return tracker.live.clients() if tracker is not None else {}
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         engine = self.app.get(BAYEUX_ENGINE)

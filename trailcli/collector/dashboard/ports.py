@@ -31,6 +31,10 @@ class LiveSource(Protocol):
         """One row per person online now: the columns of `trail online --at now` and `node_id`."""
         ...
 
+    def clients(self) -> Mapping[str, int]:
+        """Open sessions per person online now, by person key (cheap: asked every few seconds)."""
+        ...
+
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call `listener(channel, data)` with every `/trail/presence` and `/trail/events`
         message from now on; returns the function that stops it."""

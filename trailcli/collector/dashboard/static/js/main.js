@@ -12,7 +12,6 @@ import { HistoryView } from "./history.js";
 
 const options = new URLSearchParams(location.search);
 const LIVE = options.get("live") !== "0"; // ?live=0: no live updates (a baseline for measuring)
-const REFRESH_MS = 15000; // the snapshot is reloaded this often (tab counts, and any drift)
 
 const model = new LiveModel();
 const trail = new TrailPanel(model);
@@ -34,7 +33,7 @@ function ready() {
 }
 
 // A snapshot fetched on its own: the first one (preloaded by the page while the scripts load),
-// every REFRESH_MS for the tab counts, and with live updates off.
+// after a gap in the frames, and with live updates off.
 async function refresh(first = false) {
   try {
     const snapshot = first
@@ -98,9 +97,6 @@ showView();
 
 if (LIVE) {
   refresh(true).then(connect);
-  setInterval(() => {
-    if (document.visibilityState === "visible") refresh();
-  }, REFRESH_MS);
 } else {
   setStatus("paused", "live updates off");
   refresh(true);

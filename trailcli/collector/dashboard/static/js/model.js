@@ -87,6 +87,13 @@ export class LiveModel {
       for (const [token, update] of Object.entries(frame.visits)) {
         touched = this.applyVisit(token, update) || touched;
       }
+      for (const [key, clients] of Object.entries(frame.clients || {})) {
+        const row = this.persons.get(key);
+        if (row && row.clients !== clients) {
+          row.clients = clients;
+          touched = true;
+        }
+      }
       this.n = frame.n;
     }
     if (touched) this.version++;
