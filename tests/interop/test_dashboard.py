@@ -490,10 +490,14 @@ def test_history_lists_who_trail_online_lists_and_marks_the_peak(
     assert sorted(history_persons(page)) == sorted(
         r["user_id"] or r["visitor_token"] for r in at_peak
     )
-    sources = page.eval_on_selector_all(
-        "#top-sources tr", "rows => rows.map(r => r.cells[0].textContent)"
-    )
-    assert sources[:3] == ["(direct)", "Google", "Facebook"]
+
+    def top_sources() -> list[str]:
+        cells: list[str] = page.eval_on_selector_all(
+            "#top-sources tr", "rows => rows.map(r => r.cells[0].textContent)"
+        )
+        return cells
+
+    wait_until(lambda: top_sources()[:3] == ["(direct)", "Google", "Facebook"], 10, "top sources")
     page.set_viewport_size({"width": 1440, "height": 1000})
     screenshot(page, "history", tmp_path)
     page.context.close()
