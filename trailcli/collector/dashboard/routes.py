@@ -28,7 +28,7 @@ from trailcli.collector.dashboard.pages import (
 )
 from trailcli.collector.dashboard.ports import PersonRef, Reports
 from trailcli.collector.settings import Settings
-from trailcli.errors import CorruptDataError, NoDataError, TrailError, UsageError
+from trailcli.errors import NoDataError, TrailError, UsageError
 from trailcli.timeparse import parse_duration
 
 T = TypeVar("T")
@@ -325,9 +325,7 @@ async def _answer(request: web.Request, work: Callable[[Dashboard], Any]) -> web
         return json_error(404, exc.message, exc.hint or "")
     except UsageError as exc:
         return json_error(400, exc.message, exc.hint or "")
-    except CorruptDataError as exc:
-        return json_error(500, exc.message, exc.hint or "")
-    except TrailError as exc:
+    except TrailError as exc:  # an unreadable file (named), or another runtime error
         return json_error(500, exc.message, exc.hint or "")
 
 
@@ -384,9 +382,9 @@ async def history_top(request: web.Request) -> web.Response:
         start = _instant(request, "from", now.replace(hour=0, minute=0, second=0, microsecond=0))
         end = _instant(request, "to", start + UTC_DAY)
         limit = _limit(request, 10, MAX_TOP)
-        pages = await _or_empty(dash.run(dash.reports.top_pages, dash.data_dir, start, end, limit))
-        sources = await _or_empty(
-            dash.run(dash.reports.top_sources, dash.data_dir, start, end, limit)
+        pages, sources = await asyncio.gather(
+            _or_empty(dash.run(dash.reports.top_pages, dash.data_dir, start, end, limit)),
+            _or_empty(dash.run(dash.reports.top_sources, dash.data_dir, start, end, limit)),
         )
         return {"from": start, "to": end, "pages": pages, "sources": sources}
 
