@@ -20,6 +20,7 @@ export class LiveModel {
     this.epoch = null; // which run of the collector the numbers belong to
     this.loaded = false;
     this.version = 0; // grows with every change of the persons
+    this.members = 0; // grows when someone joins or leaves (the list's order may change)
     this.listeners = new Set();
     this.eventTimes = []; // arrival times (ms) of recent events, for the rate
     this.frames = []; // the latest frames, oldest first
@@ -65,6 +66,7 @@ export class LiveModel {
     this.loaded = true;
     for (const frame of since) this.applyFrame(frame, false);
     this.version++;
+    this.members++;
     this.emit({ persons: true, events: this.events, reset: true });
     return true;
   }
@@ -106,10 +108,14 @@ export class LiveModel {
     if (!key) return;
     if (change.type === "leave") {
       const row = this.persons.get(key);
-      if (row) this.forget(row);
+      if (row) {
+        this.forget(row);
+        this.members++;
+      }
       return;
     }
     const before = this.persons.get(key);
+    if (!before) this.members++;
     const row = before || { person: key, online_since: change.time, views: null, channels: [] };
     row.user_id = change.user_id;
     row.visitor_token = change.visitor_token;
@@ -117,6 +123,7 @@ export class LiveModel {
     if (change.page) row.last_page = change.page;
     if (change.clients !== null && change.clients !== undefined) row.clients = change.clients;
     if (change.node_id) row.node_id = change.node_id;
+    if (before && change.time < row.online_since) this.members++; // its place in the order moves
     if (!before || change.time < row.online_since) row.online_since = change.time;
     this.remember(this.fillFromVisit(row));
   }

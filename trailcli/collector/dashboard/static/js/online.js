@@ -34,7 +34,7 @@ export class OnlinePanel {
     this.filter = $("online-filter");
     this.sort = $("online-sort");
     this.empty = $("online-empty");
-    this.seenVersion = -1;
+    this.seen = { version: -1, members: -1 };
     this.order = [];
     this.list = new VirtualList($("online-list"), {
       rowHeight: 34,
@@ -78,11 +78,16 @@ export class OnlinePanel {
     setTitle(cells[8], row.node_id || "");
   }
 
+  // Sort and filter again only when that can change the order: someone joined or left, or the
+  // order or filter depends on values that changed. Otherwise only the rows in view are redrawn.
   render(force = false) {
     const model = this.model;
-    if (force || model.version !== this.seenVersion) {
-      this.seenVersion = model.version;
-      const needle = this.filter.value.trim().toLowerCase();
+    const needle = this.filter.value.trim().toLowerCase();
+    const changed = model.version !== this.seen.version;
+    const reorder = force || model.members !== this.seen.members ||
+      (changed && (needle || this.sort.value === "pages"));
+    this.seen = { version: model.version, members: model.members };
+    if (reorder) {
       const rows = [];
       for (const row of model.persons.values()) if (matches(row, needle)) rows.push(row);
       rows.sort(SORTS[this.sort.value] || SORTS.newest);
