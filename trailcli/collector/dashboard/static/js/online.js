@@ -48,7 +48,7 @@ export class OnlinePanel {
     });
     this.filter.addEventListener("input", () => this.render(true));
     this.sort.addEventListener("change", () => this.render(true));
-    setInterval(() => this.list.draw(), 1000); // "online for" keeps counting
+    setInterval(() => this.list.draw(), 1000); // "online for" (on hover) keeps counting
   }
 
   makeRow() {
@@ -62,8 +62,8 @@ export class OnlinePanel {
     el.dataset.person = row.person;
     setText(cells[0], personLabel(row));
     setTitle(cells[0], row.user_id ? `user ${row.user_id}, visitor ${row.visitor_token || "?"}` : `visitor ${row.visitor_token || "?"}`);
-    setText(cells[1], row.online_since ? duration(Date.now() - Date.parse(row.online_since)) : "");
-    setTitle(cells[1], row.online_since ? `since ${clock(row.online_since)}` : "");
+    setText(cells[1], row.online_since ? clock(row.online_since) : "");
+    setTitle(cells[1], row.online_since ? `online for ${duration(Date.now() - Date.parse(row.online_since))}` : "");
     setText(cells[2], row.last_page || "");
     setTitle(cells[2], row.last_page || "");
     setText(cells[3], row.views === null || row.views === undefined ? "…" : number(row.views));
