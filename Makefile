@@ -15,10 +15,12 @@ $(BIN)/trail: pyproject.toml
 
 setup: $(BIN)/trail
 
-# The browser the interop tests drive; installing it needs root (apt-get).
+# The browser the interop tests drive, and jq for the docs' examples; installing needs root (apt-get).
 system-deps:
 	@command -v chromium >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v jq >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; }
 
 tests/interop/node_modules: tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error

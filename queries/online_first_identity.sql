@@ -1,4 +1,4 @@
--- online_first_identity: the first user binding of each of the given visits (DESIGN.md identity rule).
+-- online_first_identity: the first user binding of each of the given visits (docs/data-model.md: a visit's first binding).
 -- returns: visit_token, user_id
 -- params: $tokens
 SELECT visit_token, arg_min(user_id, (time, user_id)) AS user_id

@@ -2,15 +2,15 @@
 -- one row per (key_hash, visitor_token) with its visits and goal conversions; `key`, each distinct
 -- key once with its key_hash (the caller checks that no hash is shared by two keys); `site`, each
 -- distinct landing host (the site's own hosts by default; '' only without $with_landing_host).
--- A visit's key holds the parts that decide its source (DESIGN.md "Sources"): the utm_* tags, the
+-- A visit's key holds the parts that decide its source (docs/reports.md, Referrers): the utm_* tags, the
 -- click id, the referrer's scheme, host, path (only for hosts that may have path rules, matched by
 -- $path_re) and search term or query (only for --by term), and the landing page's path (only for
 -- --by landing_page). Rows with stored source facts (referrer_kind not null, docs/data-model.md)
 -- give them from short columns; older rows have them worked out from the URLs here: utm_* tags
 -- parsed from the landing page where the stored column is empty, the first known click id by
--- $click_re, the referrer's scheme and query. $click_from_url and $query_from_url make every row
--- read the URLs (a --referrer-db list knows click ids or search parameters the stored facts do
--- not). Whether a visit reached the goal comes from the temp table _goal_visits; without a goal
+-- $click_re, the referrer's scheme and query (then `#` and its fragment when it has one).
+-- $click_from_url and $query_from_url make every row read the URLs (a --referrer-db list knows
+-- click ids or search parameters the stored facts do not). Whether a visit reached the goal comes from the temp table _goal_visits; without a goal
 -- the caller swaps that fixed fragment for `false`, so visit tokens are not read. Text columns
 -- are '' rather than null. No per-visit row is materialised: the scan feeds the three groupings.
 -- returns: kind, key_hash, visitor_token, visits, conversions, utm_source, utm_medium,
@@ -63,7 +63,8 @@ keyed AS (
             THEN coalesce(regexp_extract(referrer, '^\s*[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*(/[^?#]*)', 1), '')
             ELSE '' END AS ref_path,
         CASE WHEN $with_query AND (old_row OR $query_from_url)
-            THEN coalesce(regexp_extract(referrer, '\?([^#]*)', 1), '') ELSE '' END AS ref_query,
+            THEN coalesce(regexp_extract(referrer, '^[^?#]*\?([^#]*)', 1), '')
+                || coalesce(regexp_extract(referrer, '(#.*)$', 1), '') ELSE '' END AS ref_query,
         CASE WHEN $with_query AND NOT (old_row OR $query_from_url)
             THEN coalesce(search_term, '') ELSE '' END AS search_term,
         CASE WHEN $with_landing_host THEN coalesce(split_part(landing_page, '/', 3), '') ELSE '' END

@@ -1,5 +1,5 @@
 -- session_events: every event of a known visitor with the analytics session it belongs to.
--- DESIGN.md: per visitor, events ordered by (time, event_id); a new session starts where the gap
+-- docs/reports.md (Sessions): per visitor, events ordered by (time, event_id); a new session starts where the gap
 -- since the previous event is at least getvariable('session_timeout') (default 30 minutes).
 -- session_id is the visitor token and the session's start, so it is stable as data grows later.
 -- returns: the events columns, then session_start, session_id

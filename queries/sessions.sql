@@ -1,4 +1,4 @@
--- sessions: one row per analytics session (DESIGN.md "Analytics definitions"), from session_events.
+-- sessions: one row per analytics session (docs/reports.md, Sessions), from session_events.
 -- user_id is the first bound user of the session's events; pageviews, entry_page and exit_page
 -- count $view events only.
 -- returns: session_id, visitor_token, user_id, started_at, ended_at, events, pageviews, entry_page, exit_page

@@ -1,5 +1,5 @@
 -- events: one row per event id, user_id resolved through the visit's first identity binding, plus
--- `page` (DESIGN.md: properties.page of a $view, else the path of properties.url without its query;
+-- `page` (docs/data-model.md: properties.page of a $view, else the path of properties.url without its query;
 -- null for other events and for a url that is neither absolute nor a path).
 -- returns: the events columns of docs/data-model.md, then page
 -- params: none

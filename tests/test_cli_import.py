@@ -19,6 +19,20 @@ def test_help_imports_no_heavy_library() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_rich_only_when_a_table_is_drawn() -> None:
+    """rich draws the table format; importing the CLI or printing the version does not load it."""
+    code = (
+        "import sys\n"
+        "from trailcli.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "result = CliRunner().invoke(app, ['--version'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('rich' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_version(run_cli) -> None:
     from trailcli import __version__
 

@@ -106,8 +106,12 @@ def test_timeline_table_has_a_sparkline(run_cli, small_log) -> None:
     args = ("online", "timeline", "--data-dir", small_log, "--from", iso(0), "--to", iso(300))
     result = run_cli(*args, "--every", "1m")
     assert result.exit_code == 0, result.stderr
-    assert "peak 2 at 2026-03-01T10:01:00+00:00" in result.stdout
-    assert any(block in result.stdout for block in "▁▂▃▄▅▆▇█")
+    table, footer = result.stdout.split("\n\n")
+    assert footer.splitlines()[1] == "peak 2 online at 2026-03-01 10:01:00+00"
+    assert any(block in footer for block in "▁▂▃▄▅▆▇█")
+    header, _rule, *buckets = table.splitlines()
+    assert header.split() == ["bucket_start", "max_online", "min_online", "avg_online"]
+    assert len(buckets) == 5 and buckets[0].startswith("2026-03-01 10:00:00+00")
     rows = json.loads(run_cli(*args, "--every", "1m", "-f", "json").stdout)
     assert [r["max_online"] for r in rows] == [1, 2, 1, 1, 0]
     assert {r["peak_online"] for r in rows} == {2}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.collector_support import BROWSER_UA
 from tests.test_reports_replay import log  # noqa: F401  (the literal log fixture)
 
 
@@ -182,3 +183,138 @@ def test_follow_prints_an_event_posted_after_it_started(tmp_path: Path) -> None:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def _post_event(base: str, visitor: str, event_id: str, name: str) -> None:
+    import urllib.request
+
+    body = json.dumps(
+        {
+            "visit_token": f"v-{visitor}",
+            "visitor_token": visitor,
+            "events": [{"id": event_id, "name": name, "properties": {"n": event_id}}],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{base}/ahoy/events",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": BROWSER_UA},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+class _Lines:
+    """The lines a process writes to one stream, gathered by a thread."""
+
+    def __init__(self, stream) -> None:
+        import queue
+        import threading
+
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.queue.put(line)
+
+    def until(self, predicate, seconds: float = 30.0) -> str:
+        """The first new line for which `predicate` holds (lines before it are kept in `seen`)."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                line = self.queue.get(timeout=0.2)
+            except Exception:
+                continue
+            self.seen.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError(f"no such line within {seconds} s; got {self.seen}")
+
+
+@pytest.mark.timeout(120)
+def test_follow_reconnects_when_the_collector_restarts(tmp_path: Path, monkeypatch) -> None:
+    """Across a collector restart --follow says it reconnects, then goes on: every event once,
+    including the one accepted while it was away, and nothing printed twice."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.collector_support import Daemon
+
+    token = "follow-read-token"
+    monkeypatch.setenv("TRAIL_API_TOKEN", token)
+    monkeypatch.setenv("TRAIL_FLUSH_INTERVAL", "0.2s")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = tmp_path / "data"
+    collector = Daemon(data, "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-c", "from trailcli.cli import main; main()", "replay",
+               "--visitor", "vis", "--follow", f"{base}/faye", "--data-dir", str(data),
+               "--format", "ndjson"]  # fmt: skip
+    follower = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    out, err = _Lines(follower.stdout), _Lines(follower.stderr)
+    try:
+        err.until(lambda line: line.startswith("Following"))
+        _post_event(base, "vis", "e1", "first")
+        out.until(lambda line: '"first"' in line)
+        assert collector.stop() == 0
+        err.until(lambda line: "reconnecting in 1 s" in line)
+        collector = Daemon(data, "--port", str(port))
+        _post_event(base, "vis", "e2", "while-away")
+        err.until(lambda line: line.startswith("Reconnected"))
+        _post_event(base, "vis", "e3", "after")
+        out.until(lambda line: '"after"' in line)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+        collector.stop()
+    rows = [json.loads(line) for line in out.seen]
+    events = [r["name"] for r in rows if r["kind"] == "event"]
+    assert events == ["first", "while-away", "after"]
+    # every row continues the one before it, as re-reading the stored trail gives them
+    stored = json.loads(
+        subprocess.run(
+            [*command[:6], "--data-dir", str(data), "--format", "json"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    printed = {(r["kind"], r["time"], r["name"]): r for r in rows}
+    for row in stored:
+        if row["kind"] == "event":
+            assert printed[(row["kind"], row["time"], row["name"])]["detail"] == row["detail"]
+
+
+def test_followed_table_rows_keep_one_layout(capsys, monkeypatch) -> None:
+    """Stored and live rows streamed as a table line up under one header, fitted to the width."""
+    from datetime import UTC, datetime
+
+    from trailcli.cli.replay import _LineWriter
+    from trailcli.render import Format
+
+    monkeypatch.setenv("COLUMNS", "120")
+    write = _LineWriter(Format.table, "Europe/Paris")
+    base = {"kind": "event", "visit_token": "v-1234567890abcdef", "new_session": False}
+    write({**base, "time": datetime(2026, 3, 1, 9, tzinfo=UTC), "name": "$view",
+           "detail": {"page": "/"}, "gap_seconds": None, "new_session": True})  # fmt: skip
+    write({**base, "time": datetime(2026, 3, 1, 9, 1, 22, tzinfo=UTC), "name": "purchase",
+           "detail": {"note": "x" * 300}, "gap_seconds": 82.4})  # fmt: skip
+    header, rule, first, second = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "time", "kind", "visit_token", "name", "detail", "gap_seconds", "new_session"
+    ]  # fmt: skip
+    assert max(len(line) for line in (header, rule, first, second)) <= 120
+    assert first.startswith("2026-03-01 10:00:00+01") and second.startswith(
+        "2026-03-01 10:01:22+01"
+    )
+    assert first.index("{") == second.index("{") == header.index("detail")
+    assert "…" in second and "1m 22s" in second and second.endswith("false")

@@ -139,3 +139,67 @@ def test_visits_per_source_match_the_sample_ground_truth(run_cli) -> None:
     args[args.index("--data-dir") + 1] = str(SAMPLE)
     rows = _json(run_cli(*args))
     assert {r["source"]: r["visits"] for r in rows} == truth["visits"]
+
+
+def test_a_misspelt_goal_is_named_on_stderr(run_cli, site: Path) -> None:
+    args = ("report", "referrers", "--goal", "sigup", "--data-dir", site, "-f", "json")
+    result = run_cli(*args)
+    rows = _json(result)
+    assert {r["conversions"] for r in rows} == {0}
+    assert (
+        result.stderr == "Warning: --goal: no event 'sigup' in the data; did you mean 'signup'?\n"
+    )
+    strict = run_cli(*args, "--strict")
+    assert strict.exit_code == 2 and strict.stdout == ""
+    assert run_cli(*args[:3], "signup", *args[4:], "--strict").exit_code == 0
+
+
+def test_a_goal_without_an_events_table_is_a_warning(run_cli, tmp_path: Path, write_rows) -> None:
+    from trailcli.store import tables
+
+    data = tmp_path / "visits-only"
+    tables.bulk_write(
+        data,
+        "visits",
+        tables.to_arrow("visits", [{"visit_token": "1", "started_at": "2026-01-01T10:00:00Z"}]),
+    )
+    result = run_cli("report", "referrers", "--goal", "signup", "--data-dir", data, "-f", "json")
+    assert _json(result)[0]["conversions"] == 0
+    assert "no event 'signup'" in result.stderr
+
+
+def test_shipped_matomo_list_by_name(run_cli, data_dir: Path, write_rows) -> None:
+    landing = "https://shop.example.com/"
+    write_rows(
+        "visits",
+        [
+            {"visit_token": "1", "visitor_token": "A", "started_at": "2026-01-01T10:00:00Z",
+             "landing_page": landing, "referrer": "https://go.mail.ru/search?q=%EF%F0%E8%E2"},
+            {"visit_token": "2", "visitor_token": "B", "started_at": "2026-01-01T11:00:00Z",
+             "landing_page": landing, "referrer": "https://www.google.co.uk/imgres?q=boots"},
+        ],
+    )  # fmt: skip
+    args = ("report", "referrers", "--data-dir", data_dir, "-f", "json")
+    rows = _json(run_cli(*args, "--referrer-db", "matomo"))
+    assert {r["source"] for r in rows} == {"Mailru", "Google Images"}
+    terms = _json(run_cli(*args, "--by", "term", "--referrer-db", "matomo"))
+    assert {r["term"] for r in terms} == {"прив", "boots"}
+    # without the list, go.mail.ru is an unknown host and Google Images is Google
+    assert {r["source"] for r in _json(run_cli(*args))} == {"go.mail.ru", "Google"}
+    refused = run_cli(*args, "--referrer-db", "snowplow")
+    assert refused.exit_code == 2 and "curl -LO" in refused.stderr
+
+
+def test_snowplow_paid_networks_are_paid_channels(run_cli, data_dir: Path, write_rows) -> None:
+    write_rows(
+        "visits",
+        [
+            {"visit_token": "1", "visitor_token": "A", "started_at": "2026-01-01T10:00:00Z",
+             "landing_page": "https://shop.example.com/",
+             "referrer": "https://click.bannerworks.example/c"},
+        ],
+    )  # fmt: skip
+    args = ("report", "referrers", "--data-dir", data_dir, "-f", "json", "--by")
+    db = ("--referrer-db", DATA / "referers.yml")
+    assert _json(run_cli(*args, "medium", *db))[0]["medium"] == "paid"
+    assert _json(run_cli(*args, "channel", *db))[0]["channel"] == "Display"

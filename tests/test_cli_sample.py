@@ -119,3 +119,30 @@ def test_the_commands_in_the_sample_ground_truth_reproduce_its_figures(run_cli: 
     assert first_at.replace("+00:00", "Z") == truth["peak"]["peak_at"]
     sources = _run_truth_command(run_cli, truth["visits_by_source"]["command"])
     assert {row["source"]: row["visits"] for row in sources} == truth["visits_by_source"]["visits"]
+
+
+def test_progress_counts_what_each_calendar_day_holds(run_cli: Any, tmp_path: Path) -> None:
+    """Each progress line reports the visits and (distinct) events stored for that UTC day,
+    not the cohort of visitors first seen that day."""
+    import re
+
+    out = tmp_path / "days"
+    args = ["sample", "--out", out, "--end", "2026-05-01", "--days", "4", "--visitors", "300"]
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    progress = {
+        m.group(1): (int(m.group(2).replace(",", "")), int(m.group(3).replace(",", "")))
+        for m in re.finditer(
+            r"^(\d{4}-\d{2}-\d{2}) \(day \d/4\): ([\d,]+) visits, ([\d,]+) events$",
+            result.stderr,
+            re.MULTILINE,
+        )
+    }
+    assert list(progress) == ["2026-04-27", "2026-04-28", "2026-04-29", "2026-04-30"]
+    query = (
+        "SELECT d, sum(v) AS visits, sum(e) AS events FROM ("
+        "SELECT strftime(started_at, '%Y-%m-%d') AS d, 1 AS v, 0 AS e FROM visits UNION ALL "
+        "SELECT strftime(time, '%Y-%m-%d'), 0, 1 FROM events) GROUP BY d ORDER BY d"
+    )
+    stored = json.loads(run_cli("sql", query, "--data-dir", out, "-f", "json").stdout)
+    assert {r["d"]: (r["visits"], r["events"]) for r in stored} == progress

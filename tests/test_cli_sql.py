@@ -1,4 +1,4 @@
-"""`trail sql`: every output format and the exit codes of DESIGN.md (0 ok, 2 usage, 3 no data)."""
+"""`trail sql`: every output format and the exit codes of docs/cli.md (0 ok, 2 usage, 3 no data)."""
 
 import csv
 import io
@@ -122,3 +122,37 @@ def test_decimal_results_print_as_numbers(run_cli, data_dir, events) -> None:
     result = run_cli("sql", query, "--data-dir", data_dir, "-f", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == [{"n": 2, "half": 1.0}]
+
+
+SEVERAL = "SELECT 1 AS a; SELECT 'x' AS b, 2 AS c UNION ALL SELECT 'y', 3 ORDER BY b"
+
+
+def test_several_statements_print_each_result_in_order(run_cli, data_dir, events) -> None:
+    text = run_cli("sql", SEVERAL, "--data-dir", data_dir, "-f", "json").stdout
+    decoder = json.JSONDecoder()
+    first, end = decoder.raw_decode(text)
+    second, _ = decoder.raw_decode(text, end + 1)
+    assert first == [{"a": 1}]
+    assert second == [{"b": "x", "c": 2}, {"b": "y", "c": 3}]
+    csv_text = run_cli("sql", SEVERAL, "--data-dir", data_dir, "-f", "csv").stdout
+    assert csv_text == "a\n1\n\nb,c\nx,2\ny,3\n"
+    ndjson = run_cli("sql", SEVERAL, "--data-dir", data_dir, "-f", "ndjson").stdout
+    assert [json.loads(line) for line in ndjson.splitlines()] == [{"a": 1}, *second]
+    table = run_cli("sql", SEVERAL, "--data-dir", data_dir).stdout
+    assert [block.splitlines()[0].split() for block in table.split("\n\n")] == [["a"], ["b", "c"]]
+
+
+def test_later_statements_see_what_earlier_ones_created(run_cli, data_dir, events) -> None:
+    query = (
+        "CREATE TEMP TABLE buys AS SELECT * FROM events WHERE name = 'buy'; "
+        "SELECT count(*) AS n FROM buys;"
+    )
+    result = run_cli("sql", query, "--data-dir", data_dir, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [{"n": 1}]
+
+
+def test_an_error_in_a_later_statement_is_a_usage_error(run_cli, data_dir, events) -> None:
+    result = run_cli("sql", "SELECT 1 AS a; SELECT nope FROM events", "--data-dir", data_dir)
+    assert result.exit_code == 2
+    assert result.stdout == "" and "nope" in result.stderr

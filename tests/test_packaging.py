@@ -33,6 +33,12 @@ def test_installed_wheel_finds_its_queries(tmp_path: Path) -> None:
         shipped = {n for n in archive.namelist() if n.startswith("trailcli/queries/")}
     expected = {f"trailcli/queries/{p.name}" for p in (ROOT / "queries").glob("*.sql")}
     assert expected and expected <= shipped
+    lists = {
+        f"trailcli/reports/referrer_lists/matomo/{name}"
+        for name in ("SearchEngines.yml", "Socials.yml", "AIAssistants.yml", "LICENSE")
+    }
+    with zipfile.ZipFile(wheel) as archive:
+        assert lists <= set(archive.namelist())  # the referrer lists with their licence
     static = ROOT / "trailcli/collector/dashboard/static"
     page_files = {f"trailcli/{p.relative_to(ROOT / 'trailcli')}" for p in static.rglob("*.*")}
     with zipfile.ZipFile(wheel) as archive:

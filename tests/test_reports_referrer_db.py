@@ -95,3 +95,110 @@ def test_builtin_entries_remain_after_loading() -> None:
 def test_bad_files_are_usage_errors(name: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         load_db([DATA / name])
+
+
+def test_snowplow_paid_section_is_paid_not_search() -> None:
+    db = load_db([DATA / "referers.yml"])
+    # an ad network named like a known search engine: medium paid, channel Paid Search
+    assert _att(db, "https://ads.finder.example/click?x=1") == (
+        "Finder",
+        "paid",
+        None,
+        "Paid Search",
+    )
+    # any other ad network: medium paid, channel Display
+    assert _att(db, "https://click.bannerworks.example/") == (
+        "Bannerworks",
+        "paid",
+        None,
+        "Display",
+    )
+    # the engine's own hosts keep their search medium, and utm_source=finder still names it
+    assert _att(db, "https://finder.example/web?s=lamp")[1:] == ("search", "lamp", "Organic Search")
+    got = classify_url(SITE + "?utm_source=finder&utm_medium=organic", None, db=db)
+    assert (got.source, got.channel) == ("Finder", "Organic Search")
+
+
+MATOMO = load_db(["matomo"])
+
+
+@pytest.mark.parametrize(
+    ("referrer", "source"),
+    [
+        # google.{}/imgres: every TLD, two-label ones included
+        ("https://www.google.com/imgres?imgurl=x", "Google Images"),
+        ("https://www.google.co.uk/imgres?imgurl=x", "Google Images"),
+        ("https://www.google.de/imgres?imgurl=x", "Google Images"),
+        ("https://www.google.com.br/imgres?imgurl=x", "Google Images"),
+        ("https://images.google.fr/", "Google Images"),
+        ("https://www.google.co.jp/search?q=x", "Google"),
+        ("https://www.google.de/cse?q=x", "Google Custom Search"),
+        # {}.bing.com/images/search: a subdomain placeholder and a path
+        ("https://de.bing.com/images/search?q=x", "Bing Images"),
+        # images.{}.ask.com: a country-code label in the middle
+        ("https://images.de.ask.com/web?q=x", "Ask"),
+    ],
+)
+def test_matomo_placeholders_match_the_way_matomo_expands_them(referrer: str, source: str) -> None:
+    assert _att(MATOMO, referrer)[0] == source
+
+
+def test_matomo_placeholder_path_rules_feed_the_sql_host_filter() -> None:
+    import re
+
+    from trailcli.reports.referrers import _path_host_regex
+
+    pattern = re.compile(_path_host_regex(MATOMO.paths)[4:], re.IGNORECASE)
+    for authority in ("www.google.co.uk", "google.de", "de.bing.com", "www.google.com.br:443"):
+        assert pattern.search(authority), authority
+    assert not pattern.search("example.org")
+
+
+@pytest.mark.parametrize(
+    ("referrer", "term"),
+    [
+        # Baidu in GB2312, Mail.ru in windows-1251, Excite Japan in Shift_JIS, Toppreise in Latin-1
+        ("https://www.baidu.com/s?wd=%D6%D0%CE%C4", "中文"),
+        ("https://go.mail.ru/search?q=%EF%F0%E8%E2%E5%F2", "привет"),
+        ("https://www.excite.co.jp/search?search=%93%FA%96%7B", "日本"),
+        ("https://www.toppreise.ch/?search=k%FChlschrank", "kühlschrank"),
+        # Yahoo! Japan in EUC-JP
+        ("https://search.yahoo.co.jp/search?p=%C6%FC%CB%DC", "日本"),
+        # UTF-8 stays UTF-8 even where other charsets are declared
+        ("https://www.baidu.com/s?wd=%E4%B8%AD%E6%96%87", "中文"),
+    ],
+)
+def test_matomo_charsets_decode_search_terms(referrer: str, term: str) -> None:
+    assert _att(MATOMO, referrer)[2] == term
+
+
+def test_the_package_list_reads_gb2312_from_baidu() -> None:
+    assert _att(builtin_db(), "https://www.baidu.com/s?wd=%D6%D0%CE%C4")[2] == "中文"
+
+
+@pytest.mark.parametrize(
+    ("referrer", "term"),
+    [
+        ("https://www.google.com/#q=trail+shoes", "trail shoes"),
+        ("https://www.google.com/webhp?hl=en#hl=en&q=red%20boots", "red boots"),
+        ("https://www.google.com/search?q=from+query#q=from+fragment", "from query"),
+        ("https://www.google.com/#section", None),
+    ],
+)
+def test_keywords_in_the_fragment_are_read(referrer: str, term: str | None) -> None:
+    assert _att(builtin_db(), referrer)[2] == term
+
+
+def test_named_lists() -> None:
+    from importlib.resources import files
+
+    from trailcli.reports.referrer_db import list_files
+
+    shipped = [p.name for p in list_files("matomo")]
+    assert shipped == ["SearchEngines.yml", "Socials.yml", "AIAssistants.yml"]
+    folder = files("trailcli.reports") / "referrer_lists" / "matomo"
+    assert "CC0 1.0 Universal" in (folder / "LICENSE").read_text()
+    with pytest.raises(UsageError, match="not shipped") as caught:
+        list_files("snowplow")
+    assert "referers-latest.yaml" in (caught.value.hint or "")
+    assert _att(MATOMO, "https://www.discord.com/channels/1")[:2] == ("Discord", "social")

@@ -1,4 +1,4 @@
-"""Source attribution of visits: every rule of DESIGN.md "Sources" and issue 7, one case per row."""
+"""Source attribution of visits: every rule of docs/reports.md (Referrers), one case per row."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ CASES = [
     (f"{SITE}/p", "https://www.shop.example.com/", ("(direct)", "(none)", None, "Direct")),
     (f"{SITE}/p", "https://SHOP.example.com:443/", ("(direct)", "(none)", None, "Direct")),
     (f"{SITE}/p", "https://eu.shop.example.com/", ("(direct)", "(none)", None, "Direct")),
-    # UTM tags win, utm_source lower-cased as given
+    # UTM tags win: utm_source lower-cased as given, or the name of the known source it names
     (
         f"{SITE}/?utm_source=Newsletter&utm_medium=email",
         None,
@@ -196,17 +196,17 @@ CASES = [
     (
         f"{SITE}/?utm_source=ig&utm_medium=paid",
         "https://www.facebook.com/",
-        ("ig", "paid", None, "Paid Social"),
+        ("Instagram", "paid", None, "Paid Social"),
     ),
     (
         f"{SITE}/?utm_source=google&utm_medium=cpc&utm_term=shoes",
         "https://www.google.com/",
-        ("google", "cpc", "shoes", "Paid Search"),
+        ("Google", "cpc", "shoes", "Paid Search"),
     ),
     (
         f"{SITE}/?utm_source=google&utm_medium=organic",
         None,
-        ("google", "organic", None, "Organic Search"),
+        ("Google", "organic", None, "Organic Search"),
     ),
     (
         f"{SITE}/?utm_source=partner",
@@ -219,12 +219,25 @@ CASES = [
         ("partner", "affiliate", None, "Affiliates"),
     ),
     (f"{SITE}/?utm_source=site&utm_medium=banner", None, ("site", "banner", None, "Display")),
-    (f"{SITE}/?utm_source=chatgpt.com", None, ("chatgpt.com", "(not set)", None, "AI Assistants")),
+    (f"{SITE}/?utm_source=chatgpt.com", None, ("ChatGPT", "(not set)", None, "AI Assistants")),
     (f"{SITE}/?utm_source=sms&utm_medium=text", None, ("sms", "text", None, "SMS")),
     (
         f"{SITE}/?utm_source=x&utm_campaign=cross-network-q1&utm_medium=cpc",
         None,
-        ("x", "cpc", None, "Cross-network"),
+        ("Twitter", "cpc", None, "Cross-network"),
+    ),
+    (
+        f"{SITE}/?utm_source=fb&utm_medium=social",
+        None,
+        ("Facebook", "social", None, "Organic Social"),
+    ),
+    (f"{SITE}/?utm_source=FaceBook", None, ("Facebook", "(not set)", None, "Organic Social")),
+    (f"{SITE}/?utm_source=l.facebook.com", None, ("Facebook", "(not set)", None, "Organic Social")),
+    (f"{SITE}/?utm_source=www.google.co.uk", None, ("Google", "(not set)", None, "Organic Search")),
+    (
+        f"{SITE}/?utm_source=Facebook+Group",
+        None,
+        ("facebook group", "(not set)", None, "Unassigned"),
     ),
     (
         f"{SITE}/?utm_source=newsletter&gclid=abc",
@@ -259,6 +272,17 @@ CASES = [
     (f"{SITE}/?a=1&msclkid=xyz", "https://www.bing.com/", ("Bing", "cpc", None, "Paid Search")),
     (f"{SITE}/p?fbclid=IwAR0", "https://l.facebook.com/", ("Facebook", "cpc", None, "Paid Social")),
     (f"{SITE}/p?gclid=", "https://www.google.com/", ("Google", "search", None, "Organic Search")),
+    # a keyword carried only in the fragment; a term in the engine's declared charset (GB2312)
+    (
+        f"{SITE}/",
+        "https://www.google.com/#q=trail+shoes",
+        ("Google", "search", "trail shoes", "Organic Search"),
+    ),
+    (
+        f"{SITE}/",
+        "https://www.baidu.com/s?ie=gb2312&wd=%D6%D0%CE%C4",
+        ("Baidu", "search", "中文", "Organic Search"),
+    ),
 ]
 
 

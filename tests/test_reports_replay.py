@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from trailcli.errors import NoDataError, UsageError
-from trailcli.reports.replay import Person, ReplayQuery, group_by_visit, live_row, replay
+from trailcli.reports.replay import (
+    LiveTrail,
+    Person,
+    ReplayQuery,
+    group_by_visit,
+    live_row,
+    replay,
+    stored_rows,
+)
 
 
 def t(hh: int, mm: int, ss: int = 0, day: int = 1) -> datetime:
@@ -270,13 +278,16 @@ def test_live_rows_from_bayeux_messages() -> None:
         "properties": {"total": 9.5},
         "time": "2026-03-01T12:00:00Z",
     }
-    row = live_row("/trail/events", event, None)
+    trail = LiveTrail()
+    row = trail.accept(*live_row("/trail/events", event))
+    assert row is not None
     assert (row["kind"], row["name"], row["detail"], row["time"]) == (
         "event",
         "purchase",
         {"total": 9.5},
         t(12, 0),
     )
+    assert trail.accept(*live_row("/trail/events", event)) is None  # printed once
     leave = {
         "type": "leave",
         "user_id": "u-7",
@@ -286,6 +297,32 @@ def test_live_rows_from_bayeux_messages() -> None:
         "page": "/p",
         "clients": 0,
     }
-    row = live_row("/trail/presence", leave, t(12, 0))
-    assert (row["kind"], row["gap_seconds"], row["new_session"]) == ("offline", 600.0, False)
+    row = trail.accept(*live_row("/trail/presence", leave))
+    assert row is not None
+    assert (row["kind"], row["name"], row["gap_seconds"], row["new_session"]) == (
+        "offline",
+        "leave",
+        600.0,
+        False,
+    )
     assert Person(user="u-7").matches(leave) and not Person(visitor="B").matches(leave)
+
+
+def test_live_rows_carry_the_values_the_stored_rows_will_have(data_dir: Path, write_rows) -> None:
+    """A live event continues the trail printed before it: gap since the last stored row, the
+    --session-timeout in force; once stored, re-reading gives the same row."""
+    ids = {"visit_token": "v1", "visitor_token": "A"}
+    write_rows("events", [{**ids, "event_id": "a", "name": "$view", "time": t(9, 0)}])
+    query = ReplayQuery(Person(visitor="A"), session_timeout=timedelta(minutes=1))
+    trail = LiveTrail(query.session_timeout)
+    for key, row in stored_rows(data_dir, query):
+        trail.accept(key, row)
+    later = t(9, 0) + timedelta(seconds=81.29)
+    message = {**ids, "event_id": "b", "name": "buy", "properties": {"n": 1}, "time": later}
+    live = trail.accept(*live_row("/trail/events", {**message, "time": later.isoformat()}))
+    assert live is not None
+    assert (live["gap_seconds"], live["new_session"]) == (81.29, True)
+    write_rows("events", [{**message, "properties": {"n": 1}}])
+    assert replay(data_dir, query)[-1] == live
+    # the stored trail read again after a reconnection prints nothing twice
+    assert all(trail.accept(k, r) is None for k, r in stored_rows(data_dir, query))

@@ -1,4 +1,4 @@
-"""Every time, duration and range form of DESIGN.md's CLI conventions, and the errors for bad ones."""
+"""Every time, duration and range form of docs/cli.md, and the errors for bad ones."""
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo

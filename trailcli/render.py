@@ -1,4 +1,4 @@
-"""Write a result frame to a stream as a table, CSV, JSON or NDJSON (DESIGN.md, CLI conventions)."""
+"""Write a result frame to a stream as a table, CSV, JSON or NDJSON (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _plain(value: Any, tz: ZoneInfo) -> Any:
 
 
 def _cell_text(value: Any) -> str:
-    """Text for CSV and table cells: nested values JSON-encoded, null empty."""
+    """Text for CSV cells: nested values JSON-encoded, null empty."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -58,12 +58,6 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if value != int(value) or abs(value) >= 1e15 else f"{value:.1f}"
     return str(value)
-
-
-def _table_text(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1 else f"{value:,.2f}".rstrip("0").rstrip(".")
-    return _cell_text(value)
 
 
 def frame_rows(frame: Any) -> tuple[list[str], Iterator[dict[str, Any]]]:
@@ -89,9 +83,13 @@ def render(
     names, rows = frame_rows(frame)
     if columns is not None:
         names = list(columns)
+    if Format(fmt) is Format.table:
+        from trailcli.render_table import write_table  # rich: only when a table is drawn
+
+        write_table(names, [{k: row.get(k) for k in names} for row in rows], out, tz)
+        return
     plain_rows = ({k: _plain(row.get(k), tz) for k in names} for row in rows)
     writer = {
-        Format.table: _write_table,
         Format.csv: _write_csv,
         Format.json: _write_json,
         Format.ndjson: _write_ndjson,
@@ -101,10 +99,12 @@ def render(
 
 def _write_json(names: list[str], rows: Iterable[dict[str, Any]], out: IO[str]) -> None:
     out.write("[")
-    for i, row in enumerate(rows):
-        out.write(",\n" if i else "\n")
+    wrote = False
+    for row in rows:
+        out.write(",\n" if wrote else "\n")
         out.write(json.dumps(row, ensure_ascii=False))
-    out.write("\n]\n" if names else "]\n")
+        wrote = True
+    out.write("\n]\n" if wrote else "]\n")
 
 
 def _write_ndjson(names: list[str], rows: Iterable[dict[str, Any]], out: IO[str]) -> None:
@@ -118,21 +118,6 @@ def _write_csv(names: list[str], rows: Iterable[dict[str, Any]], out: IO[str]) -
     writer.writerow(names)
     for row in rows:
         writer.writerow([_cell_text(row[k]) for k in names])
-
-
-def _write_table(names: list[str], rows: Iterable[dict[str, Any]], out: IO[str]) -> None:
-    cells = [[_table_text(row[k]) for k in names] for row in rows]
-    if not names:
-        out.write("(no rows)\n")
-        return
-    widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
-    out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for row_cells in cells:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row_cells, widths, strict=True)).rstrip())
-        out.write("\n")
-    if not cells:
-        out.write("(no rows)\n")
 
 
 BLOCKS = " ▁▂▃▄▅▆▇█"

@@ -1,4 +1,4 @@
-"""Parse the time, duration and range forms every command accepts (DESIGN.md, CLI conventions)."""
+"""Parse the time, duration and range forms every command accepts (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """SIGKILL of `trail collect` with real Faye clients online: after a restart their sessions end
-`node_lost` at the node's last heartbeat (DESIGN.md, Presence semantics)."""
+`node_lost` at the node's last heartbeat (docs/presence.md, rule 2)."""
 
 from __future__ import annotations
 

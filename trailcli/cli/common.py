@@ -1,4 +1,4 @@
-"""Options and error handling shared by every command (DESIGN.md, CLI conventions)."""
+"""Options and error handling shared by every command (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,14 @@ SessionTimeout = Annotated[
     ),
 ]
 
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Exit 2 when a step, goal or exclusion names an event that none in the range has.",
+    ),
+]
+
 
 def warn(message: str) -> None:
     """A diagnostic line on stderr (never on stdout, which carries data only)."""
@@ -74,6 +82,39 @@ def cli_errors() -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stdout = open("/dev/null", "w")  # noqa: SIM115
         raise typer.Exit(0) from None
+
+
+def range_words(start: Any, end: Any, tz_name: str) -> str:
+    """`between A and B`, `since A`, `before B` or `in the data`, times in `tz_name`."""
+    from trailcli.timeparse import parse_tz
+
+    zone = parse_tz(tz_name)
+    lo = start.astimezone(zone).isoformat() if start is not None else None
+    hi = end.astimezone(zone).isoformat() if end is not None else None
+    if lo and hi:
+        return f"between {lo} and {hi}"
+    if lo:
+        return f"since {lo}"
+    return f"before {hi}" if hi else "in the data"
+
+
+def absent_names_reporter(start: Any, end: Any, tz_name: str, strict: bool) -> Any:
+    """The `on_absent` callback of a report: say on stderr which named events do not occur in
+    the range; with `strict` that is a usage error (exit 2) before anything is counted."""
+
+    def report(absent: list[Any]) -> None:
+        from trailcli.errors import UsageError
+
+        lines = [a.describe(range_words(start, end, tz_name)) for a in absent]
+        if strict:
+            raise UsageError(
+                "\n  ".join(["An event named in the command does not occur:", *lines]),
+                "fix the name, or drop --strict to count an event that has not happened yet as 0",
+            )
+        for line in lines:
+            warn(f"Warning: {line}")
+
+    return report
 
 
 def emit(frame: Any, fmt: Format, tz_name: str = "UTC", columns: list[str] | None = None) -> None:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urljoin
 
 from trailcli.errors import TrailError, UsageError
-from trailcli.reports.replay import Person, live_row
+from trailcli.reports.replay import Person
 
 CHANNELS = ("/trail/events", "/trail/presence")
+FIRST_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 30.0
+COMMIT_WAIT_SECONDS = 10.0  # longest wait for the collector to commit what it accepted
 
 
 class FollowError(TrailError):
-    """The collector could not be followed (unreachable, refused the token, broke the protocol)."""
+    """The collector could not be followed (unreachable, refused the token, broke the protocol).
+
+    `retryable` errors (the connection dropped, the collector restarted or answered 5xx) are
+    retried once the stream has started; the others end it.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, retryable: bool = False) -> None:
+        super().__init__(message, hint)
+        self.retryable = retryable
 
 
 class BayeuxFollower:
@@ -24,6 +37,7 @@ class BayeuxFollower:
         self.url = url
         self.token = token
         self.client_id: str | None = None
+        self.resubscribed = False  # set when a connect had to handshake again
 
     async def _post(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         import aiohttp
@@ -35,14 +49,19 @@ class BayeuxFollower:
                         f"{self.url} answered HTTP {response.status}.",
                         "check the --follow URL (the collector's Bayeux endpoint, e.g. "
                         "http://HOST:PORT/faye)",
+                        retryable=response.status >= 500,
                     )
                 replies = await response.json(content_type=None)
         except aiohttp.ClientError as exc:
             raise FollowError(
-                f"Cannot reach {self.url}: {exc}.", "is 'trail collect' running there?"
+                f"Cannot reach {self.url}: {str(exc).rstrip('.') or type(exc).__name__}.",
+                "is 'trail collect' running there?",
+                retryable=True,
             ) from exc
         except ValueError as exc:
-            raise FollowError(f"{self.url} did not answer Bayeux JSON.", "check the URL") from exc
+            raise FollowError(
+                f"{self.url} did not answer Bayeux JSON.", "check the URL", retryable=True
+            ) from exc
         if not isinstance(replies, list):
             raise FollowError(f"{self.url} did not answer a Bayeux message list.", "check the URL")
         return [r for r in replies if isinstance(r, dict)]
@@ -86,7 +105,8 @@ class BayeuxFollower:
                 )
 
     async def connect(self) -> list[dict[str, Any]]:
-        """One held connect; returns the data messages it delivered (re-handshakes if told to)."""
+        """One held connect; returns the data messages it delivered (re-handshakes if told to,
+        which sets `resubscribed`: messages published meanwhile were not queued for us)."""
         replies = await self._post(
             [
                 {
@@ -103,7 +123,25 @@ class BayeuxFollower:
             if advice.get("reconnect") == "none":
                 raise FollowError("The collector ended the stream.", "start --follow again")
             await self.handshake()
+            self.resubscribed = True
         return data
+
+    async def wait_committed(self, max_wait: float = COMMIT_WAIT_SECONDS) -> bool:
+        """Wait until the collector has committed to its tables everything it accepted before
+        this call (its /health `wal_lag_seconds`, the age of the oldest uncommitted record, is
+        younger than the wait). False when it could not tell within `max_wait` seconds."""
+        started = time.monotonic()
+        health = urljoin(self.url, "/health")
+        while time.monotonic() - started < max_wait:
+            try:
+                async with self.session.get(health) as response:
+                    lag = (await response.json(content_type=None)).get("wal_lag_seconds")
+            except Exception:  # no /health there (a proxy, another server): cannot tell
+                return False
+            if isinstance(lag, (int, float)) and lag < time.monotonic() - started:
+                return True
+            await asyncio.sleep(0.2)
+        return False
 
 
 def _reply(replies: list[dict[str, Any]], channel: str) -> dict[str, Any]:
@@ -113,35 +151,83 @@ def _reply(replies: list[dict[str, Any]], channel: str) -> dict[str, Any]:
     raise FollowError(f"No {channel} reply from the collector.", "check the --follow URL")
 
 
+# Called with `True` once the first subscription is in place, `False` after each reconnection:
+# live messages from then on reach `on_message`, what came before must be read from the store.
+OnSubscribed = Callable[[bool], Awaitable[None] | None]
+
+
 async def follow(
     url: str,
     token: str,
     person: Person,
-    on_row: Callable[[dict[str, Any]], None],
-    max_rows: int | None = None,
-    on_ready: Callable[[], None] | None = None,
+    on_message: Callable[[str, dict[str, Any]], None],
+    on_subscribed: OnSubscribed | None = None,
+    on_status: Callable[[str], None] | None = None,
+    max_messages: int | None = None,
 ) -> int:
-    """Print (via `on_row`) each live event and presence change of `person`; returns rows seen.
+    """Hand `on_message` (channel, data) each live event and presence change of `person`;
+    returns how many it got.
 
-    Runs until interrupted, or until `max_rows` rows were delivered.
+    Runs until interrupted, or until `max_messages` were delivered. A failure before the first
+    subscription ends it (a wrong URL or token); after that, a lost connection or a restarted
+    collector is retried with growing pauses (said through `on_status`), then subscribed again.
     """
     import aiohttp
 
+    say = on_status or (lambda _text: None)
     seen = 0
-    previous: datetime | None = None
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         client = BayeuxFollower(session, url, token)
         await client.handshake()
-        if on_ready is not None:
-            on_ready()
-        while max_rows is None or seen < max_rows:
-            for message in await client.connect():
+        await _subscribed(client, on_subscribed, True)
+        retry = FIRST_RETRY_SECONDS
+        while max_messages is None or seen < max_messages:
+            try:
+                messages = await client.connect()
+            except FollowError as exc:
+                if not exc.retryable:
+                    raise
+                await _reconnect(client, exc, retry, say)
+                retry = FIRST_RETRY_SECONDS
+                await _subscribed(client, on_subscribed, False)
+                continue
+            if client.resubscribed:
+                client.resubscribed = False
+                say(f"The collector at {url} restarted; subscribed again.")
+                await _subscribed(client, on_subscribed, False)
+            for message in messages:
                 data = message.get("data")
-                if not isinstance(data, dict) or not person.matches(data):
-                    continue
-                row = live_row(str(message["channel"]), data, previous)
-                previous = row["time"] or previous
-                on_row(row)
-                seen += 1
+                if isinstance(data, dict) and person.matches(data):
+                    on_message(str(message["channel"]), data)
+                    seen += 1
     return seen
+
+
+async def _reconnect(
+    client: BayeuxFollower, lost: FollowError, first_pause: float, say: Callable[[str], None]
+) -> None:
+    """Handshake and subscribe again, pausing 1 s, 2 s, 4 s ... (at most 30 s) between tries."""
+    pause, reason = first_pause, lost.message.rstrip(".")
+    while True:
+        say(f"Lost the collector ({reason}); reconnecting in {pause:g} s (Ctrl-C to stop).")
+        await asyncio.sleep(pause)
+        try:
+            await client.handshake()
+        except FollowError as exc:
+            if not exc.retryable:
+                raise
+            pause, reason = min(pause * 2, MAX_RETRY_SECONDS), exc.message.rstrip(".")
+            continue
+        say(f"Reconnected to {client.url}.")
+        return
+
+
+async def _subscribed(client: BayeuxFollower, callback: OnSubscribed | None, first: bool) -> None:
+    """Let the store catch up with what the collector accepted, then run `callback`."""
+    if callback is None:
+        return
+    await client.wait_committed()
+    result = callback(first)
+    if result is not None:
+        await result

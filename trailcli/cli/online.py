@@ -114,15 +114,19 @@ def timeline(
         if data_dir == DEFAULT_DATA_DIR and ctx.obj:
             data_dir = ctx.obj["data_dir"]
         rows = request.timeline(Path(data_dir), ask, request.parse_every(every))
-        emit(rows, fmt, tz)
-        if fmt == Format.table and rows:
+        if fmt != Format.table:
+            emit(rows, fmt, tz)  # the range's peak on every row: each row stands alone
+            return
+        emit(rows, fmt, tz, columns=request.TIMELINE_TABLE_COLUMNS)
+        if rows:
             _sparkline_footer(rows, sparkline, tz)
 
 
 def _sparkline_footer(rows: list[dict[str, Any]], sparkline: Any, tz: str) -> None:
-    """The table's chart line: max online per bucket and the peak of the range."""
+    """The table's chart line: max online per bucket, then the peak of the range, once."""
+    from trailcli.render_table import format_time
     from trailcli.timeparse import parse_tz
 
-    peak_at = rows[0]["peak_at"].astimezone(parse_tz(tz)).isoformat()
+    peak_at = format_time(rows[0]["peak_at"], parse_tz(tz))
     line = sparkline([r["max_online"] for r in rows])
-    print(f"\nmax_online {line}  peak {rows[0]['peak_online']} at {peak_at}")
+    print(f"\nmax_online {line}\npeak {rows[0]['peak_online']:,} online at {peak_at}")

@@ -15,8 +15,10 @@ from trailcli.cli.common import (
     From,
     IncludeBots,
     SessionTimeout,
+    Strict,
     To,
     Tz,
+    absent_names_reporter,
     cli_errors,
     emit,
 )
@@ -55,7 +57,8 @@ def funnel(
         typer.Option(
             "--order",
             help="ordered: other events may come between; strict: each step is the very next "
-            "event; any: all steps within the window in any order.",
+            "event; any: as many of the steps as possible within the window, in any order (row "
+            "k, named '≥ k steps', counts the units that reached at least k of them).",
         ),
     ] = Order.ordered,
     window: Annotated[
@@ -82,6 +85,7 @@ def funnel(
         int | None,
         typer.Option("--dropped-at", help="List the units that reached step N but not N+1."),
     ] = None,
+    strict: Strict = False,
     include_bots: IncludeBots = False,
     session_timeout: SessionTimeout = "30m",
     start: From = None,
@@ -111,8 +115,9 @@ def funnel(
             include_bots=include_bots,
             session_timeout=parse_duration(session_timeout),
         )
+        on_absent = absent_names_reporter(lo, hi, tz, strict)
         if dropped_at is not None:
-            emit(report.dropped_at(data_dir, query, dropped_at), fmt, tz)
+            emit(report.dropped_at(data_dir, query, dropped_at, on_absent=on_absent), fmt, tz)
         else:
-            frame = report.funnel(data_dir, query)
+            frame = report.funnel(data_dir, query, on_absent=on_absent)
             emit(report.with_bars(frame) if fmt is Format.table else frame, fmt, tz)

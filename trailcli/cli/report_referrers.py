@@ -14,8 +14,10 @@ from trailcli.cli.common import (
     From,
     IncludeBots,
     Limit,
+    Strict,
     To,
     Tz,
+    absent_names_reporter,
     cli_errors,
     emit,
 )
@@ -43,10 +45,12 @@ def referrers(
         list[Path] | None,
         typer.Option(
             "--referrer-db",
-            help="Also load a referrer list: Matomo SearchEngines.yml/Socials.yml/"
-            "AIAssistants.yml or Snowplow referers.yml (repeatable; later wins).",
+            help="Also load a referrer list: 'matomo' (Matomo's lists, shipped with trail), or a "
+            "file: Matomo SearchEngines.yml/Socials.yml/AIAssistants.yml, Snowplow referers.yml "
+            "(repeatable; later wins).",
         ),
     ] = None,
+    strict: Strict = False,
     include_bots: IncludeBots = False,
     start: From = None,
     end: To = None,
@@ -71,4 +75,5 @@ def referrers(
             include_bots=include_bots,
             referrer_db=tuple(referrer_db or ()),
         )
-        emit(referrers_report(data_dir, query), fmt, tz)
+        on_absent = absent_names_reporter(lo, hi, tz, strict)
+        emit(referrers_report(data_dir, query, on_absent), fmt, tz)

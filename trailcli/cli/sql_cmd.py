@@ -1,4 +1,4 @@
-"""`trail sql`: run a query over the views."""
+"""`trail sql`: run one or more statements over the views."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from trailcli.render import Format
 
 def sql(
     query: Annotated[
-        str, typer.Argument(help="A SELECT over visits, events, presence, identities, sessions.")
+        str,
+        typer.Argument(
+            help="SQL over visits, events, presence, identities and sessions; several "
+            "statements separated by ';' run in order and each result prints in turn."
+        ),
     ],
     *,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -21,6 +25,14 @@ def sql(
 ) -> None:
     """Run SQL over the views (visits, events, presence, identities, sessions)."""
     with cli_errors():
+        import sys
+
         from trailcli.reports.sqlquery import run_sql
 
-        emit(run_sql(data_dir, query), fmt, tz)
+        results = run_sql(data_dir, query)
+        if not results:
+            emit([], fmt, tz)  # nothing returned rows: an empty result
+        for i, result in enumerate(results):
+            if i and fmt in (Format.table, Format.csv):
+                sys.stdout.write("\n")  # a blank line between results
+            emit(result, fmt, tz)

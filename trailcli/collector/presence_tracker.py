@@ -1,6 +1,6 @@
 """Presence in the collector: Bayeux sessions become presence rows, live channels and /api/online.
 
-The tracker observes the Bayeux engine and writes one row per client transition (DESIGN.md,
+The tracker observes the Bayeux engine and writes one row per client transition (docs/presence.md,
 Presence semantics) through the store writer, plus a per-node heartbeat. At start it closes the
 sessions a crash left open (`node_lost`). It keeps the live per-person view
 (`trailcli.presence.live`), publishes its joins and leaves on `/trail/presence` and each accepted

@@ -70,7 +70,7 @@ def node_alive(last_beat: datetime | None, now: datetime) -> bool:
 def settle(
     sessions: Iterable[Session], last_beat: Mapping[str, datetime], now: datetime
 ) -> list[Session]:
-    """Decide the end of sessions without an offline row (DESIGN.md open-session rule).
+    """Decide the end of sessions without an offline row (docs/presence.md, rule 2).
 
     `last_beat` is each node's last heartbeat in the whole log. Open sessions of a live node stay
     open (end FOREVER); the others end at the later of the node's last heartbeat and their own

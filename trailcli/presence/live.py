@@ -69,7 +69,7 @@ class Change:
     clients: int
 
     def message(self) -> dict[str, Any]:
-        """The JSON-ready payload published on `/trail/presence` (DESIGN.md, Identity and security)."""
+        """The JSON-ready payload published on `/trail/presence` (docs/presence.md, "Live channels")."""
         return {
             "type": self.type,
             "user_id": self.user_id,
@@ -120,7 +120,7 @@ class _Bounded(OrderedDict[str, Any]):
 
 
 def view_page(name: str | None, properties: Mapping[str, Any] | None) -> str | None:
-    """The page of an event (DESIGN.md): for `$view`, `properties.page`, else the path of `url`."""
+    """The page of an event (docs/data-model.md): for `$view`, `properties.page`, else the path of `url`."""
     if name != "$view" or not isinstance(properties, Mapping):
         return None
     page = properties.get("page")
@@ -180,7 +180,7 @@ class LiveView:
     def identify_visit(self, visit_token: str, user_id: str, now: datetime) -> list[Change]:
         """A visit's user became known; its sessions without a user move to that person.
 
-        The first binding of a visit wins (DESIGN.md), so a visit already bound keeps its user.
+        The first binding of a visit wins (docs/data-model.md), so a visit already bound keeps its user.
         """
         changes = self.due(now)
         first = self._visit_users.first(visit_token, user_id)

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailcli.errors import NoDataError, UsageError
+from trailcli.errors import UsageError
 from trailcli.presence import snapshots
 from trailcli.presence.intervals import Session, settle
 from trailcli.presence.rules import DEFAULT_GRACE, channel_matches, merge_stretches, online_seconds
 from trailcli.presence.source import Lake
 from trailcli.sql import load as sql_text
-from trailcli.store import layout
+from trailcli.store import coverage
 
 UNITS = ("person", "visit", "client")
 VISIT_FIELDS = ("browser", "os", "device_type", "country", "referring_domain")
@@ -79,18 +79,9 @@ class Window:
 
 
 def _require_presence(lake: Lake, hi: datetime) -> None:
-    if not lake.exists["presence"]:
-        raise NoDataError(
-            f"No presence log at {layout.table_path(lake.data_dir, 'presence')}.",
-            "run 'trail collect' or 'trail sample' first, or pass --data-dir",
-        )
-    dates = lake.dates("presence")
-    if not dates or dates[0] > snapshots.day_text(hi):
-        first = dates[0] if dates else "none"
-        raise NoDataError(
-            f"No presence rows at or before {hi.isoformat()} (the log starts on {first}).",
-            "ask about a later time",
-        )
+    """NoDataError unless the presence log has a partition at or before `hi`."""
+    dates = lake.dates("presence") if lake.exists["presence"] else None
+    coverage.require(lake.data_dir, {"presence": dates}, None, hi, inclusive=True)
 
 
 def _collect(

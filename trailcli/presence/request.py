@@ -94,6 +94,10 @@ def answer(data_dir: Path, ask: Ask) -> tuple[list[dict[str, Any]], list[str]]:
     return online.online_at(Path(data_dir), at, ask.now, ask.options), prefix + online.AT_COLUMNS
 
 
+# The table leaves out the range's peak, which the other formats repeat on every bucket row
+TIMELINE_TABLE_COLUMNS = [c for c in online.TIMELINE_COLUMNS if not c.startswith("peak_")]
+
+
 def parse_every(text: str) -> timedelta:
     every = parse_duration(text)
     if every <= timedelta(0):

@@ -23,7 +23,7 @@ K = TypeVar("K", bound=Hashable)
 def person_key(user_id: str | None, visitor_token: str | None) -> str | None:
     """The person a session belongs to: the user id where bound, else the visitor token, else None.
 
-    Empty strings count as missing (DESIGN.md: "empty" always means null).
+    Empty strings count as missing (docs/data-model.md: "empty" is always null).
     """
     return user_id or visitor_token or None
 

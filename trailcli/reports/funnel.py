@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
-from trailcli.errors import NoDataError, UsageError
-from trailcli.reports import funnel_match, sessions, steps
+from trailcli.errors import UsageError
+from trailcli.reports import event_names, funnel_match, sessions, steps
 from trailcli.reports.frames import fetch_arrow
 from trailcli.reports.steps import Params, Step
-from trailcli.store import tables, views
+from trailcli.store import views
 
 if TYPE_CHECKING:
     import duckdb
@@ -51,7 +51,6 @@ OUTPUT_COLUMNS = [
     "median_seconds",
     "p90_seconds",
 ]
-_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 _VISIT_JOIN = (
@@ -242,20 +241,6 @@ def _scan_bounds(query: FunnelQuery) -> dict[str, Any]:
         "date_from": lo.astimezone(UTC).date().isoformat(),
         "date_to": hi.astimezone(UTC).date().isoformat(),
     }
-
-
-def _require_partitions(data_dir: Path, query: FunnelQuery) -> None:
-    """NoDataError when a range is given and no events partition overlaps it."""
-    if query.start is None and query.end is None:
-        return
-    bounds = _scan_bounds(query)
-    files = tables.file_list(data_dir, "events")
-    dates = {m.group(1) for m in map(_DATE_DIR.search, files) if m}
-    if not any(bounds["date_from"] <= d <= bounds["date_to"] for d in dates):
-        raise NoDataError(
-            "No events in the requested range.",
-            "widen --from/--to, or run 'trail sql \"SELECT min(time), max(time) FROM events\"'",
-        )
 
 
 def _ordered_units(
@@ -463,7 +448,11 @@ def _match_rows(cols: dict[str, list[Any]], query: FunnelQuery) -> Any:
 
 
 def prepare(
-    data_dir: Path, query: FunnelQuery, engine: str = "auto", need_events: bool = True
+    data_dir: Path,
+    query: FunnelQuery,
+    engine: str = "auto",
+    need_events: bool = True,
+    on_absent: event_names.OnAbsent | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection holding `_funnel_units` for `query`, and `_funnel_events` unless the lean
     fast path applies (ordered, window from the first step, no exclusions, breakdowns or
@@ -471,10 +460,13 @@ def prepare(
 
     `engine` "auto" takes the ASOF fast path where it applies; "match" forces the pure matcher.
     Without `need_events` the fast path may leave the event ids of `_funnel_units` empty.
+    `on_absent` gets the steps and exclusions whose event does not occur (event_names.check).
     """
     query.check()
-    con = views.connect(data_dir, need=("events",))
-    _require_partitions(data_dir, query)
+    con = views.connect(data_dir, need=("events",), start=query.start, end=query.end)
+    given = [("--step", s) for s in query.steps] + [("--exclude", s) for s in query.exclude]
+    scan_end = query.end + query.span if query.end is not None else None  # later steps' reach
+    event_names.check(con, given, query.start, scan_end, on_absent)
     sessions.use_timeout(con, query.session_timeout)
     scan = _scan_bounds(query)
     fast = engine == "auto" and query.fast_path
@@ -496,11 +488,16 @@ def prepare(
     return con
 
 
-def funnel(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> pl.DataFrame:
+def funnel(
+    data_dir: Path,
+    query: FunnelQuery,
+    engine: str = "auto",
+    on_absent: event_names.OnAbsent | None = None,
+) -> pl.DataFrame:
     """One row per step (per breakdown value when asked): reached, drop-off, conversion, timing."""
     import polars as pl
 
-    con = prepare(data_dir, query, engine, need_events=False)
+    con = prepare(data_dir, query, engine, need_events=False, on_absent=on_absent)
     params = {
         "steps": len(query.steps),
         "limit": query.breakdown_limit,
@@ -510,24 +507,38 @@ def funnel(data_dir: Path, query: FunnelQuery, engine: str = "auto") -> pl.DataF
     table = fetch_arrow(con, sql.load("funnel_counts"), params)
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    names = pl.Series("name", [s.text for s in query.steps])
+    names = pl.Series("name", step_labels(query))
     frame = frame.with_columns(name=names.gather(frame["step"] - 1))
     columns = OUTPUT_COLUMNS + (["breakdown"] if query.breakdown is not None else [])
     return frame.select(columns)
 
 
-def dropped_at(data_dir: Path, query: FunnelQuery, step: int, engine: str = "auto") -> pa.Table:
+def step_labels(query: FunnelQuery) -> list[str]:
+    """The `name` of each output row: the step as given, or under `--order any` (where row k
+    counts the units that reached at least k of the steps, in any order) `≥ k steps`."""
+    if query.order == "any":
+        return [f"≥ {k} step{'s' if k > 1 else ''}" for k in range(1, len(query.steps) + 1)]
+    return [s.text for s in query.steps]
+
+
+def dropped_at(
+    data_dir: Path,
+    query: FunnelQuery,
+    step: int,
+    engine: str = "auto",
+    on_absent: event_names.OnAbsent | None = None,
+) -> pa.Table:
     """The units that reached `step` but not the next, with the event that reached it."""
     if not 1 <= step < len(query.steps):
         raise UsageError(
             f"--dropped-at {step} is not a step that can be dropped at.",
             f"use a step number from 1 to {len(query.steps) - 1}",
         )
-    con = prepare(data_dir, query, engine)
+    con = prepare(data_dir, query, engine, on_absent=on_absent)
     return fetch_arrow(con, sql.load("funnel_dropped"), {"level": step})
 
 
-def with_bars(frame: pl.DataFrame, width: int = 30) -> pl.DataFrame:
+def with_bars(frame: pl.DataFrame, width: int = 20) -> pl.DataFrame:
     """The frame with a `bar` column drawing `reached` against the first step, for tables."""
     import polars as pl
 

@@ -31,7 +31,7 @@ def pages_report(data_dir: Path, query: PagesQuery) -> Any:
     from trailcli.reports.sessions import use_timeout
     from trailcli.store import views
 
-    con = views.connect(data_dir, need=("events",))
+    con = views.connect(data_dir, need=("events",), start=query.start, end=query.end)
     use_timeout(con, query.session_timeout)
     params = {
         "since": query.start,

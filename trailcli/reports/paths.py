@@ -86,7 +86,7 @@ def paths_report(data_dir: Path, query: PathsQuery) -> Any:
     from trailcli.reports.sessions import use_timeout
     from trailcli.store import views
 
-    con = views.connect(data_dir, need=("events",))
+    con = views.connect(data_dir, need=("events",), start=query.start, end=query.end)
     use_timeout(con, query.session_timeout)
     params = {
         "since": query.start,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import cache
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, unquote_to_bytes, urlsplit
 
 from trailcli.reports.referrer_db import ReferrerDB, Source, builtin_db
 
@@ -65,16 +65,52 @@ def kind_of(scheme: str, host: str) -> str:
     return APP if scheme == "android-app" else WEB
 
 
-def search_term(source: Source, query: str) -> str | None:
-    """The first of the engine's term parameters present in the referrer's query, decoded."""
-    if not source.params or not query:
+def search_term(source: Source, query: str, fragment: str = "") -> str | None:
+    """The first of the engine's term parameters present in the referrer's query, else in its
+    fragment (`google.com/#q=...`), decoded: as UTF-8, else in the first of the engine's
+    declared charsets that fits (Matomo's `charsets`)."""
+    if not source.params:
         return None
-    values = dict(reversed(parse_qsl(query, keep_blank_values=True)))
-    for param in source.params:
-        term = values.get(param, "").strip()
-        if term:
-            return term
+    for part in (query, fragment):
+        values = _parameters(part, source.charsets) if part else {}
+        for param in source.params:
+            term = values.get(param, "").strip()
+            if term:
+                return term
     return None
+
+
+# Charset labels as browsers read them (the WHATWG Encoding Standard's supersets)
+_CHARSET_LABELS = {"gb2312": "gbk", "iso-8859-1": "cp1252", "latin1": "cp1252"}
+
+
+def _parameters(text: str, charsets: tuple[str, ...]) -> dict[str, str]:
+    """The `name=value` pairs of a query or fragment, the first of each name kept."""
+    values: dict[str, str] = {}
+    for pair in text.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep:
+            raw = unquote_to_bytes(value.replace("+", " "))
+            values.setdefault(unquote_plus(name), _decode(raw, charsets))
+    return values
+
+
+def _decode(raw: bytes, charsets: tuple[str, ...]) -> str:
+    for charset in ("utf-8", *charsets):
+        label = charset.strip().lower()
+        try:
+            return raw.decode(_CHARSET_LABELS.get(label, label))
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return raw.decode("utf-8", errors="replace")
+
+
+def referrer_fragment(referrer: str | None) -> str:
+    """The fragment of a referrer URL (after `#`), '' when it has none or does not parse."""
+    try:
+        return urlsplit((referrer or "").strip()).fragment
+    except ValueError:
+        return ""
 
 
 def click_id_of(landing_page: str | None, known: Iterable[str]) -> str:
@@ -110,7 +146,8 @@ def source_facts(
     term = rule = None
     if kind == WEB:
         known, rule = database.lookup_host_rule(normalise_host(host), path)
-        term = search_term(known, query) if known is not None else None
+        fragment = referrer_fragment(referrer) if "#" in (referrer or "") else ""
+        term = search_term(known, query, fragment) if known is not None else None
     return {
         "referrer_kind": kind,
         "referrer_path_rule": rule,

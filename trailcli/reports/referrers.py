@@ -12,17 +12,20 @@ from urllib.parse import parse_qsl, urlsplit
 
 from trailcli import sql
 from trailcli.errors import TrailError, UsageError
+from trailcli.reports import event_names
 from trailcli.reports.frames import fetch_arrow
-from trailcli.reports.referrer_db import ReferrerDB, builtin_db, load_db
+from trailcli.reports.referrer_db import ReferrerDB, builtin_db, host_regex, load_db
 from trailcli.reports.referrer_facts import (
     REFERRER_SCHEMES,
     SCHEME_OF_KIND,
     click_id_of,
     is_usable_host,
     normalise_host,
+    referrer_fragment,
     search_term,
     split_referrer,
 )
+from trailcli.reports.steps import parse_step
 
 DIRECT = "(direct)"
 NONE = "(none)"
@@ -71,7 +74,7 @@ def channel_for(source: str, medium: str, campaign: str | None, category: str | 
         by_category = {"search": "Paid Search", "social": "Paid Social", "video": "Paid Video"}
         if category in by_category:
             return by_category[category]
-    if medium in _DISPLAY_MEDIUM:
+    if medium in _DISPLAY_MEDIUM or category == "display":
         return "Display"
     if paid:
         return "Paid Other"
@@ -112,7 +115,7 @@ class VisitKey:
     ref_scheme: str = ""
     ref_host: str = ""
     ref_path: str = ""
-    ref_query: str = ""
+    ref_query: str = ""  # the referrer's query, then `#` and its fragment when it has one
     search_term: str = ""  # the stored term; used when ref_query is not given
 
 
@@ -127,15 +130,20 @@ class Classifier:
         """Attribution of one visit: UTM tags, then click id, then referrer, else direct."""
         campaign = key.utm_campaign or None
         if key.utm_source:
+            # a tag naming a known source (`google`, `fb`, `l.facebook.com`) takes that source's
+            # display name, so it counts with the visits that source's referrer brings
             source = key.utm_source.strip().lower()
             known = self.db.lookup_alias(source)
+            source = known.name if known is not None else source
             medium = key.utm_medium.strip().lower() or NOT_SET
-            channel = channel_for(source, medium, campaign, known.medium if known else None)
+            channel = channel_for(
+                source, medium, campaign, known.channel_category if known else None
+            )
             return Attribution(source, medium, channel, key.utm_term or None, campaign)
         if key.click_id:
             network = self.db.click_ids.get(key.click_id.lower())
             if network is not None:
-                channel = channel_for(network.name, "cpc", campaign, network.medium)
+                channel = channel_for(network.name, "cpc", campaign, network.channel_category)
                 return Attribution(network.name, "cpc", channel, key.utm_term or None, campaign)
         return self._from_referrer(key, campaign)
 
@@ -150,15 +158,16 @@ class Classifier:
                 return Attribution(
                     f"android-app://{host}", "referral", "Referral", None, campaign, host
                 )
-            channel = channel_for(known.name, known.medium, campaign, known.medium)
+            channel = channel_for(known.name, known.medium, campaign, known.channel_category)
             return Attribution(known.name, known.medium, channel, None, campaign, host)
         if is_site_host(host, self.site_hosts):
             return Attribution(DIRECT, NONE, "Direct", campaign=campaign)
         known = self.db.lookup_host(host, key.ref_path)
         if known is None:
             return Attribution(host, "referral", "Referral", None, campaign, host)
-        term = search_term(known, key.ref_query) if key.ref_query else key.search_term or None
-        channel = channel_for(known.name, known.medium, campaign, known.medium)
+        query, _, fragment = key.ref_query.partition("#")
+        term = search_term(known, query, fragment) if key.ref_query else key.search_term or None
+        channel = channel_for(known.name, known.medium, campaign, known.channel_category)
         return Attribution(known.name, known.medium, channel, term, campaign, host)
 
 
@@ -187,6 +196,7 @@ def classify_url(
     tags = utm_of(landing_page)
     tags.update({k: v for k, v in (utm or {}).items() if v})
     scheme, host, path, query = split_referrer(referrer)
+    fragment = referrer_fragment(referrer)
     if site_hosts is None:
         site_hosts = [split_referrer(landing_page)[1]]
     key = VisitKey(
@@ -198,7 +208,7 @@ def classify_url(
         ref_scheme=scheme,
         ref_host=host,
         ref_path=path,
-        ref_query=query,
+        ref_query=f"{query}#{fragment}" if fragment else query,
     )
     return Classifier(database, site_hosts).classify(key)
 
@@ -310,10 +320,11 @@ def _click_regex(click_ids: Iterable[str]) -> str:
 
 def _path_host_regex(hosts: Iterable[str]) -> str:
     """A regex matching a referrer authority on one of `hosts` or a subdomain of one ('' for no
-    hosts). It may match more than the rules need (a port, user info): the classifier decides."""
+    hosts); a `*` in a host stands for what Matomo's `{}` does (referrer_db.host_regex). It may
+    match more than the rules need (a port, user info): the classifier decides."""
     if not hosts:
         return ""
-    names = "|".join(re.escape(h) for h in sorted(hosts))
+    names = "|".join(host_regex(h) for h in sorted(hosts))
     return f"(?i)(^|[.@])({names})\\.?(:[0-9]*)?$"
 
 
@@ -411,12 +422,15 @@ def _report_rows(con: Any, grouped_sql: str, params: dict[str, Any], limit: int 
     return fetch_arrow(con, sql.load("referrers_rows"), {"limit": limit})
 
 
-def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
+def referrers_report(
+    data_dir: Path, query: ReferrersQuery, on_absent: event_names.OnAbsent | None = None
+) -> Any:
     """Visits, visitors and share per value of `query.by` (and goal conversions), as Arrow.
 
     Rows are ordered by visits (most first), then by the dimension value. Visits with stored
     source facts are grouped by those short columns; the URLs are read only when some visit in
-    range has none or the facts do not suffice (_stored_facts_suffice).
+    range has none or the facts do not suffice (_stored_facts_suffice). `on_absent` gets the
+    goal when no event in the range has its name (event_names.check).
     """
     if query.by not in DIMENSIONS:
         raise UsageError(f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)}")
@@ -424,7 +438,10 @@ def referrers_report(data_dir: Path, query: ReferrersQuery) -> Any:
 
     db = load_db(query.referrer_db)
     goal_statement, goal_params = _goal_visits_sql(query.goal)
-    con = views.connect(data_dir, need=("visits",))
+    con = views.connect(data_dir, need=("visits",), start=query.start, end=query.end)
+    if query.goal:
+        goal = [("--goal", parse_step(query.goal))]
+        event_names.check(con, goal, query.start, query.end, on_absent)
     views.run(con, f"CREATE TEMP TABLE _goal_visits AS {goal_statement}", goal_params)
     result = None
     if _stored_facts_suffice(query, db):

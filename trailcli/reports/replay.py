@@ -14,6 +14,9 @@ from trailcli.errors import UsageError
 
 COLUMNS = ("time", "kind", "visit_token", "name", "detail", "gap_seconds", "new_session")
 SESSION_TIMEOUT = timedelta(minutes=30)
+# A followed trail remembers the rows it printed over this span (and at least MAX_KEYS of them)
+MEMORY = timedelta(hours=1)
+MAX_KEYS = 10_000
 PERSON_FORMS = "exactly one of --user ID, --visitor TOKEN or --visit TOKEN"
 
 
@@ -60,7 +63,7 @@ def _detail(kind: str, text: str | None) -> Any:
 
 
 def _visit_detail(stored: dict[str, Any]) -> dict[str, Any]:
-    """Source, medium and channel (DESIGN.md "Sources") plus landing page, device and location."""
+    """Source, medium and channel (docs/reports.md, Referrers) plus landing page, device and location."""
     from trailcli.reports.referrers import classify_url
 
     utm = {k: stored.pop(k, None) for k in ("utm_source", "utm_medium", "utm_campaign", "utm_term")}
@@ -85,27 +88,48 @@ def _db() -> Any:
     return _DB[0]
 
 
+def _annotated(
+    row: dict[str, Any], previous: datetime | None, timeout: timedelta
+) -> dict[str, Any]:
+    """The row's COLUMNS with gap_seconds (since `previous`) and new_session (no previous row,
+    or a gap of at least `timeout`)."""
+    when = row["time"]
+    gap = None if previous is None or when is None else (when - previous).total_seconds()
+    row["gap_seconds"] = gap
+    row["new_session"] = gap is None or gap >= timeout.total_seconds()
+    return {c: row.get(c) for c in COLUMNS}
+
+
 def annotate(rows: Iterable[dict[str, Any]], timeout: timedelta) -> list[dict[str, Any]]:
     """Add gap_seconds (since the previous row) and new_session (first row, or gap >= timeout)."""
     out: list[dict[str, Any]] = []
     previous: datetime | None = None
     for row in rows:
-        gap = None if previous is None else (row["time"] - previous).total_seconds()
-        row["gap_seconds"] = gap
-        row["new_session"] = gap is None or gap >= timeout.total_seconds()
+        out.append(_annotated(row, previous, timeout))
         previous = row["time"]
-        out.append({c: row.get(c) for c in COLUMNS})
     return out
 
 
-def replay(data_dir: Path, query: ReplayQuery) -> list[dict[str, Any]]:
-    """The person's rows (COLUMNS) in time order; [] for an unknown person."""
+# What names a row of a trail, so a followed trail prints it once: an event by its id, another
+# row by its kind, time and tie-breaker (a presence row's seq, a binding's user).
+Key = tuple[str, ...]
+
+
+def row_key(kind: str, time: datetime | None, tie: Any) -> Key:
+    if kind == "event":
+        return ("event", str(tie))
+    return (kind, time.isoformat() if time is not None else "", str(tie))
+
+
+def stored_rows(data_dir: Path, query: ReplayQuery) -> list[tuple[Key, dict[str, Any]]]:
+    """The person's stored rows in time order, not annotated, each with the key that names it
+    (`row_key`)."""
     from trailcli.reports.frames import fetch_arrow
     from trailcli.store import views
 
     if query.session_timeout <= timedelta(0):
         raise UsageError("The session timeout must be positive.", "use e.g. --session-timeout 30m")
-    con = views.connect(data_dir)
+    con = views.connect(data_dir, start=query.start, end=query.end)
     params = {
         "user": query.person.user,
         "visitor": query.person.visitor,
@@ -115,12 +139,49 @@ def replay(data_dir: Path, query: ReplayQuery) -> list[dict[str, Any]]:
         "limit": query.limit,
     }
     rows = fetch_arrow(con, sql.load("replay_rows"), params).to_pylist()
+    out = []
     for row in rows:
         row["detail"] = _detail(row["kind"], row["detail"])
         if row["kind"] == "visit":
             row["detail"] = _visit_detail(row["detail"])
             row["name"] = row["detail"]["source"]
-    return annotate(rows, query.session_timeout)
+        out.append((row_key(row["kind"], row["time"], row.pop("tie")), row))
+    return out
+
+
+def replay(data_dir: Path, query: ReplayQuery) -> list[dict[str, Any]]:
+    """The person's rows (COLUMNS) in time order; [] for an unknown person."""
+    return annotate((row for _, row in stored_rows(data_dir, query)), query.session_timeout)
+
+
+class LiveTrail:
+    """A followed trail: stored rows caught up and live rows as they come, each printed once,
+    annotated as the stored trail is (gap_seconds since the row printed before, whether stored
+    or live; new_session at a gap of the session timeout or more)."""
+
+    def __init__(self, timeout: timedelta = SESSION_TIMEOUT, memory: timedelta = MEMORY) -> None:
+        self.timeout = timeout
+        self.memory = memory  # keys of rows older than the newest by more are forgotten
+        self.previous: datetime | None = None
+        self.newest: datetime | None = None
+        self._seen: dict[Key, datetime | None] = {}
+
+    def accept(self, key: Key, row: dict[str, Any]) -> dict[str, Any] | None:
+        """The annotated row to print, or None when a row with this key was printed already."""
+        if key in self._seen:
+            return None
+        when = row["time"]
+        self._seen[key] = when
+        out = _annotated(row, self.previous, self.timeout)
+        self.previous = when or self.previous
+        if when is not None and (self.newest is None or when > self.newest):
+            self.newest = when
+            self._forget_before(when - self.memory)
+        return out
+
+    def _forget_before(self, limit: datetime) -> None:
+        if len(self._seen) > MAX_KEYS:
+            self._seen = {k: t for k, t in self._seen.items() if t is None or t >= limit}
 
 
 def group_by_visit(rows: list[dict[str, Any]]) -> list[tuple[str | None, list[dict[str, Any]]]]:
@@ -131,27 +192,23 @@ def group_by_visit(rows: list[dict[str, Any]]) -> list[tuple[str | None, list[di
     return list(groups.items())
 
 
-def live_row(channel: str, message: Mapping[str, Any], previous: datetime | None) -> dict[str, Any]:
-    """A replay row for one live message from /trail/events or /trail/presence."""
+def live_row(channel: str, message: Mapping[str, Any]) -> tuple[Key, dict[str, Any]]:
+    """A trail row, not annotated, and its key for one live message from /trail/events (the same
+    values as the stored event row) or /trail/presence (a person's join or leave: kind `online`
+    or `offline`, name `join` or `leave`)."""
     when = _parse_time(message.get("time"))
     if channel == "/trail/presence":
         kind = "online" if message.get("type") == "join" else "offline"
         detail = {k: message.get(k) for k in ("page", "clients", "user_id", "visitor_token")}
         name = message.get("type")
+        tie = f"{name}:{message.get('user_id') or message.get('visitor_token')}"
     else:
         kind = "event"
         detail = message.get("properties") or {}
         name = message.get("name")
-    gap = None if previous is None or when is None else (when - previous).total_seconds()
-    return {
-        "time": when,
-        "kind": kind,
-        "visit_token": message.get("visit_token"),
-        "name": name,
-        "detail": detail,
-        "gap_seconds": gap,
-        "new_session": gap is None or gap >= SESSION_TIMEOUT.total_seconds(),
-    }
+        tie = message.get("event_id") or f"{name}@{message.get('time')}"
+    row = {"time": when, "kind": kind, "visit_token": message.get("visit_token"), "name": name}
+    return row_key(kind, when, tie), {**row, "detail": detail}
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -1,4 +1,4 @@
-"""Free-form SQL over the views, for `trail sql`."""
+"""Free-form SQL over the views, for `trail sql`: one or more statements, each result in order."""
 
 from __future__ import annotations
 
@@ -8,23 +8,28 @@ from typing import Any
 from trailcli.errors import UsageError
 from trailcli.store import views
 
+# Statement types whose rows are a result to print; the others (CREATE, INSERT, SET, ...) change
+# the session for the statements after them and print nothing.
+_RESULT_TYPES = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL", "MULTI"})
+VIEWS_HINT = "the views are visits, events, presence, identities and sessions"
 
-def run_sql(data_dir: Path, query: str) -> Any:
-    """The result of `query` over the bound views, as an Arrow table."""
+
+def run_sql(data_dir: Path, text: str) -> list[Any]:
+    """The result of each statement of `text` that returns rows, in order, as Arrow tables.
+
+    Statements run one after the other on one connection, so a statement sees what the ones
+    before it created (`CREATE TEMP TABLE t AS ...; SELECT ... FROM t`).
+    """
     import duckdb
-    import pyarrow as pa
 
     con = views.connect(data_dir)
+    results = []
     try:
         with views.reading():
-            relation = con.sql(query)
-            return relation.to_arrow_table() if relation is not None else pa.table({})
-    except duckdb.Error as exc:
-        if isinstance(
-            exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
-        ):
-            raise UsageError(
-                f"The query failed: {str(exc).splitlines()[0]}",
-                "the views are visits, events, presence, identities and sessions",
-            ) from exc
-        raise
+            for statement in con.extract_statements(text):
+                relation = con.sql(statement)
+                if relation is not None and statement.type.name in _RESULT_TYPES:
+                    results.append(relation.to_arrow_table())
+    except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
+        raise UsageError(f"The query failed: {str(exc).splitlines()[0]}", VIEWS_HINT) from exc
+    return results

@@ -1,6 +1,6 @@
 """Parse step expressions (`NAME key OP value ...`) and turn them into bound SQL predicates.
 
-Syntax (DESIGN.md "Step syntax"): an event name, then filters `key OP value` with OP one of
+Syntax (docs/reports.md, Funnels): an event name, then filters `key OP value` with OP one of
 `= != > >= < <=`. `*` matches any run of characters in an unquoted name or `=`/`!=` value;
 quotes group text with spaces and make it literal. A bare key is an event property (`a.b` is
 the nested property `b` of `a`), `visit.KEY` a visit column.
@@ -31,6 +31,7 @@ NUMERIC_VISIT_COLUMNS = frozenset({"latitude", "longitude", "screen_width", "scr
 _KEY = re.compile(r"^[A-Za-z_$][\w$-]*(\.[A-Za-z_$][\w$-]*)*$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _OP_AT = re.compile(r"!=|>=|<=|=|>|<")
+_OP_CHARS = frozenset("=!<>")
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,12 @@ class _Token:
     text: str  # with quotes removed
     start: int
     end: int
-    literal: str  # the part of the token that was quoted, for glob decisions
+    literal: str  # the token as written, quotes included
     quoted_spans: list[tuple[int, int]] = field(default_factory=list)  # spans in `text`
+    positions: list[int] = field(default_factory=list)  # where each char of `text` was written
+
+    def quoted(self, index: int) -> bool:
+        return any(a <= index < b for a, b in self.quoted_spans)
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -96,6 +101,7 @@ def _tokens(text: str) -> list[_Token]:
             continue
         start = i
         chars: list[str] = []
+        positions: list[int] = []
         spans: list[tuple[int, int]] = []
         while i < n and not text[i].isspace():
             if text[i] in "'\"":
@@ -104,11 +110,13 @@ def _tokens(text: str) -> list[_Token]:
                     raise _bad(text, i, n, "this quote is never closed")
                 spans.append((len(chars), len(chars) + j - i - 1))
                 chars.extend(text[i + 1 : j])
+                positions.extend(range(i + 1, j))
                 i = j + 1
             else:
                 chars.append(text[i])
+                positions.append(i)
                 i += 1
-        tokens.append(_Token("".join(chars), start, i, text[start:i], spans))
+        tokens.append(_Token("".join(chars), start, i, text[start:i], spans, positions))
     return tokens
 
 
@@ -128,9 +136,28 @@ def _text(token: _Token, lo: int, hi: int) -> Text:
 
 def _operator_outside_quotes(token: _Token) -> re.Match[str] | None:
     for match in _OP_AT.finditer(token.text):
-        if not any(a <= match.start() < b for a, b in token.quoted_spans):
+        if not token.quoted(match.start()):
             return match
     return None
+
+
+def _reject_doubled_operator(text: str, token: _Token, op_start: int, at: int) -> None:
+    """A usage error when operator characters run on past the operator that ends at `at`
+    (`>>`, `==`, `=>`, `<>`): such a value would be compared as text and never match. The
+    underline covers the whole run, from `op_start`. A quoted value (`note=">>"`) is text."""
+    end = at
+    while end < len(token.text) and token.text[end] in _OP_CHARS and not token.quoted(end):
+        end += 1
+    if end == at:
+        return
+    written = token.text[op_start:end]
+    raise _bad(
+        text,
+        token.positions[op_start],
+        token.positions[end - 1] + 1,
+        f"{written!r} is not an operator (use one of {' '.join(OPERATORS)}; quote a value "
+        "that starts with one of = ! < >)",
+    )
 
 
 def _filter(text: str, key_tok: _Token, key: str, op: str, value: Text, end: int) -> Filter:
@@ -165,10 +192,12 @@ def _filters(text: str, tokens: list[_Token]) -> list[Filter]:
                     text, tok.start, tok.end, f"{tok.literal!r} is not a filter (key OP value)"
                 )
             value_tok, lo = nxt, nxt_op.end()
+            _reject_doubled_operator(text, nxt, nxt_op.start(), lo)
             if lo == len(nxt.text):  # `key >= value` in three words
                 if i + 2 >= len(tokens):
                     raise _bad(text, tok.start, nxt.end, "the filter has no value")
                 value_tok, lo = tokens[i + 2], 0
+                _reject_doubled_operator(text, value_tok, 0, 0)
             value = _text(value_tok, lo, len(value_tok.text))
             out.append(_filter(text, tok, tok.text, nxt_op.group(), value, value_tok.end))
             i += 2 if value_tok is nxt else 3
@@ -176,10 +205,12 @@ def _filters(text: str, tokens: list[_Token]) -> list[Filter]:
         key, op = tok.text[: match.start()], match.group()
         if key == "":
             raise _bad(text, tok.start, tok.end, f"{tok.literal!r} has no key before {op}")
+        _reject_doubled_operator(text, tok, match.start(), match.end())
         if match.end() == len(tok.text):  # `key= value`
             if i + 1 >= len(tokens):
                 raise _bad(text, tok.start, tok.end, "the filter has no value")
             value_tok = tokens[i + 1]
+            _reject_doubled_operator(text, value_tok, 0, 0)
             value = _text(value_tok, 0, len(value_tok.text))
             out.append(_filter(text, tok, key, op, value, value_tok.end))
             i += 2

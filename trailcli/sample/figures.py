@@ -168,7 +168,7 @@ class Figures:
         self.peak.settle(before)
 
     def document(self, generator: dict[str, object], counts: dict[str, int], data_dir: str) -> dict:
-        """The ground-truth JSON object (DESIGN.md: each figure with the command reproducing it)."""
+        """The ground-truth JSON object (docs/sample.md: each figure with the command reproducing it)."""
         d = shlex.quote(data_dir)
         out: dict[str, object] = {"generator": generator, "counts": counts}
         if self.has_funnel:

@@ -163,16 +163,15 @@ def generate(opts: SampleOptions, progress: Callable[[str], None] | None = None)
     figures = Figures(opts.tables, plan, range_start, opts.days, opts.seed)
     counts = dict.fromkeys(("visits", "events", "duplicates", "sessions"), 0)
     offset = 0
+    daily = DailyCounts(range_start, opts.days)
     say(f"generating {n_visitors:,} visitors over {opts.days} days ending {iso(end)}")
     for day, size in enumerate(sizes.tolist()):
         t = traffic.cohort(opts.seed, day, size, range_start, opts.days, 100_000 + offset)
         _emit_cohort(opts, day, t, offset, plan, end, writer, figures, counts)
+        daily.add(t)
         writer.close_before(range_start + (day + 1) * DAY)
         figures.settle(range_start + (day + 1) * DAY)
-        say(
-            f"day {day + 1}/{opts.days}: {len(t.visits.start):,} visits, "
-            f"{len(t.events.time):,} events"
-        )
+        say(daily.line(day, opts.tables))
         offset += size
     writer.close_before(None)
     figures.settle(None)
@@ -189,6 +188,36 @@ def generate(opts: SampleOptions, progress: Callable[[str], None] | None = None)
         start=end_dt - timedelta(days=opts.days),
         end=end_dt,
     )
+
+
+class DailyCounts:
+    """Visits and events per calendar day (UTC) of the range, by when they happened.
+
+    A cohort's visitors come back on later days, so a cohort is not a day. Day d is complete
+    once cohort d is generated: no later cohort has a visit or an event before its first day.
+    """
+
+    def __init__(self, range_start: int, days: int) -> None:
+        self.range_start = range_start
+        self.visits = np.zeros(days, np.int64)
+        self.events = np.zeros(days, np.int64)
+
+    def _add(self, counts: np.ndarray, times: np.ndarray) -> None:
+        day = (np.asarray(times, np.int64) - self.range_start) // DAY
+        inside = (day >= 0) & (day < len(counts))
+        counts += np.bincount(day[inside], minlength=len(counts))
+
+    def add(self, t: traffic.Traffic) -> None:
+        self._add(self.visits, t.visits.start)
+        self._add(self.events, t.events.time)
+
+    def line(self, day: int, kinds: tuple[str, ...]) -> str:
+        """The progress line of a completed day: what the tables hold for it."""
+        date = iso(self.range_start + day * DAY)[:10]
+        parts = [f"{self.visits[day]:,} visits" if "visits" in kinds else ""]
+        parts.append(f"{self.events[day]:,} events" if "events" in kinds else "")
+        held = ", ".join(p for p in parts if p) or "done"
+        return f"{date} (day {day + 1}/{len(self.visits)}): {held}"
 
 
 def _emit_cohort(

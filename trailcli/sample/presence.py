@@ -114,7 +114,7 @@ def _final_reasons(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def detected_for(rng: np.random.Generator, reason: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """When the server decides a session ended, by reason (DESIGN.md, presence semantics)."""
+    """When the server decides a session ended, by reason (docs/presence.md)."""
     sweep = (rng.random(len(off)) * 10 * SECOND).astype(np.int64)
     return np.where(
         reason == TRANSPORT_CLOSED,

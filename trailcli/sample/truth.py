@@ -1,6 +1,6 @@
 """Reference figures of a generated sample, computed from what was generated (not by the reports).
 
-Each function is the plainest correct reading of DESIGN.md's rules; the report commands are
+Each function is the plainest correct reading of the rules in docs/; the report commands are
 checked against the numbers these produce.
 """
 
@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-# ---- sources (DESIGN.md "Sources") ---------------------------------------------------------
+# ---- sources (docs/reports.md, Referrers) ---------------------------------------------------------
 
 KNOWN_REFERRERS = {
     "bing.com": "Bing",
@@ -35,6 +35,13 @@ KNOWN_REFERRERS = {
     "perplexity.ai": "Perplexity",
 }
 CLICK_IDS = {"gclid": "Google", "msclkid": "Bing", "fbclid": "Facebook"}
+# utm_source values that name a known source, lower case (a host in KNOWN_REFERRERS does too)
+UTM_ALIASES = {
+    **{name.lower(): name for name in (*KNOWN_REFERRERS.values(), "Google", "Yandex")},
+    "fb": "Facebook",
+    "ig": "Instagram",
+    "adwords": "Google",
+}
 
 
 def known_referrer(host: str) -> str | None:
@@ -51,12 +58,12 @@ def known_referrer(host: str) -> str | None:
 
 
 def visit_source(landing_page: str | None, referrer: str | None, site_hosts: Iterable[str]) -> str:
-    """A visit's source: utm_source (lower case), else a known referrer or click-id network,
+    """A visit's source: utm_source (lower case; a known source's name when it names one), else a known referrer or click-id network,
     else the referrer host without `www.`, else `(direct)`; own-site referrers count as none."""
     query = parse_qs(urlsplit(landing_page or "").query)
-    utm = (query.get("utm_source") or [""])[0]
+    utm = (query.get("utm_source") or [""])[0].strip().lower()
     if utm:
-        return utm.lower()
+        return UTM_ALIASES.get(utm) or known_referrer(utm) or utm
     host = (urlsplit(referrer).hostname or "") if referrer else ""
     if host in set(site_hosts):
         host = ""

@@ -1,1 +1,1 @@
-"""The durable log store: the one package that knows the on-disk layout (DESIGN.md, Storage)."""
+"""The durable log store: the one package that knows the on-disk layout (docs/storage.md)."""

@@ -282,7 +282,7 @@ def _row_group_rows(kind: Kind) -> int:
 def _write_deduplicated(
     con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[str], target: Path
 ) -> None:
-    """Write the rows of `paths` to `target`, each key once (DESIGN.md: earliest wins), sorted."""
+    """Write the rows of `paths` to `target`, each key once (docs/storage.md: the earliest wins), sorted."""
     import duckdb
 
     from trailcli.store import tables

@@ -1,4 +1,4 @@
-"""The columns of each log kind (DESIGN.md, Columns); the single source of the data contract.
+"""The columns of each log kind (docs/data-model.md); the single source of the data contract.
 
 Columns are plain names and type names, so reading the tables through DuckDB needs no pyarrow;
 the Arrow schema of a kind is built (and pyarrow imported) only when something writes Arrow.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# The column types (DESIGN.md, Columns), by name.
+# The column types (docs/data-model.md), by name.
 STR = "string"
 TS = "timestamp"  # microseconds, UTC
 INT32 = "int32"

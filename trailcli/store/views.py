@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
-from trailcli.errors import CorruptDataError, NoDataError
-from trailcli.store import layout, tables
+from trailcli.errors import CorruptDataError
+from trailcli.store import coverage, tables
 from trailcli.store.schema import KINDS, Kind
 
 if TYPE_CHECKING:
@@ -51,11 +51,10 @@ def _dedup_sql(kind: Kind, source: str) -> str:
     )
 
 
-def _bind_raw(con: duckdb.DuckDBPyConnection, data_dir: Path, kind: Kind) -> None:
+def _bind_raw(con: duckdb.DuckDBPyConnection, kind: Kind, files: list[str]) -> None:
     """raw_<kind>: clean partitions as stored, the others deduplicated by key within the partition."""
     from trailcli.store import maintenance
 
-    files = tables.file_list(data_dir, kind.name)
     clean = maintenance.clean_dates_of(files)  # from the same file list: one consistent snapshot
     clean_files = [f for f in files if _date_of(f) in clean]
     dirty_files = [f for f in files if _date_of(f) not in clean]
@@ -79,29 +78,39 @@ def connect(
     data_dir: Path,
     need: Iterable[str] = ("visits", "events", "presence", "identities"),
     con: duckdb.DuckDBPyConnection | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with every view bound. Raises NoDataError when none of `need` exists."""
+    """A DuckDB connection with every view bound.
+
+    Raises NoDataError (store/coverage.py) when none of the `need` tables exists, or, for a range
+    `[start, end)`, when none of them has a partition overlapping it.
+    """
     import duckdb
 
     data_dir = Path(data_dir)
     needed = list(need)
-    if needed and not any(tables.table_exists(data_dir, k) for k in needed):
-        looked = ", ".join(str(layout.table_path(data_dir, k)) for k in needed)
-        raise NoDataError(
-            f"No trail data for this command: looked for {looked}.",
-            "run 'trail collect' or 'trail sample' first, or pass --data-dir",
-        )
+    files = {name: tables.file_list(data_dir, name) for name in VIEW_ORDER}
+    if needed:
+        dates = {
+            k: _dates_of(files[k]) if tables.table_exists(data_dir, k) else None for k in needed
+        }
+        coverage.require(data_dir, dates, start, end)
     con = con or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     with reading():  # binding a view reads the Parquet footers
         for name in VIEW_ORDER:
-            _bind_raw(con, data_dir, KINDS[name])
+            _bind_raw(con, KINDS[name], files[name])
     con.execute("CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM raw_identities")
     con.execute(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
     for name in ("visits", "events", "presence"):
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql.load('view_' + name)}")
     _bind_sessions(con)
     return con
+
+
+def _dates_of(files: Iterable[str]) -> set[str]:
+    return {d for d in map(_date_of, files) if d is not None}
 
 
 SESSION_TIMEOUT = timedelta(minutes=30)

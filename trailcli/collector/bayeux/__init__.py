@@ -1,7 +1,7 @@
 """The Faye-compatible Bayeux server at `/faye`: `mount(app, settings)` adds it to the collector.
 
 A held long-poll whose client goes away is noticed at once when the runner has
-`handler_cancellation=True`, and within `WATCH_PERIOD` otherwise (DESIGN.md `transport_closed`).
+`handler_cancellation=True`, and within `WATCH_PERIOD` otherwise (docs/presence.md, `transport_closed`).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ CONNECTION_TYPES = [
 # How long a long-poll answer waits after its first queued message, so that messages published
 # just after go in the same reply: fewer round trips under load, for a millisecond of latency.
 BATCH_DELAY = 0.001
-# Reasons a session ends (DESIGN.md "Presence semantics").
+# Reasons a session ends (docs/presence.md, "What is written").
 DISCONNECT = "disconnect"
 TRANSPORT_CLOSED = "transport_closed"
 TIMEOUT = "timeout"
