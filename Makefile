@@ -10,17 +10,20 @@ export TRAIL_DATA_DIR ?= $(DATA)
 $(BIN)/trail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,import]'
 	touch $(BIN)/trail
 
 setup: $(BIN)/trail
 
-# The browser the interop tests drive, and jq for the docs' examples; installing needs root (apt-get).
+# What the tests drive from Debian: the browser for the interop tests, jq for the docs' examples,
+# PostgreSQL and MariaDB for `trail import ahoy`, Ruby with the Ahoy gem for docs/rails.md.
+# Installing needs root (apt-get).
+SYSTEM_PACKAGES := chromium jq postgresql mariadb-server ruby ruby-ahoy-matey
 system-deps:
-	@command -v chromium >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
-	@command -v jq >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; }
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	test -z "$$missing" || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }
 
 tests/interop/node_modules: tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
@@ -39,6 +42,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

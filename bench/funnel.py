@@ -7,6 +7,11 @@ runs in its own process, so its peak RSS is its own; the time (wall and CPU) is 
 alone, best of --repeat alternating rounds; ratios are against the faster baseline.
 
 Run: python bench/funnel.py [--events 10000000] [--repeat 2] [--data-dir DIR]
+     python bench/funnel.py --compare /tmp/old   # also `trail` of another checkout, same rounds
+
+For --compare (make the other checkout with `git worktree add /tmp/old <commit>`), the other
+checkout's own bench/funnel.py runs its `trail` contender in its working directory with its
+PYTHONPATH, alternating with the others.
 """
 
 from __future__ import annotations
@@ -163,12 +168,17 @@ def child(name: str, data_dir: Path) -> None:
     print(json.dumps({"seconds": elapsed, "cpu": _cpu() - cpu, "reached": reached}))
 
 
-def measure(name: str, data_dir: Path) -> dict[str, Any]:
-    """Run a contender in a child process; its time, result and peak RSS (bytes)."""
+def measure(name: str, data_dir: Path, checkout: Path | None = None) -> dict[str, Any]:
+    """Run a contender in a child process (of `checkout`, if given); its time, result and peak
+    RSS (bytes)."""
+    script = Path(__file__).resolve() if checkout is None else checkout / "bench" / "funnel.py"
+    env = None if checkout is None else {**os.environ, "PYTHONPATH": str(checkout)}
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", name, "--data-dir", str(data_dir)],
+        [sys.executable, str(script), "--child", name, "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=checkout,
+        env=env,
     )
     assert proc.stdout is not None
     out = proc.stdout.read()
@@ -188,16 +198,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="best of this many runs")
     parser.add_argument("--data-dir", type=Path, help="use this data instead of a sample")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--compare", type=Path, help="also `trail` of this checkout")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.data_dir)
         return
-    data_dir = args.data_dir or sample_dir(args.events, args.seed)
+    data_dir = (args.data_dir or sample_dir(args.events, args.seed)).resolve()
     results = {}
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+    names = [*CONTENDERS, *(["trail@compare"] if args.compare else [])]
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for _ in range(args.repeat):  # alternating rounds: a change in load hits every contender
         for name in CONTENDERS:
             rounds[name].append(measure(name, data_dir))
+        if args.compare:
+            rounds["trail@compare"].append(measure("trail", data_dir, args.compare.resolve()))
     for name, runs in rounds.items():
         results[name] = {
             "seconds": min(r["seconds"] for r in runs),
@@ -218,6 +232,13 @@ def main() -> None:
             f"{r['cpu'] / cpu:>5.2f}x {r['rss'] / 2**20:>7.0f}MB  {r['reached']}"
         )
     print("ratios are against the faster baseline of each column")
+    if args.compare:
+        this, that = results["trail"], results["trail@compare"]
+        assert this["reached"] == that["reached"], "the checkouts disagree"
+        print(
+            f"trail here / trail at {args.compare}: wall {this['seconds'] / that['seconds']:.2f}, "
+            f"cpu {this['cpu'] / that['cpu']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,18 @@ baseline: one DuckDB query over the whole table taking the latest transition of 
 or before T. Also times `trail online timeline` over one whole day.
 Run: python bench/online.py [--days 7] [--peak-online 5000] [--instants 5] [--data-dir DIR]
      python bench/online.py --full      # a year: --days 365 (about an hour to make on 2 cores)
+     python bench/online.py --compare /tmp/old   # also the command of another checkout
+
+For --compare (make the other checkout with `git worktree add /tmp/old <commit>`), each instant's
+command runs alternately from this checkout and the other (its working directory and
+PYTHONPATH), `--repeat` times each, and the ratio of the medians is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -23,18 +29,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from trailcli.presence import online
-from trailcli.presence.source import Lake
+from trailcli.store.views import Lake
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = END + timedelta(days=30)  # every node long gone: no session is "open now"
 
 
-def trail(*args: str) -> tuple[float, str]:
-    """Run `trail ARGS` in a fresh process; wall seconds and stdout."""
+HERE = Path(__file__).resolve().parent.parent  # this checkout
+
+
+def trail(*args: str, checkout: Path = HERE) -> tuple[float, str]:
+    """Run `trail ARGS` of `checkout` in a fresh process; wall seconds and stdout."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
     started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", "from trailcli.cli import main; main()", *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=checkout, env=env,
     )  # fmt: skip
     return time.perf_counter() - started, out.stdout
 
@@ -81,22 +91,30 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of the command per instant")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--full", action="store_true", help="a year of presence (--days 365)")
+    parser.add_argument("--compare", type=Path, help="also time the command of this checkout")
     args = parser.parse_args()
     days = 365 if args.full else args.days
-    data_dir = args.data_dir or Path("bench/out") / f"online-{days}d-{args.peak_online}"
+    data_dir = (args.data_dir or Path("bench/out") / f"online-{days}d-{args.peak_online}").resolve()
     make_log(data_dir, days, args.peak_online)
     rng = random.Random(args.seed)
     first = END - timedelta(days=days - 1)  # the first day has no snapshot before it
-    commands, queries, scans = [], [], []
+    commands, queries, scans, others = [], [], [], []
     print("| instant | persons | sessions (query / scan) | command | query | full scan | ratio |")
     print("|---|---|---|---|---|---|---|")
+    command_args = ("online", "--data-dir", str(data_dir), "-f", "json")
     for _ in range(args.instants):
         at = first + timedelta(seconds=rng.randrange(int((END - first).total_seconds())))
-        runs = [
-            trail("online", "--data-dir", str(data_dir), "--at", at.isoformat(), "-f", "json")
-            for _ in range(args.repeat)
-        ]
+        runs, other_runs = [], []
+        for _ in range(args.repeat):  # alternating, so both see the same machine load
+            runs.append(trail(*command_args, "--at", at.isoformat()))
+            if args.compare:
+                other_runs.append(
+                    trail(*command_args, "--at", at.isoformat(), checkout=args.compare)
+                )
         command, out = statistics.median(r[0] for r in runs), runs[0][1]
+        if args.compare:
+            others.append(statistics.median(r[0] for r in other_runs))
+            assert json.loads(other_runs[0][1]) == json.loads(out), "the checkouts disagree"
         query, persons, sessions, used = snapshot_query(data_dir, at)
         scan, open_sessions = full_scan(data_dir, at)
         assert len(json.loads(out)) == persons
@@ -117,6 +135,14 @@ def main() -> None:
         f"({statistics.median(scans) / statistics.median(queries):.1f}×); "
         f"timeline for {day} every 5m: {timeline:.2f} s (whole command)"
     )
+    if args.compare:
+        ratios = [c / o for c, o in zip(commands, others, strict=True)]
+        print(
+            f"--compare {args.compare}: command median {statistics.median(others):.2f} s there, "
+            f"{statistics.median(commands):.2f} s here; per instant this/that "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + f" (median {statistics.median(ratios):.2f})"
+        )
 
 
 if __name__ == "__main__":

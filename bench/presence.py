@@ -64,8 +64,8 @@ async def with_tracker(count: int, data_dir: Path) -> tuple[float, float, float]
     settings = Settings(data_dir=data_dir, node_id="bench", compact=False)
     writer = LogWriter.open(data_dir, "bench", flush_interval=2.0)
     engine = Engine(EngineConfig(max_clients=2 * count + 10))
-    tracker = PresenceTracker(node_id="bench", writer=writer, settings=settings, metrics=Metrics())
-    await tracker.start(engine)
+    tracker = PresenceTracker(settings=settings, metrics=Metrics())
+    await tracker.start(writer, "bench", engine)
     began = time.perf_counter()
     await open_sessions(engine, count, close=True)
     handled = time.perf_counter() - began

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from trailcli.collector.ahoy_payload import UTM_FIELDS, utm_params
-from trailcli.reports.referrer_facts import FACT_COLUMNS, source_facts
 from trailcli.reports.referrers import ReferrersQuery, referrers_report
+from trailcli.sources.referrer_facts import FACT_COLUMNS, source_facts
 from trailcli.store import tables, views
 from trailcli.store.maintenance import compact
 from trailcli.store.schema import VISITS

@@ -3,13 +3,8 @@
 -- the partition dates bound the scan so only the range's days are read.
 -- returns: name, events
 -- params: $since, $until, $date_from, $date_to
-WITH stored AS (
-    SELECT name, time, date FROM _clean_events
-    UNION ALL
-    SELECT name, time, date FROM _dirty_events
-)
 SELECT name, count(*) AS events
-FROM stored
+FROM raw_events_stored
 WHERE name IS NOT NULL
   AND ($date_from IS NULL OR date >= $date_from)
   AND ($date_to IS NULL OR date <= $date_to)

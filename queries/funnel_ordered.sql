@@ -1,8 +1,9 @@
 -- funnel_ordered: the fast path for ordered funnels with the window from the first step (the
 -- ASOF-join chain). Each step-1 event in [$anchor_from, $anchor_to) starts an attempt; an ASOF
 -- join takes the time of the earliest event at or after the previous step's time of each next
--- step, kept while within $window of the first. Each unit keeps its earliest attempt of the best
--- level, as the times of its steps (funnel_chosen_events.sql finds their events). Where a step's
+-- step, kept while within $window of the first (the closed window of
+-- trailcli/reports/funnel_match.py in_window: time <= t1 + $window). Each unit keeps its
+-- earliest attempt of the best level, as the times of its steps (funnel_chosen_events.sql finds their events). Where a step's
 -- time equals the previous step's, the (time, event_id) order and the one-event-one-step rule
 -- need more than times: such units are flagged `ambiguous` and matched again by
 -- trailcli/reports/funnel_match.py. The chain slot holds one fixed fragment per step after the

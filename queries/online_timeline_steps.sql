@@ -1,5 +1,7 @@
 -- online_timeline_steps: the number of persons online over [$from, $to) as a step function:
--- persons' sessions merged into stretches (gaps shorter than $grace_us closed), +1/-1 per stretch
+-- persons' sessions merged into stretches (gaps shorter than $grace_us closed: the rule of
+-- trailcli/presence/rules.py merge_stretches, which tests/test_presence_rules.py checks this
+-- statement against), +1/-1 per stretch
 -- boundary summed per instant (a sweep line; ends and starts at one instant net out), and the
 -- running total from each instant on; instants as microseconds since $from.
 -- returns: since_from_us, online

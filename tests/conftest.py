@@ -10,6 +10,9 @@ import pytest
 
 Rows = Sequence[Mapping[str, Any]]
 
+# session-wide PostgreSQL and MariaDB servers for the import tests (started only when used)
+pytest_plugins = ("ahoy_databases",)
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from trailcli.collector.bayeux import channels
+from trailcli import channels
 from trailcli.collector.bayeux.engine import (
     CONNECTION_TYPES,
     Context,
     Delivery,
     Engine,
     EngineConfig,
+    EngineObserver,
     encode,
 )
 
@@ -33,7 +34,7 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-class Recorder:
+class Recorder(EngineObserver):
     """An observer that keeps every call."""
 
     def __init__(self) -> None:

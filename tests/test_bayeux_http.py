@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,12 +13,13 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from trailcli.collector.bayeux import BAYEUX_ENDPOINT, BAYEUX_ENGINE, mount
-from trailcli.collector.bayeux.engine import Context, Engine
+from trailcli.collector.bayeux.engine import Context, Engine, EngineObserver
+from trailcli.collector.settings import Settings
 
 SECRET = "back-end-secret"
 
 
-class Closed:
+class Closed(EngineObserver):
     """Observer keeping (client_id, reason) of every session end."""
 
     def __init__(self) -> None:
@@ -30,9 +30,9 @@ class Closed:
 
 
 def make_app(tmp_path: Path, **overrides: Any) -> web.Application:
-    settings = SimpleNamespace(
+    settings = Settings(
         bayeux_timeout=5.0,
-        grace=0.3,
+        transport_grace=0.3,
         secret=SECRET,
         open_publish=False,
         faye_client_js=tmp_path / "faye-browser-min.js",
@@ -426,7 +426,7 @@ async def test_the_collector_app_serves_faye_with_its_settings_and_metrics(
     from collector_support import make_settings
 
     from trailcli.collector.app import create_app
-    from trailcli.collector.keys import BAYEUX_ENGINE as KEYED_ENGINE
+    from trailcli.collector.bayeux import BAYEUX_ENGINE as KEYED_ENGINE
 
     settings = make_settings(
         tmp_path / "data",

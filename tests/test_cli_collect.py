@@ -24,7 +24,7 @@ def test_flags_become_settings(run_cli, captured: list[Any], tmp_path: Path) -> 
         "collect", "--port", "0", "--data-dir", tmp_path, "--allow-origin", "https://a.test",
         "--allow-origin", "https://b.test", "--cookies", "none", "--visit-duration", "2h",
         "--track-bots", "--trust-proxy", "--mask-ips", "--no-compact", "--no-access-log",
-        "--timeout", "30s", "--grace", "5s", "--open-publish",
+        "--timeout", "30s", "--transport-grace", "5s", "--open-publish",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     [s] = captured
@@ -33,7 +33,14 @@ def test_flags_become_settings(run_cli, captured: list[Any], tmp_path: Path) -> 
     assert s.cookieless and s.visit_duration == 7200
     assert s.track_bots and s.trust_proxy and s.mask_ips
     assert not s.compact and not s.access_log
-    assert (s.bayeux_timeout, s.grace, s.open_publish) == (30.0, 5.0, True)
+    assert (s.bayeux_timeout, s.transport_grace, s.open_publish) == (30.0, 5.0, True)
+
+
+def test_grace_is_a_deprecated_name_of_transport_grace(run_cli, captured: list[Any]) -> None:
+    result = run_cli("collect", "--grace", "7s")
+    assert result.exit_code == 0, result.output
+    assert captured[0].transport_grace == 7.0
+    assert "--grace is deprecated" in result.stderr and "--transport-grace" in result.stderr
 
 
 def test_env_and_config(run_cli, captured: list[Any], tmp_path: Path) -> None:

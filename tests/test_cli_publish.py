@@ -13,6 +13,7 @@ from aiohttp import web
 
 from trailcli.collector.bayeux import BAYEUX_ENGINE, mount
 from trailcli.collector.bayeux.engine import Context
+from trailcli.collector.settings import Settings
 
 SECRET = "cli-secret"
 
@@ -20,7 +21,7 @@ SECRET = "cli-secret"
 @pytest.fixture
 async def faye(aiohttp_server: Any) -> Any:
     app = web.Application()
-    mount(app, SimpleNamespace(bayeux_timeout=5.0, grace=1.0, secret=SECRET))
+    mount(app, Settings(bayeux_timeout=5.0, transport_grace=1.0, secret=SECRET))
     server = await aiohttp_server(app)
     engine = app[BAYEUX_ENGINE]
     batch = await engine.handle(

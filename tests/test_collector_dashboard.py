@@ -311,7 +311,7 @@ async def test_an_idle_hub_stops_listening_and_forgets(monkeypatch: pytest.Monke
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = dict(
         data_dir=data_dir, node_id="dash-node", secret=SECRET, api_token=API_TOKEN,
-        heartbeat_interval=0.2, grace=0.5, compact=False, access_log=False, flush_interval=0.2,
+        heartbeat_interval=0.2, transport_grace=0.5, compact=False, access_log=False, flush_interval=0.2,
     )  # fmt: skip
     base.update(overrides)
     return Settings(**base)

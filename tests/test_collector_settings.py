@@ -48,7 +48,7 @@ def test_env_types() -> None:
     env = {
         "TRAIL_TRACK_BOTS": "yes",
         "TRAIL_MAX_CONTENT_LENGTH": "100",
-        "TRAIL_GRACE": "20s",
+        "TRAIL_TRANSPORT_GRACE": "20s",
         "TRAIL_FLUSH_INTERVAL": "1.5",
         "TRAIL_GEOIP": "/x.mmdb",
         "TRAIL_HOST": "",
@@ -56,10 +56,24 @@ def test_env_types() -> None:
     s = load_settings({}, env)
     assert s.track_bots is True
     assert s.max_content_length == 100
-    assert s.grace == 20.0
+    assert s.transport_grace == 20.0
     assert s.flush_interval == 1.5
     assert s.geoip == Path("/x.mmdb")
     assert s.host == "127.0.0.1"
+
+
+def test_the_old_name_of_the_transport_grace_still_works(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert load_settings({}, {"TRAIL_GRACE": "20s"}).transport_grace == 20.0
+    config = tmp_path / "c.toml"
+    config.write_text('grace = "3s"\n')
+    assert load_settings({}, {}, config).transport_grace == 3.0
+    assert (
+        load_settings({}, {"TRAIL_TRANSPORT_GRACE": "4s", "TRAIL_GRACE": "20s"}).transport_grace
+        == 4.0
+    )
+    assert "'grace' is deprecated" in caplog.text
 
 
 def test_secret_sources(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def test_installed_wheel_finds_its_queries(tmp_path: Path) -> None:
     expected = {f"trailcli/queries/{p.name}" for p in (ROOT / "queries").glob("*.sql")}
     assert expected and expected <= shipped
     lists = {
-        f"trailcli/reports/referrer_lists/matomo/{name}"
+        f"trailcli/sources/referrer_lists/matomo/{name}"
         for name in ("SearchEngines.yml", "Socials.yml", "AIAssistants.yml", "LICENSE")
     }
     with zipfile.ZipFile(wheel) as archive:

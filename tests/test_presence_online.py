@@ -11,7 +11,7 @@ import pytest
 from trailcli.errors import NoDataError, UsageError
 from trailcli.presence import online
 from trailcli.presence.online import Options
-from trailcli.presence.source import Lake
+from trailcli.store.views import Lake
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 LATER = T0 + timedelta(days=30)  # "now" long after the log: every node is gone
@@ -233,10 +233,10 @@ def bound_visit_days(monkeypatch) -> list[list[str]]:
     bound: list[list[str]] = []
     bind = Lake.bind
 
-    def spy(self: Lake, kind: str, dates: Any = None) -> None:
+    def spy(self: Lake, kind: str, dates: Any = None, **kw: Any) -> None:
         if kind == "visits":
             bound.append(sorted(dates) if dates is not None else self.dates("visits"))
-        bind(self, kind, dates)
+        bind(self, kind, dates, **kw)
 
     monkeypatch.setattr(Lake, "bind", spy)
     return bound

@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trailcli.presence.rules import (
@@ -124,3 +124,84 @@ def test_merge_matches_pointwise_definition(stretches, grace_s) -> None:
             before = [e for s, e in stretches if e <= t(second) and e > s]
             after = [s for s, e in stretches if s > t(second) and e > s]
             assert before and after and min(after) - max(before) < grace
+
+
+# --- one rule, two statements: merge_stretches and queries/online_timeline_steps.sql ------------
+
+SPANS = st.lists(
+    st.tuples(
+        st.sampled_from(["ann", "bob", "cy"]),
+        st.integers(min_value=0, max_value=60),
+        st.integers(min_value=0, max_value=20),
+    ),
+    max_size=10,
+)
+
+
+def _python_steps(
+    spans: list[tuple[str, int, int]], grace: timedelta, start: datetime, end: datetime
+) -> list[tuple[int, int]]:
+    from trailcli.presence.online import sweep
+
+    merged = collapse_tabs(((p, t(s), t(s + d)) for p, s, d in spans), grace)
+    steps = sweep((st for stretches in merged.values() for st in stretches), start, end)
+    return [((at - start) // timedelta(microseconds=1), n) for at, n in steps]
+
+
+def _sql_steps(
+    spans: list[tuple[str, int, int]], grace: timedelta, start: datetime, end: datetime
+) -> list[tuple[int, int]]:
+    import duckdb
+
+    from trailcli import sql
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        "CREATE TABLE timeline_sessions (node_id VARCHAR, client_id VARCHAR, person VARCHAR, "
+        "is_user BOOLEAN, started TIMESTAMPTZ, ended TIMESTAMPTZ)"
+    )
+    con.execute("CREATE TABLE settled (node_id VARCHAR, client_id VARCHAR, end_at TIMESTAMPTZ)")
+    for i, (person, s, d) in enumerate(spans):
+        con.execute(
+            "INSERT INTO timeline_sessions VALUES ('n', $c, $p, false, $s, $e)",
+            {"c": f"c{i}", "p": person, "s": t(s), "e": t(s + d)},
+        )
+    params = {"from": start, "to": end, "grace_us": grace // timedelta(microseconds=1)}
+    rows = con.execute(sql.load("online_timeline_steps"), {**params, "users_only": False})
+    steps = [(int(at), int(n)) for at, n in rows.fetchall()]
+    if not steps or steps[0][0] != 0:
+        steps.insert(0, (0, 0))  # as trail online does: the count at the start of the range
+    return steps
+
+
+@settings(max_examples=200, deadline=None)
+@given(SPANS, st.integers(min_value=0, max_value=20), st.integers(min_value=0, max_value=40))
+@example([("ann", 0, 10), ("ann", 25, 10)], 15, 0)  # a gap equal to the grace stays a gap
+@example([("ann", 0, 10), ("ann", 24, 10), ("bob", 5, 1)], 15, 0)  # a shorter one closes
+def test_grace_merging_is_the_same_in_python_and_in_sql(
+    spans: list[tuple[str, int, int]], grace_s: int, offset: int
+) -> None:
+    grace, start = timedelta(seconds=grace_s), t(offset)
+    end = start + timedelta(seconds=90)
+    python = [(at, n) for at, n in _python_steps(spans, grace, start, end)]
+    sql_steps = _sql_steps(spans, grace, start, end)
+    assert _changes(python) == _changes(sql_steps)
+
+
+def _changes(steps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The step function without repeated counts (an instant where ends and starts net out)."""
+    out: list[tuple[int, int]] = []
+    for at, n in steps:
+        if not out or out[-1][1] != n:
+            out.append((at, n))
+    return out
+
+
+@pytest.mark.parametrize(("gap", "closed"), [(14.999, True), (15, False), (16, False), (0, True)])
+def test_a_gap_shorter_than_the_grace_is_closed(gap: float, closed: bool) -> None:
+    from trailcli.presence.rules import closes_gap, leave_at
+
+    grace = timedelta(seconds=15)
+    assert closes_gap(timedelta(seconds=gap), grace) is closed
+    assert (t(gap) < leave_at(t(0), grace)) is closed

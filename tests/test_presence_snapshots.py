@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from trailcli.presence import online, snapshots
 from trailcli.presence.online import Options
-from trailcli.presence.source import Lake
 from trailcli.store import tables
+from trailcli.store.views import Lake
 
 BASE = datetime(2026, 3, 1, 23, 58, tzinfo=UTC)  # midnight falls 120 s into every log
 MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)

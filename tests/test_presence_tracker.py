@@ -16,12 +16,10 @@ from aiohttp.test_utils import TestClient
 from trailcli.collector.app import create_app
 from trailcli.collector.identity import sign_user_id
 from trailcli.collector.keys import METRICS, WRITER
-from trailcli.collector.presence_tracker import (
-    TRACKER,
-    binding_from,
-    covers_live_channels,
-    event_message,
-)
+from trailcli.collector.live_guard import covers_live_channels
+from trailcli.collector.presence_claims import binding_from
+from trailcli.collector.presence_http import TRACKER
+from trailcli.collector.presence_tracker import event_message
 from trailcli.collector.settings import Settings
 from trailcli.presence.live import Binding
 from trailcli.store import views
@@ -41,7 +39,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         secret=SECRET,
         api_token=API_TOKEN,
         heartbeat_interval=0.2,
-        grace=0.5,
+        transport_grace=0.5,
         compact=False,
         access_log=False,
         flush_interval=0.2,
@@ -478,17 +476,25 @@ def test_event_message_carries_properties_as_an_object() -> None:
 
 
 async def test_trail_online_url_reads_the_same_rows(collector: Client) -> None:
-    from trailcli.presence.remote import fetch_online
+    from trailcli.client.online import fetch_online
+    from trailcli.presence.request import Ask, answer
 
     cid = await handshake(collector, {"trail": {"visitor_token": "vis-url"}})
     await subscribe(collector, cid, "/room/1")
     base = str(collector.make_url("/")).rstrip("/")
-    rows = await asyncio.to_thread(fetch_online, base, API_TOKEN, "/room/*")
+
+    def ask(channel: str) -> list[dict[str, Any]]:
+        request = Ask.parse(
+            None, None, None, "person", channel, "15s", False, base, API_TOKEN, "UTC"
+        )
+        return answer(Path("unused"), request, fetch_online)[0]
+
+    rows = await asyncio.to_thread(ask, "/room/*")
     assert [(r["visitor_token"], r["clients"], r["channels"]) for r in rows] == [
         ("vis-url", 1, ["/room/1"])
     ]
     assert rows[0]["online_since"].tzinfo is not None
-    assert await asyncio.to_thread(fetch_online, base, API_TOKEN, "/other/*") == []
+    assert await asyncio.to_thread(ask, "/other/*") == []
 
 
 async def test_a_reload_publishes_no_leave_and_the_leave_waits_for_the_grace(

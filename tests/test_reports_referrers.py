@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 
 from trailcli.collector.ahoy_payload import referring_domain, utm_params
-from trailcli.reports.referrer_db import load_db
-from trailcli.reports.referrer_facts import source_facts
 from trailcli.reports.referrers import (
     DIMENSIONS,
     Classifier,
@@ -20,6 +18,8 @@ from trailcli.reports.referrers import (
     referrers_report,
     utm_of,
 )
+from trailcli.sources.referrer_db import load_db
+from trailcli.sources.referrer_facts import source_facts
 
 SITE = "https://shop.example.com"
 DB = load_db()

@@ -387,7 +387,7 @@ def test_a_corrupt_file_is_named_and_the_partition_left_as_it_was(
     assert table_version(data_dir, "events") == version
     assert tables.file_list(data_dir, "events")[0] == victim
     partition = Path(victim).parent
-    assert not list(partition.glob(maintenance.CLEAN_PREFIX + "*"))  # no half-written file left
+    assert not list(partition.glob(layout.CLEAN_PREFIX + "*"))  # no half-written file left
 
 
 def test_only_one_compaction_runs_at_a_time(data_dir: Path, write_rows: Write) -> None:
@@ -483,7 +483,9 @@ def test_cli_without_tables_exits_3(data_dir: Path, run_cli: Callable[..., Any])
     assert str(data_dir / "events") in result.stderr
 
 
-def test_compaction_builds_the_presence_snapshots(data_dir: Path, write_rows: Write) -> None:
+def test_trail_compact_builds_the_presence_snapshots(
+    data_dir: Path, write_rows: Write, run_cli: Callable[..., Any]
+) -> None:
     def row(seq: int, at: dt.datetime, transition: str, client: str | None) -> dict[str, Any]:
         return {
             "time": at,
@@ -504,7 +506,8 @@ def test_compaction_builds_the_presence_snapshots(data_dir: Path, write_rows: Wr
             row(3, DAY0 + dt.timedelta(days=1, hours=1), "heartbeat", None),
         ],
     )
-    lines: list[str] = []
-    maintenance.compact(data_dir, older_than=LATER, progress=lines.append)
+    result = run_cli("compact", "--data-dir", data_dir, "--older-than", LATER.isoformat())
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
     assert any(line.startswith("presence snapshot 2026-03-02") for line in lines), lines
     assert any(layout.snapshot_dir(data_dir).iterdir())

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from trailcli.errors import CorruptDataError, NoDataError
-from trailcli.reports.referrer_facts import FACT_COLUMNS
-from trailcli.store import maintenance, tables, views
+from trailcli.sources.referrer_facts import FACT_COLUMNS
+from trailcli.store import layout, maintenance, tables, views
 from trailcli.store.schema import KINDS
 
 T = dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
@@ -80,13 +80,19 @@ def test_clean_partitions_are_read_as_stored(data_dir: Path, write_rows: Write) 
     write_rows("events", [ev("a", T, T)])
     maintenance.compact(data_dir, older_than=T + dt.timedelta(days=1))
     (clean,) = tables.file_list(data_dir, "events")
-    assert Path(clean).name.startswith(maintenance.CLEAN_PREFIX)
+    assert Path(clean).name.startswith(layout.CLEAN_PREFIX)
     assert maintenance.clean_dates(data_dir, "events") == {"2026-03-01"}
     con = views.connect(data_dir)
-    plan = con.execute("EXPLAIN SELECT * FROM raw_events").fetchall()
-    assert con.execute("SELECT count(*) FROM _dirty_events").fetchall() == [(0,)]
-    assert con.execute("SELECT count(*) FROM _clean_events").fetchall() == [(1,)]
-    assert plan  # the view binds
+    clean_plan = _plan(con, "SELECT * FROM raw_events")
+    assert con.execute("SELECT count(*) FROM raw_events").fetchall() == [(1,)]
+    write_rows("events", [ev("a", T, T)])  # an append makes the partition dirty again
+    con = views.connect(data_dir)
+    assert con.execute("SELECT count(*) FROM raw_events").fetchall() == [(1,)]
+    assert _plan(con, "SELECT * FROM raw_events") != clean_plan  # deduplicated only now
+
+
+def _plan(con: Any, query: str) -> str:
+    return "".join(row[1] for row in con.execute(f"EXPLAIN {query}").fetchall())
 
 
 def test_clean_dates_of_a_file_list() -> None:
@@ -96,8 +102,8 @@ def test_clean_dates_of_a_file_list() -> None:
         "/d/events/date=2026-03-02/part-00000-x-c000.zstd.parquet",
         "/d/events/date=2026-03-03/part-00000-y-c000.zstd.parquet",
     ]
-    assert maintenance.clean_dates_of(files) == {"2026-03-01"}
-    assert maintenance.clean_dates_of([]) == set()
+    assert layout.clean_dates_of(files) == {"2026-03-01"}
+    assert layout.clean_dates_of([]) == set()
 
 
 def corrupt_one_file(data_dir: Path, write_rows: Write) -> Path:

@@ -38,7 +38,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 TOKEN = "dashboard-test-token"
 SECRET = "dashboard-test-secret"
-GRACE = 3.0  # the collector's --grace in these tests
+GRACE = 3.0  # the collector's --transport-grace in these tests
 DOCS_IMAGES = ROOT / "docs" / "img"
 
 pytestmark = [
@@ -119,7 +119,7 @@ def collector(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     geo = {f"10.{i}.0.0/16": {"country": {"names": {"en": c}}} for i, c in enumerate(COUNTRIES)}
     geo["127.0.0.0/8"] = {"country": {"names": {"en": "Netherlands"}}}
     mmdb = write_mmdb(tmp / "geo.mmdb", geo)
-    args = ["--no-access-log", "--grace", f"{GRACE:g}s", "--allow-origin", site.origin,
+    args = ["--no-access-log", "--transport-grace", f"{GRACE:g}s", "--allow-origin", site.origin,
             "--faye-client-js", str(FAYE_JS), "--geoip", str(mmdb), "--trust-proxy"]  # fmt: skip
     daemon = with_env(lambda: Daemon(tmp / "data", *args))
     site.collector = daemon.url("")

@@ -10,6 +10,7 @@ from trailcli import __version__
 from trailcli.cli import collect, compact, sql_cmd
 from trailcli.cli import publish as publish_cmd
 from trailcli.cli import sample as sample_cmd
+from trailcli.cli.import_cmd import import_app
 from trailcli.cli.online import online_app
 from trailcli.cli.replay import replay as replay_command
 from trailcli.cli.report_funnel import funnel as funnel_command
@@ -55,6 +56,7 @@ report_app.command("pages")(pages)
 app.command("sql")(sql_cmd.sql)
 app.command("publish")(publish_cmd.publish)
 app.command("compact")(compact.compact)
+app.add_typer(import_app, name="import")
 app.command("sample")(sample_cmd.sample)
 
 

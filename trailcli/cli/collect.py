@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from trailcli.cli.common import cli_errors
-
-Dur = "Duration: 30s, 15m, 2h, 7d."
+from trailcli.cli.common import DURATION_HELP as Dur
+from trailcli.cli.common import cli_errors, warn
 
 
 def collect(
@@ -61,9 +60,16 @@ def collect(
     timeout: Annotated[
         str | None, typer.Option(help=f"Bayeux: how long a connect is held [45s]. {Dur}")
     ] = None,
+    transport_grace: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Bayeux: time a closed socket or long-poll has to come back before its "
+            f"session ends [15s]. {Dur}"
+        ),
+    ] = None,
     grace: Annotated[
         str | None,
-        typer.Option(help=f"Presence: time a closed transport has to return [15s]. {Dur}"),
+        typer.Option(hidden=True, help="Deprecated name of --transport-grace."),
     ] = None,
     heartbeat_interval: Annotated[
         str | None, typer.Option(help=f"Presence: node heartbeat interval [10s]. {Dur}")
@@ -116,10 +122,16 @@ def collect(
         flags.update(bayeux_max_clients=max_clients, bayeux_max_subscriptions=max_subscriptions)
         flags["faye_client_js"] = faye_client_js
         flags["dashboard"] = dashboard
-        durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout, "grace": grace}
+        if grace is not None:
+            warn(
+                "--grace is deprecated and will be removed in the next release; use --transport-grace"
+            )
+        durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout}
+        durations["transport_grace"] = transport_grace if transport_grace is not None else grace
         durations["heartbeat_interval"] = heartbeat_interval
         for name, text in durations.items():
-            flags[name] = None if text is None else coerce(name, text, "--" + name)
+            flag = "--" + name.replace("_", "-")
+            flags[name] = None if text is None else coerce(name, text, flag)
         settings = load_settings(flags, os.environ, config)
         start(settings)
 

@@ -1,4 +1,5 @@
-"""`trail compact`: rewrite closed partitions into large deduplicated files, then vacuum."""
+"""`trail compact`: rewrite closed partitions into large deduplicated files, vacuum, then build the
+presence snapshots."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def compact(
 ) -> None:
     """Compact closed days into large deduplicated files and vacuum old ones."""
     with cli_errors():
+        from trailcli.presence.snapshots import build_snapshots
         from trailcli.store.maintenance import compact as run_compact
         from trailcli.timeparse import parse_duration, parse_time, parse_tz
 
@@ -52,4 +54,7 @@ def compact(
             retention=parse_duration(retention),
             progress=warn,
         )
+        if "presence" in summary.kinds:
+            warn("presence: building snapshots")
+            build_snapshots(data_dir, progress=warn)
         warn(summary.line())

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trailcli.collector.dashboard.ports import PersonRef
-    from trailcli.reports.referrer_db import ReferrerDB
+    from trailcli.sources.referrer_db import ReferrerDB
 
 
 class ReportsForDashboard:
@@ -53,6 +53,6 @@ class ReportsForDashboard:
 
 @functools.cache
 def _referrer_db() -> ReferrerDB:
-    from trailcli.reports.referrer_db import load_db
+    from trailcli.sources.referrer_db import load_db
 
     return load_db()

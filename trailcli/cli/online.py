@@ -81,13 +81,19 @@ def online(
 
         ask = request.Ask.parse(at, start, end, by, channel, grace, users_only, url, token, tz)
         while True:
-            rows, columns = request.answer(data_dir, ask)
+            rows, columns = request.answer(data_dir, ask, _fetch_online)
             if watch:
                 sys.stdout.write("\x1b[H\x1b[2J" if fmt == Format.table else "")
             emit(rows[:limit] if limit else rows, fmt, tz, columns)
             if not watch:
                 return
             time.sleep(WATCH_SECONDS)
+
+
+def _fetch_online(url: str, token: str | None) -> list[dict[str, Any]]:
+    from trailcli.client.online import fetch_online  # urllib and ssl: only for --url
+
+    return fetch_online(url, token)
 
 
 @online_app.command("timeline")

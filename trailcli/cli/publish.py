@@ -31,7 +31,7 @@ def publish(
 ) -> None:
     """Publish a message to every subscriber of CHANNEL (needs the secret unless --open-publish)."""
     with cli_errors():
-        from trailcli.collector.bayeux import publish as bayeux_publish
+        from trailcli.client import publish as bayeux_publish
 
         key = bayeux_publish.read_secret(secret_file) if secret_file else secret
         bayeux_publish.publish(url, channel, bayeux_publish.parse_data(data), key)

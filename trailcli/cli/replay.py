@@ -129,11 +129,10 @@ class _LineWriter:
 def _follow(data_dir: Any, query: Any, url: str, token: str | None, fmt: Format, tz: str) -> None:
     """Subscribe, print the stored trail (when there is one), then live rows until interrupted;
     after a reconnection, the rows stored meanwhile first (each row printed once)."""
-    import asyncio
     from dataclasses import replace
 
     from trailcli.cli.common import warn
-    from trailcli.cli.follow import follow
+    from trailcli.client.bayeux import follow
     from trailcli.errors import NoDataError, UsageError
     from trailcli.reports.replay import LiveTrail, live_row, stored_rows
 
@@ -164,13 +163,11 @@ def _follow(data_dir: Any, query: Any, url: str, token: str | None, fmt: Format,
         if first:
             warn(f"Following {url} (Ctrl-C to stop).")
 
-    asyncio.run(
-        follow(
-            url,
-            token,
-            query.person,
-            lambda channel, data: show(*live_row(channel, data)),
-            on_subscribed=catch_up,
-            on_status=warn,
-        )
+    follow(
+        url,
+        token,
+        query.person.matches,
+        lambda channel, data: show(*live_row(channel, data)),
+        on_subscribed=catch_up,
+        on_status=warn,
     )

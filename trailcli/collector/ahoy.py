@@ -12,22 +12,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
 
 from trailcli.collector import ahoy_payload as payload
 from trailcli.collector import enrich, identity
-from trailcli.collector.keys import EVENT_HOOKS, METRICS, SETTINGS, WRITER, RecordWriter
+from trailcli.collector.http import Reply, read_body
+from trailcli.collector.keys import METRICS, SETTINGS, WRITER
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
+from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.collect.ahoy")
 
 MISSING_PARAMS = "Missing required parameters\n"
 INVALID_PARAMS = "Invalid parameters\n"
-TOO_LARGE = "Payload too large\n"
-BAD_BODY = "Unreadable request body\n"
-SLOW_BODY = "Request body timeout\n"
 AHOY_COOKIES = ("ahoy_visit", "ahoy_visitor", "ahoy_track")
 # the events reply's headers, built once (the reply copies them; setting the content type and
 # charset one by one costs more than the rest of the reply)
@@ -78,55 +75,7 @@ class Client:
     device: enrich.Device
 
 
-class Reply(Exception):
-    """Stop handling and answer `status` with a text body (Ahoy's plain-text errors)."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-    def response(self) -> web.Response:
-        return web.Response(status=self.status, text=self.text, content_type="text/plain")
-
-
 # --- request plumbing ---------------------------------------------------------------------------
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, or Reply(413) when Content-Length or the bytes read exceed `limit`.
-
-    A body that cannot be decoded (bad gzip) gives 400; one that does not arrive within the
-    body timeout gives 408.
-    """
-    declared = request.content_length  # parsed from the header on every access
-    if declared is not None and declared > limit:
-        raise Reply(413, TOO_LARGE)
-    try:
-        if request.content.is_eof():  # the usual small POST: already received in full
-            body = request.content.read_nowait(-1)
-            if len(body) > limit:
-                raise Reply(413, TOO_LARGE)
-            return body
-        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
-            return await _read_upto(request, limit)
-    except (RequestPayloadError, HttpProcessingError):
-        raise Reply(400, BAD_BODY) from None
-    except TimeoutError:
-        raise Reply(408, SLOW_BODY) from None
-
-
-async def _read_upto(request: web.Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(limit + 1 - size)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise Reply(413, TOO_LARGE)
 
 
 async def read_params(
@@ -392,11 +341,10 @@ INTAKE = web.AppKey("ahoy_intake", EventIntake)
 
 @dataclass
 class _Storing:
-    """Events on their way to the WAL: what to undo if that fails, what to announce once durable."""
+    """Events on their way to the WAL: what to undo if that fails, what to count once durable."""
 
     durable: Awaitable[Any]
     records: list[dict[str, Any]]
-    properties: list[Any]  # each event's properties as the client sent them, parsed
     new_visit: str | None  # the token of the visit these events created, if they did
 
 
@@ -467,17 +415,29 @@ def _start_storing(
     events: list[dict[str, Any]],
     tokens: payload.Tokens,
     client: Client,
+    *,
+    user_id: str | None = None,
+    event_time: Callable[[Any, datetime], datetime] | None = None,
 ) -> _Storing | None:
     """Append the events not seen before, with their visit first if it is new; None when every
-    event is a duplicate."""
+    event is a duplicate.
+
+    The app server's events (`POST /api/events`) come with a trusted `user_id` and their own
+    rule for times (`event_time(given, now)`); a browser's get the visit's user and times within
+    the event window.
+    """
     fresh = _fresh(app, state, events)
     if not fresh:
         return None
     now = state.clock()
-    window = state.event_window
-    times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
+    if event_time is None:
+        window = state.event_window
+        times = [payload.trusted_time(e.get("time"), now, window) for e, _ in fresh]
+    else:
+        times = [event_time(e.get("time"), now) for e, _ in fresh]
     visit, visitor, known, new_visit = _event_visit(state, tokens, client, now, min(times))
-    user_id = app[identity.BINDINGS].users.get(visit)
+    if user_id is None:
+        user_id = app[identity.BINDINGS].users.get(visit)
     if known is not None:
         visitor = visitor or known.visitor_token
         times = [max(t, known.started_at) for t in times]
@@ -494,14 +454,13 @@ def _start_storing(
         )
         for (event, event_id), t in zip(fresh, times, strict=True)
     ]
-    properties = [{} if (p := event.get("properties")) is None else p for event, _ in fresh]
     new_visit_token = visit if new_visit is not None else None
     try:
         durable = _append(app[WRITER], records, new_visit)
     except BaseException:
         _unmark(state, records, new_visit_token)
         raise
-    return _Storing(durable, records, properties, new_visit_token)
+    return _Storing(durable, records, new_visit_token)
 
 
 def _unmark(state: AhoyState, records: list[dict[str, Any]], new_visit: str | None) -> None:
@@ -533,7 +492,7 @@ def _event_visit(
 
 
 def _append(
-    writer: RecordWriter, records: list[dict[str, Any]], visit: dict[str, Any] | None
+    writer: LogWriter, records: list[dict[str, Any]], visit: dict[str, Any] | None
 ) -> Awaitable[Any]:
     """The events' append (with their new visit's, if any), to await: no coroutine of its own."""
     if visit is None:
@@ -544,15 +503,10 @@ def _append(
 
 
 def _accepted(app: web.Application, storing: _Storing) -> None:
-    """Count durable records and hand the events to the hooks (a failing hook is only logged)."""
+    """Count the durable records (the store's listeners have heard of them already)."""
     app[METRICS].inc("events_total", None, len(storing.records))
     if storing.new_visit is not None:
         app[METRICS].inc("visits_total")
-    for hook in app[EVENT_HOOKS]:
-        try:
-            hook(storing.records, storing.properties)
-        except Exception:
-            log.exception("event hook %r failed", hook)
 
 
 async def _warm_parser(app: web.Application) -> AsyncIterator[None]:
@@ -566,7 +520,6 @@ def mount(app: web.Application, settings: Settings) -> None:
     app[AHOY] = AhoyState(settings)
     app[INTAKE] = EventIntake(app)
     app.cleanup_ctx.append(_warm_parser)
-    app[EVENT_HOOKS] = []
     for path in ("/ahoy/visits", "/ahoy/visits/"):
         app.router.add_post(path, post_visit)
     for path in ("/ahoy/events", "/ahoy/events/"):

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from trailcli.reports.referrer_facts import source_facts
+from trailcli.sources.referrer_facts import source_facts
 
 AHOY_NAMESPACE = uuid.UUID("a82ae811-5011-45ab-a728-569df7499c5f")
 TOKEN_MAX = 64

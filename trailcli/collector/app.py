@@ -5,64 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
-import importlib.util
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
-from trailcli.collector import cors
+from trailcli.collector import ahoy, bayeux, cors, dashboard, identity, presence_http, server_api
 from trailcli.collector.allocators import tune_allocators
-from trailcli.collector.batching import BatchingWriter
 from trailcli.collector.dashboard import REPORTS, Reports
-from trailcli.collector.keys import (
-    METRICS,
-    NODE_ID,
-    SETTINGS,
-    STARTED_AT,
-    WRITER,
-    Mount,
-    RecordWriter,
-    WriterFactory,
-)
+from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, STARTED_AT, WRITER
 from trailcli.collector.metrics import Metrics, Series
+from trailcli.collector.presence_tracker import PresenceTracker
 from trailcli.collector.settings import Settings
 from trailcli.errors import NoDataError, TrailError
+from trailcli.presence import snapshots
+from trailcli.store import maintenance
+from trailcli.store.group_commit import DurableListener
+from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.collect")
 
 
-def _optional_mount(module: str) -> Mount | None:
-    """`module.mount` when that module exists (mounts built in parallel may not have landed yet)."""
-    if importlib.util.find_spec(module) is None:
-        return None
-    mount: Mount | None = getattr(importlib.import_module(module), "mount", None)
-    return mount
-
-
-def mounts() -> list[Mount]:
-    """Every mount, in order: each adds its routes, state and cleanup_ctx to the app."""
-    from trailcli.collector import ahoy, dashboard, identity
-
-    found: list[Mount | None] = [
-        ahoy.mount,
-        identity.mount,
-        _optional_mount("trailcli.collector.bayeux"),
-        _optional_mount("trailcli.collector.presence_tracker"),
-        dashboard.mount,
-    ]
-    return [m for m in found if m is not None]
-
-
-def create_app(
-    settings: Settings,
-    *,
-    writer_factory: WriterFactory | None = None,
-    reports: Reports | None = None,
-) -> web.Application:
+def create_app(settings: Settings, *, reports: Reports | None = None) -> web.Application:
     """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount.
 
     `reports` answers the dashboard's report questions (the collector never imports them).
@@ -76,13 +42,19 @@ def create_app(
     app[METRICS] = _new_metrics()
     app.on_response_prepare.append(_response_hook(app[METRICS], settings.allow_origins))
     app[STARTED_AT] = time.time()
-    app.cleanup_ctx.append(_store_ctx(writer_factory or open_log_writer))
+    tracker = PresenceTracker(settings=settings, metrics=app[METRICS], app=app)
+    # the one subscription to durable records: the live view and /trail/events hear of them
+    app.cleanup_ctx.append(_store_ctx(listeners=[tracker]))
     if settings.compact:
         app.cleanup_ctx.append(_maintenance_ctx)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_endpoint)
-    for mount in mounts():
-        mount(app, settings)
+    ahoy.mount(app, settings)
+    identity.mount(app, settings)
+    server_api.mount(app, settings)  # after the two above: it uses their state
+    engine = bayeux.mount(app, settings, app[METRICS])
+    presence_http.mount(app, tracker, engine)
+    dashboard.mount(app, settings)
     cors.add_preflight_routes(app)
     gc_tuning = GcTuning()
     app.on_startup.append(gc_tuning.start)  # after every startup step, warm-ups included
@@ -97,43 +69,37 @@ def _new_metrics() -> Metrics:
     return m
 
 
-async def open_log_writer(settings: Settings, node_id: str) -> RecordWriter:
-    """The node's write-ahead log (recovers and commits what a previous run left)."""
-    from trailcli.store.wal import LogWriter
-
-    opened = await asyncio.to_thread(
-        LogWriter.open, settings.data_dir, node_id, flush_interval=settings.flush_interval
-    )
-    writer: RecordWriter = opened
-    return writer
-
-
-def _store_ctx(factory: WriterFactory) -> Callable[[web.Application], AsyncIterator[None]]:
+def _store_ctx(
+    listeners: list[DurableListener],
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def store(app: web.Application) -> AsyncIterator[None]:
+        """Open the node's WAL (recovering what a previous run left), close it at the end."""
         from trailcli.store.layout import resolve_node_id
 
         settings = app[SETTINGS]
         try:
             node_id = resolve_node_id(settings.data_dir, settings.node_id)
-            opened = factory(settings, node_id)
-            store = await opened if inspect.isawaitable(opened) else opened
+            writer = await asyncio.to_thread(
+                LogWriter.open, settings.data_dir, node_id, flush_interval=settings.flush_interval
+            )
         except OSError as exc:
             raise TrailError(
                 f"Cannot write to the data dir {settings.data_dir}: {exc.strerror or exc}.",
                 "check that it exists or can be created and is writable, or pass --data-dir",
             ) from None
-        writer = BatchingWriter(store)
+        for listener in listeners:
+            writer.subscribe(listener)
         app[NODE_ID] = node_id
         app[WRITER] = writer
         _writer_gauges(app[METRICS], writer)
         yield
         await writer.drain()
-        await asyncio.to_thread(store.close)  # commits what the WAL holds
+        await asyncio.to_thread(writer.close)  # commits what the WAL holds
 
     return store
 
 
-def _writer_gauges(m: Metrics, writer: RecordWriter) -> None:
+def _writer_gauges(m: Metrics, writer: LogWriter) -> None:
     m.describe("wal_bytes", "gauge", "Bytes in the write-ahead log not yet committed.")
     m.describe("wal_lag_seconds", "gauge", "Age of the oldest uncommitted record.")
     m.describe("records_written", "gauge", "Records made durable in the WAL, by kind.")
@@ -186,8 +152,8 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bin-pack today's files and compact closed days in a thread, on their own intervals."""
     settings = app[SETTINGS]
     tasks = [
-        asyncio.create_task(_every(settings.bin_pack_interval, "bin_pack_today", app)),
-        asyncio.create_task(_every(settings.compact_interval, "compact", app)),
+        asyncio.create_task(_every(settings.bin_pack_interval, "bin_pack_today", _bin_pack, app)),
+        asyncio.create_task(_every(settings.compact_interval, "compact", _compact, app)),
     ]
     yield
     for task in tasks:
@@ -197,18 +163,25 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-async def _every(interval: float, job: str, app: web.Application) -> None:
-    from trailcli.store import maintenance
+def _bin_pack(data_dir: Path) -> None:
+    maintenance.bin_pack_today(data_dir)
 
+
+def _compact(data_dir: Path) -> None:
+    """Compact closed days, then bring the presence snapshots up to date (as `trail compact`)."""
+    summary = maintenance.compact(data_dir)
+    if "presence" in summary.kinds:
+        snapshots.build_snapshots(data_dir)
+
+
+async def _every(
+    interval: float, job: str, run: Callable[[Path], None], app: web.Application
+) -> None:
     while True:
         await asyncio.sleep(interval)
-        fn = getattr(maintenance, job, None)
-        if fn is None:
-            log.warning("store maintenance %s is not available; skipped", job)
-            continue
         started = time.monotonic()
         try:
-            await asyncio.to_thread(fn, app[SETTINGS].data_dir)
+            await asyncio.to_thread(run, app[SETTINGS].data_dir)
         except NoDataError:
             continue  # no table yet: nothing to pack
         except Exception as exc:  # keep collecting; the next round retries

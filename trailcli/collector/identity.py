@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from trailcli.collector.ahoy_payload import loads, sanitize_token
+from trailcli.collector.http import Reply, json_error, read_body
 from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, WRITER
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
@@ -63,22 +64,12 @@ def has_api_token(request: web.Request) -> bool:
     return tokens_equal(bearer_token(request), request.app[SETTINGS].api_token)
 
 
-def _json_error(status: int, message: str, hint: str) -> web.HTTPException:
-    return _status(status, json.dumps({"error": message, "hint": hint}))
-
-
-def _status(status: int, body: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden}[status]
-    headers = {"WWW-Authenticate": 'Bearer realm="trail"'} if status == 401 else None
-    return cls(text=body, content_type="application/json", headers=headers)
-
-
 def require_secret(request: web.Request) -> None:
     """Raise 403 when no secret is configured, 401 when the request lacks it."""
     if not request.app[SETTINGS].secret:
-        raise _json_error(403, "This endpoint needs a secret.", "set TRAIL_SECRET or --secret-file")
+        raise json_error(403, "This endpoint needs a secret.", "set TRAIL_SECRET or --secret-file")
     if not has_secret(request):
-        raise _json_error(
+        raise json_error(
             401, "Missing or wrong bearer secret.", "send Authorization: Bearer <secret>"
         )
 
@@ -86,9 +77,9 @@ def require_secret(request: web.Request) -> None:
 def require_api_token(request: web.Request) -> None:
     """Raise 403 when no API token is configured, 401 when the request lacks it."""
     if not request.app[SETTINGS].api_token:
-        raise _json_error(403, "This endpoint needs an API token.", "set TRAIL_API_TOKEN")
+        raise json_error(403, "This endpoint needs an API token.", "set TRAIL_API_TOKEN")
     if not has_api_token(request):
-        raise _json_error(401, "Missing or wrong API token.", "send Authorization: Bearer <token>")
+        raise json_error(401, "Missing or wrong API token.", "send Authorization: Bearer <token>")
 
 
 # --- bindings -----------------------------------------------------------------------------------
@@ -148,9 +139,6 @@ def _clean_user_id(value: object) -> str | None:
 
 async def identify(request: web.Request) -> web.Response:
     """Bind a visit to a user id on behalf of the app server (needs the secret)."""
-    from trailcli.collector.ahoy import Reply, read_body
-    from trailcli.collector.ahoy_payload import loads, sanitize_token
-
     require_secret(request)
     try:
         body = loads(await read_body(request, request.app[SETTINGS].max_content_length) or b"null")
@@ -159,13 +147,11 @@ async def identify(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict):
-        raise _json_error(
-            400, "Body must be a JSON object.", '{"visit_token": ..., "user_id": ...}'
-        )
+        raise json_error(400, "Body must be a JSON object.", '{"visit_token": ..., "user_id": ...}')
     visit_token = sanitize_token(body.get("visit_token"))
     user_id = _clean_user_id(body.get("user_id"))
     if not visit_token or not user_id:
-        raise _json_error(
+        raise json_error(
             400,
             "Both visit_token and user_id are required.",
             f"user_id: 1-{MAX_USER_ID} characters",

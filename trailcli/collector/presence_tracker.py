@@ -1,36 +1,39 @@
-"""Presence in the collector: Bayeux sessions become presence rows, live channels and /api/online.
+"""The presence tracker: Bayeux sessions become presence rows and the live per-person view.
 
-The tracker observes the Bayeux engine and writes one row per client transition (docs/presence.md,
-Presence semantics) through the store writer, plus a per-node heartbeat. At start it closes the
-sessions a crash left open (`node_lost`). It keeps the live per-person view
-(`trailcli.presence.live`), publishes its joins and leaves on `/trail/presence` and each accepted
-event on `/trail/events` to watchers holding the API token, and answers `GET /api/online` and
-`POST /api/presence/identify`.
+It observes the Bayeux engine and writes one row per client transition (docs/presence.md,
+"What is written") through the store writer, plus a per-node heartbeat. At start it closes the sessions a
+crash left open (`node_lost`, found by `presence_recovery`). It keeps the live view
+(`trailcli.presence.live`), fed also by the records the store makes durable, and publishes its
+joins and leaves on `/trail/presence` and each accepted event on `/trail/events` to watchers
+holding the API token (`live_guard`). Its HTTP endpoints are in `presence_http`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
-import json
 import logging
 import time as _time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from trailcli.collector import identity, keys
+from trailcli import channels
+from trailcli.collector import identity
 from trailcli.collector.ahoy_payload import loads as payload_json
-from trailcli.collector.ahoy_payload import sanitize_token
-from trailcli.collector.bayeux import BAYEUX_ENGINE, channels
+from trailcli.collector.bayeux.engine import Engine, EngineObserver
+from trailcli.collector.live_guard import LiveChannelGuard, handshake_has_token
 from trailcli.collector.metrics import Metrics
+from trailcli.collector.presence_claims import binding_from
+from trailcli.collector.presence_recovery import Recovered, as_datetime, unclosed_sessions
 from trailcli.collector.settings import Settings
 from trailcli.errors import TrailError
 from trailcli.presence.live import Binding, Change, LiveView
+from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.presence")
 
@@ -44,7 +47,6 @@ def _patterns(channel: str) -> tuple[str, ...]:
     return tuple(channels.expand(channel))
 
 
-MAX_CLIENT_ID = 64
 IDENTIFIED, UNKNOWN_CLIENT, OTHER_VISIT = "identified", "unknown_client", "other_visit"
 MAX_PENDING_ROWS = 200_000  # rows waiting for the store before new ones are dropped (counted)
 TICK_SECONDS = 0.5  # how often due leaves are published
@@ -54,67 +56,30 @@ WARN_EVERY_SECONDS = 60.0  # ignored claims are counted always, logged at most t
 
 Clock = Callable[[], datetime]
 
-# Set by the handshake's incoming extension, read by `client_opened` in the same task: whether the
-# handshake carried the API token (the engine strips the token before observers see `ext`).
-_handshake_has_token: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "trail_handshake_has_token", default=False
-)
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# --- pure: what a handshake or an identify request says -----------------------------------------
-
-
-def binding_from(
-    fields: Mapping[str, Any], secret: str | None
-) -> tuple[Binding, list[str], str | None]:
-    """The binding a handshake `ext` (or an identify body) claims, the claims it ignored, and the
-    user id of a correctly signed `user_token` (None without one).
-
-    Accepted: `trail.visit_token`, `trail.visitor_token`, `trail.user_token` (signed), the same
-    keys at the top level, and the older `visit_id`/`visitor_id` names. A user id is taken only
-    from a signed token; an unsigned `user_id` or a badly signed token is ignored and named in the
-    returned claims (`unsigned_user_id`, `bad_user_token`).
-    """
-    trail = fields.get("trail")
-    nested: Mapping[str, Any] = trail if isinstance(trail, Mapping) else {}
-
-    def pick(*names: str) -> Any:
-        for source in (nested, fields):
-            for name in names:
-                if source.get(name) not in (None, ""):
-                    return source.get(name)
-        return None
-
-    ignored: list[str] = []
-    user_token = pick("user_token")
-    user_id = identity.verify_user_token(user_token, secret) if user_token is not None else None
-    if user_token is not None and user_id is None:
-        ignored.append("bad_user_token")
-    if pick("user_id") is not None:
-        ignored.append("unsigned_user_id")
-    binding = Binding(
-        visit_token=sanitize_token(pick("visit_token", "visit_id")),
-        visitor_token=sanitize_token(pick("visitor_token", "visitor_id")),
-        user_id=user_id,
-    )
-    return binding, ignored, user_id
-
-
-def covers_live_channels(pattern: str) -> bool:
-    """Whether a subscription could receive `/trail/**` messages (and so needs the API token)."""
-    return pattern == "/**" or pattern == "/trail" or pattern.startswith("/trail/")
-
-
 def _properties_object(record: Mapping[str, Any]) -> Any:
-    """An events record's properties as stored (JSON text) turned back into a value."""
+    """An events record's properties as stored (JSON text) turned back into a value, types kept."""
     properties = record.get("properties")
     if isinstance(properties, str):
         with contextlib.suppress(ValueError):
             properties = payload_json(properties)
+    return properties
+
+
+def _page_properties(record: Mapping[str, Any]) -> Any:
+    """Enough of an events record's properties to find its page (`page`, `url`): orjson alone,
+    cheaper than `_properties_object`, which also keeps what orjson would change (long
+    integers), which a page never needs."""
+    properties = record.get("properties")
+    if isinstance(properties, str):
+        try:
+            return orjson.loads(properties)
+        except orjson.JSONDecodeError:
+            return _properties_object(record)
     return properties
 
 
@@ -132,19 +97,10 @@ def event_message(record: Mapping[str, Any], properties: Any) -> dict[str, Any]:
     }
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return _as_datetime(datetime.fromisoformat(value))
-    return None
-
-
 # --- the tracker --------------------------------------------------------------------------------
 
 
-class PresenceTracker:
+class PresenceTracker(EngineObserver):
     """Observer of the Bayeux engine that records presence and keeps the live view.
 
     Observer methods are synchronous and never block: rows go to an in-memory queue that one
@@ -154,23 +110,21 @@ class PresenceTracker:
     def __init__(
         self,
         *,
-        node_id: str,
-        writer: Any,
         settings: Settings,
         metrics: Metrics,
         app: web.Application | None = None,
         clock: Clock = utc_now,
     ) -> None:
-        self.node_id = node_id
-        self.writer = writer
+        self.node_id = ""  # and the writer: given by `start`, once the store is open
+        self.writer: LogWriter | None = None
         self.settings = settings
         self.metrics = metrics
         self.app = app
         self.clock = clock
         self.live = LiveView(
-            timedelta(seconds=settings.grace), max_visits=settings.visit_cache_size
+            timedelta(seconds=settings.transport_grace), max_visits=settings.visit_cache_size
         )
-        self.engine: Any = None
+        self.engine: Engine | None = None
         self.watchers: set[str] = set()
         self._seq = 0
         self._rows: list[tuple[str, dict[str, Any]]] = []
@@ -184,8 +138,9 @@ class PresenceTracker:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, engine: Any | None) -> None:
+    async def start(self, writer: LogWriter, node_id: str, engine: Engine | None) -> None:
         """Close what a crash left open, write the start heartbeat, then begin observing."""
+        self.writer, self.node_id = writer, node_id
         try:
             recovered = await asyncio.to_thread(
                 unclosed_sessions, self.settings.data_dir, self.node_id
@@ -218,7 +173,8 @@ class PresenceTracker:
         ]
         if engine is not None:
             self.engine = engine
-            engine.add_extension(LiveChannelGuard(self))
+            guard = LiveChannelGuard(engine, self.settings.api_token, self.watchers, self.metrics)
+            engine.add_extension(guard)
             engine.add_observer(self)
 
     def shut_down(self) -> None:
@@ -248,8 +204,8 @@ class PresenceTracker:
     # -- engine observer --------------------------------------------------------------------------
 
     def client_opened(self, client_id: str, ext: dict[str, Any], now: datetime) -> None:
-        if _handshake_has_token.get():
-            _handshake_has_token.set(False)
+        if handshake_has_token.get():
+            handshake_has_token.set(False)
             self.watchers.add(client_id)
         if self._stopping:
             return
@@ -311,30 +267,32 @@ class PresenceTracker:
         self._bind_user(after or binding, user_id, now)
         return IDENTIFIED
 
-    # -- records accepted by the rest of the collector (visits, events, identities) ---------------
+    # -- records the store has made durable (visits, events, identities) ------------------------
 
-    def records_written(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Feed the live view and `/trail/events` with records the store has just accepted."""
+    def on_durable(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Feed the live view and `/trail/events` with records the store has just made durable."""
         if kind == "visits":
             for r in records:
                 if r.get("visit_token"):
                     self.live.record_visit(r["visit_token"], r)
         elif kind == "events":
-            self.events_accepted(records, [_properties_object(r) for r in records])
+            self._events_durable(records)
         elif kind == "identities":
             now = self.clock()
             for r in records:
                 if r.get("visit_token") and r.get("user_id"):
                     self._announce(self.live.identify_visit(r["visit_token"], r["user_id"], now))
 
-    def events_accepted(self, records: Sequence[Mapping[str, Any]], properties: list[Any]) -> None:
-        """Events the store has just accepted, with each one's properties as a value."""
+    def _events_durable(self, records: Sequence[Mapping[str, Any]]) -> None:
         watched = self._has_watchers(EVENTS_CHANNEL)
-        for r, props in zip(records, properties, strict=True):
-            if r.get("name") == "$view" and (when := _as_datetime(r.get("time"))):
-                self.live.record_event(r.get("visit_token"), "$view", props, when)
+        for r in records:
+            view = r.get("name") == "$view"
+            if not (view or watched):
+                continue
+            if view and (when := as_datetime(r.get("time"))):
+                self.live.record_event(r.get("visit_token"), "$view", _page_properties(r), when)
             if watched:
-                self._publish_later(EVENTS_CHANNEL, event_message(r, props))
+                self._publish_later(EVENTS_CHANNEL, event_message(r, _properties_object(r)))
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -430,6 +388,7 @@ class PresenceTracker:
         """Append queued rows in order; on a store error keep them and retry (keys dedupe repeats)."""
         while self._rows:
             batch, self._rows = self._rows, []
+            assert self.writer is not None, "start() gives the writer"
             try:
                 for kind, records in _runs(batch):
                     await self.writer.append_async(kind, records)
@@ -444,6 +403,7 @@ class PresenceTracker:
     async def _publish_loop(self) -> None:
         while True:
             channel, data = await self._outbox.get()
+            assert self.engine is not None, "messages are queued only with an engine"
             try:
                 await self.engine.publish(channel, data)
             except Exception:
@@ -479,281 +439,3 @@ async def _logged(work: Any, what: str) -> None:
         await work
     except Exception:
         log.exception("writing the %s failed", what)
-
-
-# --- node_lost recovery -------------------------------------------------------------------------
-
-
-class UnclosedSession:
-    """A session of this node with an online row and no offline row."""
-
-    def __init__(self, client_id: str, binding: Binding, last_activity: datetime) -> None:
-        self.client_id = client_id
-        self.binding = binding
-        self.last_activity = last_activity
-
-    def ended_at(self, last_heartbeat: datetime | None) -> datetime:
-        """The last moment known alive: the later of the node's last heartbeat and its activity."""
-        if last_heartbeat is None:
-            return self.last_activity
-        return max(last_heartbeat, self.last_activity)
-
-
-class Recovered:
-    def __init__(
-        self, sessions: list[UnclosedSession], last_heartbeat: datetime | None, max_seq: int
-    ) -> None:
-        self.sessions = sessions
-        self.last_heartbeat = last_heartbeat
-        self.max_seq = max_seq
-
-
-def unclosed_sessions(data_dir: Any, node_id: str) -> Recovered:
-    """What a previous run of `node_id` left open, read from the presence table (WAL recovered)."""
-    from trailcli import sql
-    from trailcli.errors import NoDataError
-    from trailcli.store import views
-
-    try:
-        con = views.connect(data_dir, need=("presence",))
-    except NoDataError:
-        return Recovered([], None, 0)
-    try:
-        rows = views.run(
-            con, sql.load("tracker_unclosed_sessions"), {"node_id": node_id}
-        ).fetchall()
-    finally:
-        con.close()
-    sessions = [
-        UnclosedSession(
-            client_id,
-            Binding(visit_token, visitor_token, user_id),
-            _as_datetime(last_activity) or datetime.min.replace(tzinfo=UTC),
-        )
-        for client_id, visit_token, visitor_token, user_id, last_activity, _, _ in rows
-        if client_id is not None
-    ]
-    last_heartbeat = _as_datetime(rows[0][5]) if rows else None
-    max_seq = int(rows[0][6]) if rows and rows[0][6] is not None else 0
-    return Recovered(sessions, last_heartbeat, max_seq)
-
-
-# --- the /trail/** guard ------------------------------------------------------------------------
-
-
-class LiveChannelGuard:
-    """Bayeux extension: subscribing to `/trail/**` (or `/**`) needs the API token in
-    `ext.trail.token`, on that subscribe or on the client's handshake."""
-
-    def __init__(self, tracker: PresenceTracker) -> None:
-        self.tracker = tracker
-
-    async def incoming(self, message: dict[str, Any], context: Any) -> None:
-        channel = message.get("channel")
-        if channel == "/meta/handshake":
-            _handshake_has_token.set(self._has_token(message))
-        elif channel == "/meta/subscribe":
-            self._check_subscribe(message)
-
-    def _has_token(self, message: dict[str, Any]) -> bool:
-        ext = message.get("ext")
-        trail = ext.get("trail") if isinstance(ext, dict) else None
-        token = trail.get("token") if isinstance(trail, dict) else None
-        return isinstance(token, str) and identity.tokens_equal(
-            token, self.tracker.settings.api_token
-        )
-
-    def _check_subscribe(self, message: dict[str, Any]) -> None:
-        wanted = message.get("subscription")
-        patterns = wanted if isinstance(wanted, list) else [wanted]
-        guarded = [p for p in patterns if isinstance(p, str) and covers_live_channels(p)]
-        if not guarded:
-            return
-        client_id = message.get("clientId")
-        if client_id in self.tracker.watchers:
-            return
-        if self._has_token(message) and isinstance(client_id, str):
-            if client_id in getattr(self.tracker.engine, "clients", {}):
-                self.tracker.watchers.add(client_id)
-            return
-        self.tracker.metrics.inc("presence_refused_watchers_total")
-        message["error"] = (
-            f"403:{guarded[0]}:Forbidden channel (the API token is required in ext.trail.token)"
-        )
-
-
-# --- HTTP ---------------------------------------------------------------------------------------
-
-TRACKER = web.AppKey("presence_tracker", PresenceTracker)
-
-
-def _json_error(status: int, message: str, hint: str) -> web.Response:
-    return web.json_response({"error": message, "hint": hint}, status=status)
-
-
-async def _request_fields(request: web.Request) -> Mapping[str, Any] | None:
-    """A JSON object body, or form fields (as the old jQuery `$.post` sent them)."""
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(await request.read() or b"null")
-        except (ValueError, RecursionError):
-            return None
-        return body if isinstance(body, dict) else None
-    try:
-        form = await request.post()
-    except ValueError:
-        return None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-async def identify_session(request: web.Request) -> web.Response:
-    """POST /api/presence/identify {client_id, visit_token[, visitor_token, user_token]}.
-
-    The browser binds its own Bayeux session to its visit. Knowing the (unguessable) client id is
-    the authorisation, as with the endpoint it replaces; the session must be open on this node.
-    """
-    tracker = request.app[TRACKER]
-    limit = request.app[keys.SETTINGS].max_content_length
-    if request.content_length is not None and request.content_length > limit:
-        return _json_error(413, f"Body over {limit} bytes.", "send only client_id and visit_token")
-    fields = await _request_fields(request)
-    if fields is None:
-        return _json_error(
-            400, "Body must be a JSON object or a form.", '{"client_id", "visit_token"}'
-        )
-    client_id = fields.get("client_id")
-    binding, ignored, user_id = binding_from(fields, tracker.settings.secret)
-    tracker.count_ignored(ignored, "identify")
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID:
-        return _json_error(400, "client_id is required.", "the Faye client's clientId")
-    if not binding.visit_token:
-        return _json_error(
-            400, "visit_token is required.", "ahoy.js keeps it in the ahoy_visit cookie"
-        )
-    outcome = tracker.identify(client_id, binding, user_id)
-    if outcome == UNKNOWN_CLIENT:
-        return _json_error(
-            404, "No open session with this client_id on this node.", "handshake first"
-        )
-    if outcome == OTHER_VISIT:
-        return _json_error(
-            409, "This session is already bound to another visit.", "handshake a new session"
-        )
-    return web.json_response({"client_id": client_id, "visit_token": binding.visit_token})
-
-
-async def online_now(request: web.Request) -> web.Response:
-    """GET /api/online (API token): who is online now, as `trail online --at now --format json`."""
-    identity.require_api_token(request)
-    rows = request.app[TRACKER].live.online()
-    for row in rows:
-        row["online_since"] = row["online_since"].isoformat()
-    return web.json_response(rows, headers={"Cache-Control": "no-store"})
-
-
-# --- mounting -----------------------------------------------------------------------------------
-
-
-_OBSERVED_KINDS = frozenset(("visits", "identities"))
-
-
-class _ObservedWriter:
-    """The store writer, telling the tracker about every batch once it is durable."""
-
-    def __init__(self, inner: Any, tracker: PresenceTracker) -> None:
-        self._inner = inner
-        self._tracker = tracker
-
-    def append_async(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Awaitable[Any]:
-        if kind not in _OBSERVED_KINDS:  # events reach the tracker through keys.EVENT_HOOKS
-            return self._inner.append_async(kind, records)
-        return self._append_observed(kind, records)
-
-    async def _append_observed(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Any:
-        result = await self._inner.append_async(kind, records)
-        self._notify(kind, records)
-        return result
-
-    def append(self, kind: str, records: Sequence[Mapping[str, Any]]) -> Any:
-        result = self._inner.append(kind, records)
-        self._notify(kind, records)
-        return result
-
-    def close(self) -> Any:
-        return self._inner.close()
-
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self._inner.stats()
-        return stats
-
-    def _notify(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
-        if kind in _OBSERVED_KINDS:
-            try:
-                self._tracker.records_written(kind, records)
-            except Exception:
-                log.exception("live view update for %s failed", kind)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-COUNTERS = {
-    "presence_rows_total": "Presence rows written, by transition.",
-    "presence_changes_total": "Per-person joins and leaves of the live view.",
-    "presence_ignored_claims_total": "Unsigned or badly signed user claims ignored, by claim.",
-    "presence_refused_watchers_total": "Subscriptions to /trail/** refused for lack of the token.",
-    "presence_write_errors_total": "Failed appends of presence rows (retried).",
-    "presence_recovery_errors_total": "Starts where the node_lost recovery could not read the log.",
-}
-
-
-def _tracker_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def tracker_ctx(app: web.Application) -> AsyncIterator[None]:
-        writer = app[keys.WRITER]
-        tracker = PresenceTracker(
-            node_id=app[keys.NODE_ID],
-            writer=writer,
-            settings=settings,
-            metrics=app[keys.METRICS],
-            app=app,
-        )
-        app[TRACKER] = tracker
-        observed: keys.RecordWriter = _ObservedWriter(writer, tracker)
-        app[keys.WRITER] = observed
-        metrics = app[keys.METRICS]
-        metrics.gauge_fn(
-            "presence_sessions", lambda: len(tracker.live.session_ids()), "Open Bayeux sessions."
-        )
-        metrics.gauge_fn("presence_persons", tracker.live.persons_count, "Persons online now.")
-        for name, help in COUNTERS.items():
-            metrics.describe(name, "counter", help)
-        await tracker.start(app.get(BAYEUX_ENGINE))
-        yield
-        await tracker.stop()
-
-    return tracker_ctx
-
-
-def _events_hook(app: web.Application) -> keys.EventHook:
-    def accepted(records: list[dict[str, Any]], properties: list[Any]) -> None:
-        tracker = app.get(TRACKER)
-        if tracker is not None:
-            tracker.events_accepted(records, properties)
-
-    return accepted
-
-
-async def _on_shutdown(app: web.Application) -> None:
-    tracker = app.get(TRACKER)
-    if tracker is not None:
-        tracker.shut_down()
-
-
-def mount(app: web.Application, settings: Settings) -> None:
-    """Add the presence tracker: its lifecycle, `/api/online` and `/api/presence/identify`."""
-    app.cleanup_ctx.append(_tracker_ctx(settings))
-    if keys.EVENT_HOOKS in app:
-        app[keys.EVENT_HOOKS].append(_events_hook(app))
-    app.on_shutdown.append(_on_shutdown)
-    app.router.add_post("/api/presence/identify", identify_session)
-    app.router.add_get("/api/online", online_now)

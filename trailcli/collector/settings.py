@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import tomllib
 import types
@@ -14,6 +15,8 @@ from typing import Any
 
 from trailcli.errors import UsageError
 from trailcli.timeparse import DURATION_FORMS, parse_duration
+
+log = logging.getLogger("trail.collect")
 
 COOKIE_MODES = ("js", "none")
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")  # a bare number of seconds
@@ -130,8 +133,13 @@ class Settings:
     bayeux_timeout: float = field(
         default=45.0, metadata=_meta("How long a /meta/connect is held.", duration=True)
     )
-    grace: float = field(
-        default=15.0, metadata=_meta("Time a closed transport has to come back.", duration=True)
+    transport_grace: float = field(
+        default=15.0,
+        metadata=_meta(
+            "Time a closed transport (socket, held long-poll) has to come back before its "
+            "session ends.",
+            duration=True,
+        ),
     )
     heartbeat_interval: float = field(
         default=10.0, metadata=_meta("Presence heartbeat interval.", duration=True)
@@ -244,13 +252,32 @@ def _bool(value: Any) -> bool:
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
 
 
+# Options under their old names, still read for one release: old name -> new name.
+RENAMED = {"grace": "transport_grace"}
+
+
+def _renamed(old: str, source: str) -> str:
+    new = RENAMED[old]
+    log.warning(
+        "%s: %r is deprecated and will be removed in the next release; use %r",
+        source,
+        old,
+        new,
+    )
+    return new
+
+
 def from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """The options set through `TRAIL_*` variables."""
+    """The options set through `TRAIL_*` variables (old names of renamed options too)."""
     out: dict[str, Any] = {}
     for name, f in FIELDS.items():
         key = env_name(f)
         if key in env and env[key] != "":
             out[name] = coerce(name, env[key], f"${key}")
+    for old in RENAMED:
+        key = "TRAIL_" + old.upper()
+        if env.get(key) and RENAMED[old] not in out:
+            out[_renamed(old, "environment")] = coerce(RENAMED[old], env[key], f"${key}")
     return out
 
 
@@ -270,6 +297,8 @@ def from_file(path: Path) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name == "allow_origin":
             name = "allow_origins"
+        if name in RENAMED:
+            name = _renamed(name, str(path))
         if name not in FIELDS:
             raise UsageError(
                 f"Unknown option {key!r} in {path}.", f"use one of: {', '.join(FIELDS)}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from trailcli.presence.rules import DEFAULT_GRACE, person_key
+from trailcli.presence.rules import DEFAULT_GRACE, leave_at, person_key
 
 VISIT_FIELDS = ("browser", "os", "device_type", "country", "referring_domain")
 ONLINE_COLUMNS = (
@@ -326,7 +326,7 @@ class LiveView:
         person.clients.discard(session.client_id)
         person.last_alive = max(person.last_alive or last_alive, last_alive)
         if not person.clients:
-            person.leave_due = person.last_alive + self.grace
+            person.leave_due = leave_at(person.last_alive, self.grace)
             heapq.heappush(self._leaving, (person.leave_due, key))
 
     def _last_page(self, person: _Person) -> str | None:

@@ -17,9 +17,9 @@ from trailcli.errors import UsageError
 from trailcli.presence import snapshots
 from trailcli.presence.intervals import Session, settle
 from trailcli.presence.rules import DEFAULT_GRACE, channel_matches, merge_stretches, online_seconds
-from trailcli.presence.source import Lake
 from trailcli.sql import load as sql_text
 from trailcli.store import coverage
+from trailcli.store.views import Lake
 
 UNITS = ("person", "visit", "client")
 VISIT_FIELDS = ("browser", "os", "device_type", "country", "referring_domain")

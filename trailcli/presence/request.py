@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from trailcli.errors import UsageError
 from trailcli.presence import online
+from trailcli.presence.rules import channel_matches
 from trailcli.timeparse import parse_duration, parse_time, parse_tz, utcnow
 
 
@@ -78,20 +80,36 @@ class Ask:
         return Ask(at, None, None, self.options, now, at_text=self.at_text, tz=self.tz)
 
 
-def answer(data_dir: Path, ask: Ask) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows and columns of an instant or range request."""
+# Who is online now at a collector: (its base URL, the API token) -> its /api/online rows
+RemoteOnline = Callable[[str, str | None], list[dict[str, Any]]]
+
+
+def answer(
+    data_dir: Path, ask: Ask, remote: RemoteOnline | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and columns of an instant or range request (with `--url`, the rows `remote`
+    gives, filtered the same way)."""
     ask = ask.refreshed()
     if ask.url:
-        from trailcli.presence import remote  # urllib and ssl: only for a collector
-
-        o = ask.options
-        return remote.fetch_online(ask.url, ask.token, o.channel, o.users_only), online.AT_COLUMNS
+        if remote is None:
+            raise UsageError("--url needs a client of the collector.", "drop --url")
+        rows = remote(ask.url, ask.token)
+        return [r for r in rows if _keep(r, ask.options)], online.AT_COLUMNS
     prefix = online.CLIENT_COLUMNS if ask.options.by == "client" else []
     if ask.start is not None and ask.end is not None:
         rows = online.online_between(Path(data_dir), ask.start, ask.end, ask.now, ask.options)
         return rows, prefix + online.RANGE_COLUMNS
     at = ask.at or ask.now
     return online.online_at(Path(data_dir), at, ask.now, ask.options), prefix + online.AT_COLUMNS
+
+
+def _keep(row: dict[str, Any], options: online.Options) -> bool:
+    """Whether a collector's row passes `--users-only` and `--channel`."""
+    if options.users_only and not row.get("user_id"):
+        return False
+    return options.channel is None or any(
+        channel_matches(options.channel, c) for c in row.get("channels") or []
+    )
 
 
 # The table leaves out the range's peak, which the other formats repeat on every bucket row

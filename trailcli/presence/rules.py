@@ -34,17 +34,32 @@ def merge_stretches(
     """The union of half-open stretches, sorted, with short gaps closed.
 
     Overlapping or touching stretches become one; two consecutive stretches separated by a gap
-    strictly shorter than `grace` become one (a gap equal to `grace` stays a gap). Empty
-    stretches (`end <= start`) are never online and are dropped.
+    strictly shorter than `grace` become one (a gap equal to `grace` stays a gap, `closes_gap`).
+    Empty stretches (`end <= start`) are never online and are dropped.
+
+    `trail online timeline` applies the same rule in SQL (queries/online_timeline_steps.sql);
+    tests/test_presence_rules.py feeds both the same cases.
     """
     merged: list[Stretch] = []
     for start, end in sorted(s for s in stretches if s[1] > s[0]):
-        if merged and (start <= merged[-1][1] or start - merged[-1][1] < grace):
+        if merged and (start <= merged[-1][1] or closes_gap(start - merged[-1][1], grace)):
             last_start, last_end = merged[-1]
             merged[-1] = (last_start, max(last_end, end))
         else:
             merged.append((start, end))
     return merged
+
+
+def closes_gap(gap: timedelta, grace: timedelta) -> bool:
+    """Whether a person who was away for `gap` never left: a gap strictly shorter than the
+    grace is closed (one stretch), a gap equal to it or longer is not."""
+    return gap < grace
+
+
+def leave_at(last_alive: datetime, grace: timedelta) -> datetime:
+    """When a person whose last session ended at `last_alive` has left (the live view's leave):
+    the first moment a return no longer closes the gap."""
+    return last_alive + grace
 
 
 def collapse_tabs(

@@ -24,8 +24,9 @@ from trailcli import sql
 from trailcli.errors import CorruptDataError
 from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
-from trailcli.presence.source import EPOCH, Lake
 from trailcli.store import layout
+from trailcli.store.layout import Days
+from trailcli.store.views import EPOCH, Lake
 
 FINGERPRINT_KINDS = ("presence", "events", "identities")
 FORMAT_VERSION = 2
@@ -258,7 +259,7 @@ def latest_pages(
     wanted = sorted(set(tokens))
     if not wanted or not lake.exists["events"]:
         return {}
-    lake.bind("events", dates)
+    lake.bind_pages(dates)
     rows = lake.fetch("online_last_pages", {"tokens": wanted, "upto": upto})
     return {r["visit_token"]: (r["last_page"], r["last_page_at"]) for r in rows}
 
@@ -380,7 +381,7 @@ def fold_after(lake: Lake, carry: Carry | None, upto: datetime) -> datetime:
     `online_timeline_sessions` read; presence and identities stay bound. Returns that instant."""
     since = carry.instant if carry else EPOCH  # no carry: from the start of the log
     first, last = day_text(since), day_text(upto)
-    lake.bind("presence", [d for d in lake.dates("presence") if first <= d <= last])
+    lake.bind("presence", Days(first, last))
     lake.bind("identities")
     lake.con.execute(
         f"CREATE OR REPLACE TEMP TABLE client_sessions AS {sql.load('online_client_sessions')}",
@@ -434,11 +435,9 @@ def advance(lake: Lake, base: Carry | None, instant: datetime) -> Carry:
 
 def dedup_counts(lake: Lake) -> dict[str, dict[str, int]]:
     """Distinct rows per partition date of each fingerprinted kind (clean partitions from metadata)."""
-    from trailcli.store import maintenance
-
     counts: dict[str, dict[str, int]] = {}
     for kind in FINGERPRINT_KINDS:
-        clean = maintenance.clean_dates(lake.data_dir, kind)
+        clean = lake.clean[kind]  # from the same file list as the counts
         kind_counts = {d: n for d, n in lake.counts[kind].items() if d in clean}
         dirty = [d for d in lake.dates(kind) if d not in clean]
         if dirty:

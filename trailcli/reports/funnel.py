@@ -71,6 +71,8 @@ _NO_EXCLUDED = (
 )
 _AMBIGUOUS_UNITS_LIST = "SELECT unit FROM _funnel_chosen_times WHERE ambiguous"
 _AMBIGUOUS_UNITS = f"AND unit IN ({_AMBIGUOUS_UNITS_LIST})"
+# one step of the ASOF chain; `s.time <= j.deadline` (deadline = t1 + $window) is the window rule
+# of funnel_match.in_window
 _CHAIN_STEP = (
     "j{k} AS (SELECT j.*, CASE WHEN s.time <= j.deadline THEN s.time END AS t{k} "
     "FROM j{p} AS j ASOF LEFT JOIN "
@@ -122,7 +124,8 @@ class FunnelQuery:
 
     @property
     def span(self) -> timedelta:
-        """How long after the first step the last step may come."""
+        """How long after the first step the last step may come (funnel_match.in_window over
+        every step's window)."""
         if self.window_from == "prior":
             return self.window * (len(self.steps) - 1)
         return self.window

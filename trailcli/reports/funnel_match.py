@@ -33,9 +33,19 @@ def _has(mask: int, step: int) -> bool:
     return bool(mask >> step & 1)
 
 
+def in_window(elapsed: int, window: int) -> bool:
+    """The funnel window (docs/reports.md: closed): a step counts when the time since the attempt's
+    first step (with `--window-from prior`, since the previous step) is at most the window.
+
+    The SQL fast path states the same as `time <= t1 + $window` (queries/funnel_ordered.sql and
+    the chain steps of funnel.py); tests/test_reports_funnel.py runs every case through both.
+    """
+    return elapsed <= window
+
+
 def _fits(times: Sequence[int], anchor: int, prev: int, pos: int, window: int, prior: bool) -> bool:
-    """Whether the event at `pos` is within the closed window (from the anchor or the previous)."""
-    return times[pos] - times[prev if prior else anchor] <= window
+    """Whether the event at `pos` is within the window (from the anchor or the previous)."""
+    return in_window(times[pos] - times[prev if prior else anchor], window)
 
 
 def _ordered_from(
@@ -118,7 +128,7 @@ def _any_from(
     owner = [-1] * n
     best: tuple[int, ...] = ()
     for pos in range(start, len(times)):
-        if times[pos] - times[start] > window:
+        if not in_window(times[pos] - times[start], window):
             break
         if masks[pos] and _augment(pos, masks, n, owner, set()):
             best = tuple(sorted(p for p in owner if p >= 0))

@@ -14,8 +14,9 @@ from trailcli import sql
 from trailcli.errors import TrailError, UsageError
 from trailcli.reports import event_names
 from trailcli.reports.frames import fetch_arrow
-from trailcli.reports.referrer_db import ReferrerDB, builtin_db, host_regex, load_db
-from trailcli.reports.referrer_facts import (
+from trailcli.reports.steps import parse_step
+from trailcli.sources.referrer_db import ReferrerDB, builtin_db, host_regex, load_db
+from trailcli.sources.referrer_facts import (
     REFERRER_SCHEMES,
     SCHEME_OF_KIND,
     click_id_of,
@@ -25,7 +26,6 @@ from trailcli.reports.referrer_facts import (
     search_term,
     split_referrer,
 )
-from trailcli.reports.steps import parse_step
 
 DIRECT = "(direct)"
 NONE = "(none)"
@@ -435,10 +435,15 @@ def referrers_report(
     if query.by not in DIMENSIONS:
         raise UsageError(f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)}")
     from trailcli.store import views
+    from trailcli.store.layout import Days
 
     db = load_db(query.referrer_db)
     goal_statement, goal_params = _goal_visits_sql(query.goal)
-    con = views.connect(data_dir, need=("visits",), start=query.start, end=query.end)
+    # visits are partitioned by `started_at`, the column the range filters: only its days are read
+    days = Days.covering(query.start, query.end)
+    con = views.connect(
+        data_dir, need=("visits",), start=query.start, end=query.end, dates={"visits": days}
+    )
     if query.goal:
         goal = [("--goal", parse_step(query.goal))]
         event_names.check(con, goal, query.start, query.end, on_absent)

@@ -82,7 +82,7 @@ _DB: list[Any] = []
 def _db() -> Any:
     """The package's referrer list, loaded once per process."""
     if not _DB:
-        from trailcli.reports.referrer_db import load_db
+        from trailcli.sources.referrer_db import load_db
 
         _DB.append(load_db())
     return _DB[0]

@@ -11,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trailcli.reports.referrer_facts import FACT_COLUMNS, source_facts
 from trailcli.sample import catalog
 from trailcli.sample.ids import arrow_strings, numeric_strings, prefix, uuid4s
 from trailcli.sample.presence import OFFLINE_REASONS, Sessions
@@ -26,6 +25,7 @@ from trailcli.sample.traffic import (
     Traffic,
     all_agents,
 )
+from trailcli.sources.referrer_facts import FACT_COLUMNS, source_facts
 from trailcli.store.schema import KINDS
 
 TS = pa.timestamp("us", tz="UTC")

@@ -19,17 +19,13 @@ FIRST_RUN_HINT = "run 'trail collect' or 'trail sample' first, or pass --data-di
 _JUST_BEFORE = timedelta(microseconds=1)
 
 
-def _day(moment: datetime) -> str:
-    return moment.astimezone(UTC).date().isoformat()
-
-
 def overlaps(
     dates: Iterable[str], start: datetime | None, end: datetime | None, inclusive: bool = False
 ) -> bool:
     """True when some partition day in `dates` (YYYY-MM-DD, UTC) overlaps `[start, end)`
     (`[start, end]` when `inclusive`)."""
-    lo = _day(start) if start is not None else None
-    hi = _day(end if inclusive else end - _JUST_BEFORE) if end is not None else None
+    lo = layout.day_of(start) if start is not None else None
+    hi = layout.day_of(end if inclusive else end - _JUST_BEFORE) if end is not None else None
     return any((lo is None or d >= lo) and (hi is None or d <= hi) for d in dates)
 
 

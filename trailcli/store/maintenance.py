@@ -1,17 +1,17 @@
-"""Compaction, clean-partition marks and vacuum of the Delta tables.
+"""Compaction and vacuum of the Delta tables, and the collector's bin-packing of today.
 
-A partition is *clean* when every one of its current files was written by compaction: those files
-(and only those) are named `trail-clean-*.parquet`. Compaction deduplicates a partition into such
-files and swaps them for the old ones in one Delta commit, so a reader's file list tells it, with
-no further lookup, which partitions need deduplication. Any later append adds a file with another
-name, which makes the partition dirty again until the next compaction.
+A partition is *clean* when every one of its current files was written by compaction (named by
+`layout.clean_file_name`). Compaction deduplicates a partition into such a file and swaps it for
+the old ones in one Delta commit, so a reader's file list tells it, with no further lookup, which
+partitions need deduplication. Any later append adds a file with another name, which makes the
+partition dirty again until the next compaction. Presence snapshots are built by the callers of
+compaction (`trail compact`, the collector's daily task), which may use the presence layer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import json
 import math
 import os
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     import duckdb
     from deltalake import DeltaTable
 
-CLEAN_PREFIX = "trail-clean-"
 ROW_GROUP_ROWS = 500_000
 PRESENCE_ROW_GROUP_ROWS = 100_000  # under an hour of a busy day: the unit a time filter skips
 DEFAULT_RETENTION = timedelta(hours=24)
@@ -47,34 +46,11 @@ def _quiet(_message: str) -> None:
     pass
 
 
-# -- clean marks ------------------------------------------------------------------------------
-
-
-def _date_of(path: str) -> str | None:
-    parent = os.path.basename(os.path.dirname(path))
-    return parent.removeprefix("date=") if parent.startswith("date=") else None
-
-
-def is_clean_file(path: str) -> bool:
-    """Whether `path` (a table file, relative or absolute) was written by compaction."""
-    return os.path.basename(path).startswith(CLEAN_PREFIX)
-
-
-def clean_dates_of(files: Iterable[str]) -> set[str]:
-    """The dates whose files, among `files` (one table's current file list), are all clean."""
-    clean: dict[str, bool] = {}
-    for path in files:
-        day = _date_of(path)
-        if day is not None:
-            clean[day] = clean.get(day, True) and is_clean_file(path)
-    return {day for day, ok in clean.items() if ok}
-
-
 def clean_dates(data_dir: Path, kind: str) -> set[str]:
     """Partitions (dates) of `kind` that compaction has deduplicated and marked clean."""
     from trailcli.store import tables
 
-    return clean_dates_of(tables.file_list(data_dir, kind))
+    return layout.clean_dates_of(tables.file_list(data_dir, kind))
 
 
 # -- compaction -------------------------------------------------------------------------------
@@ -158,8 +134,6 @@ def compact(
         for name in present:
             _compact_table(data_dir, KINDS[name], before, summary, say)
             summary.files_vacuumed += _vacuum(data_dir, name, retention, say)
-        if "presence" in present:
-            _build_presence_snapshots(data_dir, say)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -216,7 +190,7 @@ def _compact_table(
     root = layout.table_path(data_dir, kind.name)
     table = DeltaTable(str(root))
     closed = {d: f for d, f in partitions(table).items() if d is not None and d < before}
-    todo = {d: f for d, f in closed.items() if not all(is_clean_file(x.path) for x in f)}
+    todo = {d: f for d, f in closed.items() if not all(layout.is_clean_file(x.path) for x in f)}
     summary.partitions_skipped += len(closed) - len(todo)
     for i, (day, files) in enumerate(sorted(todo.items()), 1):
         say(f"{kind.name} {day}: {len(files)} file(s) ({i}/{len(todo)})")
@@ -234,7 +208,7 @@ def _compact_partition(
     """Rewrite one partition as a deduplicated, sorted clean file and swap it in, atomically."""
     import duckdb
 
-    relative = f"date={day}/{CLEAN_PREFIX}{uuid.uuid4().hex}.zstd.parquet"
+    relative = f"{layout.partition_dir(day)}/{layout.clean_file_name(uuid.uuid4().hex)}"
     target = root / relative
     con = duckdb.connect()
     spill = tempfile.TemporaryDirectory(prefix="trail-compact-")
@@ -253,15 +227,6 @@ def _compact_partition(
         target.unlink(missing_ok=True)
         raise
     return rows_before, rows_after, 1
-
-
-def first_wins_order(kind: Kind) -> str:
-    """Which of a key's rows is kept: the earliest `first_wins_by` (on an exact tie, any one).
-
-    Only that column is named, so a view that deduplicates reads no more columns than the query
-    needs; breaking ties on every column made dirty reads twice as slow.
-    """
-    return f"{kind.first_wins_by} NULLS LAST"
 
 
 def _order_by(kind: Kind) -> str:
@@ -285,17 +250,14 @@ def _write_deduplicated(
     """Write the rows of `paths` to `target`, each key once (docs/storage.md: the earliest wins), sorted."""
     import duckdb
 
-    from trailcli.store import tables
+    from trailcli.store import tables, views
 
-    key = ", ".join(kind.key)
     con.execute("SET VARIABLE compact_files = $files", {"files": paths})
     files = "SELECT * FROM read_parquet(getvariable('compact_files'), union_by_name = true)"
     try:
         source = f"SELECT {tables.select_columns(con, kind.columns, files)} FROM ({files})"
-        relation = con.sql(
-            f"SELECT * FROM ({source}) QUALIFY row_number() OVER (PARTITION BY {key} "
-            f"ORDER BY {first_wins_order(kind)}) = 1 ORDER BY {_order_by(kind)}"
-        )
+        first = views.keep_first(kind, source, within_partition=False)
+        relation = con.sql(f"{first} ORDER BY {_order_by(kind)}")
         target.parent.mkdir(parents=True, exist_ok=True)
         relation.write_parquet(
             str(target), compression="zstd", row_group_size=_row_group_rows(kind)
@@ -340,7 +302,7 @@ def _swap_files(
     from deltalake.transaction import AddAction, RemoveAction
 
     now_ms = int(time.time() * 1000)
-    part: dict[str, str | None] = {"date": day}
+    part: dict[str, str | None] = {layout.PARTITION: day}
     actions: list[AddAction | RemoveAction] = [
         AddAction(
             path=relative,
@@ -365,7 +327,7 @@ def _swap_files(
         actions,
         mode="append",
         schema=table.schema(),
-        partition_by=["date"],
+        partition_by=[layout.PARTITION],
         commit_properties=CommitProperties(
             custom_metadata={
                 "trail.operation": "compact",
@@ -391,17 +353,6 @@ def _vacuum(data_dir: Path, kind: str, retention: timedelta, say: Progress) -> i
         say(f"{kind}: vacuumed {len(deleted)} file(s) removed more than {hours}h ago")
     table.cleanup_metadata()
     return len(deleted)
-
-
-def _build_presence_snapshots(data_dir: Path, say: Progress) -> None:
-    try:
-        snapshots = importlib.import_module("trailcli.presence.snapshots")
-    except ModuleNotFoundError as exc:
-        if exc.name != "trailcli.presence.snapshots":
-            raise
-        return
-    say("presence: building snapshots")
-    snapshots.build_snapshots(data_dir, progress=say)
 
 
 # -- the collector's periodic bin-packing -----------------------------------------------------

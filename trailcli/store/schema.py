@@ -192,7 +192,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (VISITS, EVENTS, PRESENCE, IDENTITI
 
 TRANSITIONS = ("online", "offline", "subscribe", "unsubscribe", "identify", "heartbeat")
 OFFLINE_REASONS = ("disconnect", "transport_closed", "timeout", "server_shutdown", "node_lost")
-IDENTITY_SOURCES = ("api", "user_token", "presence")
+IDENTITY_SOURCES = ("api", "user_token", "presence", "import")
 DEVICE_TYPES = ("Desktop", "Mobile", "Tablet", "Bot", "Other")
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -16,7 +14,6 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +22,7 @@ import orjson
 
 from trailcli.errors import TrailError, UsageError
 from trailcli.store import layout, tables
+from trailcli.store.group_commit import DurableListener, LoopCommits, SyncThread
 from trailcli.store.schema import KINDS
 
 if TYPE_CHECKING:
@@ -213,10 +211,11 @@ class _Segment:
 class LogWriter:
     """Appends records durably to one node's WAL and commits them to the tables in the background.
 
-    `append` returns once the records are fsynced; appends that arrive while an fsync runs share
-    the next one (group commit). Every `flush_interval` seconds or `flush_rows` rows the open
-    segment is closed and committed to each kind's Delta table as the application transaction
-    (node id, segment number), then deleted.
+    `append` (threads) and `append_async` (the event loop) return once the records are synced;
+    one sync thread syncs for every writer, so appends that arrive while a sync runs share the
+    next one (group commit, `trailcli.store.group_commit`). Every `flush_interval` seconds or
+    `flush_rows` rows the open segment is closed and committed to each kind's Delta table as the
+    application transaction (node id, segment number), then deleted.
     """
 
     def __init__(
@@ -229,17 +228,19 @@ class LogWriter:
         self.flush_rows = flush_rows
         self._lock_fd: int | None = None
         self._write_lock = threading.Lock()  # guards the open segment and its counters
-        self._sync_cond = threading.Condition()  # guards the fsync leadership and _synced
+        self._sync_lock = threading.Lock()  # one sync or segment rotation at a time
+        self._synced_cond = threading.Condition()  # guards _synced and _broken
         self._commit_lock = threading.Lock()  # one commit at a time
-        self._sync_leader = False
         self._written = 0  # bytes appended over the writer's life, all segments
-        self._synced = 0  # of which fsynced
+        self._synced = 0  # of which synced
         self._segment: _Segment | None = None
         self._closed_segments: list[_Segment] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._committer: threading.Thread | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._syncer: SyncThread | None = None
+        self._listeners: list[DurableListener] = []
+        self._loop_commits: LoopCommits | None = None
         self._closed = False
         self._records_written: dict[str, int] = {k: 0 for k in KINDS}
         self._commits = 0
@@ -388,13 +389,53 @@ class LogWriter:
         return position
 
     def wait_durable(self, position: int, written: dict[str, int] | None = None) -> None:
-        """Block until the WAL is synced up to `position` (from `write`), then count `written`
-        (records by kind) as durable. Raises TrailError when the sync failed. Thread-safe."""
-        self._wait_durable(position)
-        if written:
+        """Block until the WAL is synced up to `position` (from `write`), counting `written`
+        (records by kind) as durable with it. Raises TrailError when the sync failed.
+        Thread-safe."""
+        self.request_sync(position, written or {})
+        with self._synced_cond:
+            while self._synced < position:
+                if self._broken:
+                    self._check_usable()
+                self._synced_cond.wait()
+
+    def request_sync(self, position: int, counts: dict[str, int]) -> None:
+        """Ask the sync thread to sync up to `position`; `counts` (records by kind) become
+        durable with it. Thread-safe."""
+        syncer = self._syncer
+        if syncer is None:
             with self._write_lock:
-                for kind, count in written.items():
-                    self._records_written[kind] += count
+                self._check_usable()
+                if self._syncer is None:
+                    self._syncer = SyncThread(
+                        self._sync_to, self._tell_synced, f"trail-wal-sync-{self.node_id}"
+                    )
+                syncer = self._syncer
+        syncer.follow(position, counts)
+
+    def append_async(self, kind: str, records: list[dict[str, Any]]) -> asyncio.Future[None]:
+        """Queue `records` of `kind` for the event loop's group commit; the future is done once
+        they are durable (or has the exception the WAL raised for them). Must be called on the
+        loop; the listeners hear of the records once durable.
+
+        A plain function, not a coroutine: the caller awaits the future itself, one coroutine
+        frame less to suspend and resume per request.
+        """
+        commits = self._loop_commits
+        if commits is None:
+            commits = self._loop_commits = LoopCommits(
+                self, asyncio.get_running_loop(), self._listeners
+            )
+        return commits.append(kind, records)
+
+    def subscribe(self, listener: DurableListener) -> None:
+        """Tell `listener` about the records `append_async` made durable, on the loop."""
+        self._listeners.append(listener)
+
+    async def drain(self) -> None:
+        """Wait until every record queued with `append_async` is written and synced."""
+        if self._loop_commits is not None:
+            await self._loop_commits.drain()
 
     def _check_usable(self) -> None:
         if self._closed or self._segment is None:
@@ -406,70 +447,45 @@ class LogWriter:
                 "restart 'trail collect': it recovers every record the WAL still holds",
             )
 
-    async def append_async(self, kind: str, records: list[dict[str, Any]]) -> None:
-        """`append` for asyncio: runs on the writer's threads, never blocking the event loop."""
-        with self._write_lock:
-            self._check_usable()
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=32, thread_name_prefix=f"trail-wal-append-{self.node_id}"
-                )
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.append, kind, records)
-
-    def _wait_durable(self, position: int) -> None:
-        """Block until the WAL is fsynced up to byte `position`; one caller fsyncs for all waiting."""
-        with self._sync_cond:
-            while self._synced < position:
-                if self._broken:
-                    self._check_usable()
-                if not self._sync_leader:
-                    self._sync_leader = True
-                    break
-                self._sync_cond.wait()
-            else:
-                return
-        target = 0
-        try:
+    def _sync_to(self, position: int, counts: dict[str, int]) -> int:
+        """On the sync thread: make the WAL durable up to `position` at least (one sync covers
+        everything written so far) and count `counts` as durable; the position synced."""
+        with self._sync_lock:  # a rotation may have synced it meanwhile
+            if self._broken:
+                self._check_usable()  # never a sync after a failed one (see below)
             with self._write_lock:
                 target = self._written
-                fd = self._segment.fd if self._segment else -1
-            if fd >= 0:
-                _sync_data(fd)
-        except OSError as exc:
-            # after a failed fsync the kernel may have dropped the pages: a retry could report
-            # success for data that is gone, so this writer acknowledges nothing more
-            target = 0
-            self._broken = str(exc)
-            self._check_usable()
-        except BaseException:
-            target = 0
-            raise
-        finally:
-            with self._sync_cond:
-                if target:
+                fd = self._segment.fd if self._segment and self._synced < position else -1
+            try:
+                if fd >= 0:
+                    _sync_data(fd)
+            except Exception as exc:
+                # after a failed fsync the kernel may have dropped the pages: a retry could
+                # report success for data that is gone, so this writer acknowledges nothing more
+                with self._synced_cond:
+                    self._broken = str(exc)
+                    self._synced_cond.notify_all()
+                self._check_usable()
+            with self._write_lock:
+                for kind, count in counts.items():
+                    self._records_written[kind] += count
+            with self._synced_cond:
+                if fd >= 0:
                     self._synced = max(self._synced, target)
                     self._fsyncs += 1
-                self._sync_leader = False
-                self._sync_cond.notify_all()
+                synced = self._synced
+                self._synced_cond.notify_all()
+        return synced
 
-    @contextlib.contextmanager
-    def _sync_leadership(self) -> Iterator[None]:
-        """Hold the fsync leadership, so no fsync runs on a segment while it is being closed."""
-        with self._sync_cond:
-            while self._sync_leader:
-                self._sync_cond.wait()
-            self._sync_leader = True
-        try:
-            yield
-        finally:
-            with self._sync_cond:
-                self._sync_leader = False
-                self._sync_cond.notify_all()
+    def _tell_synced(self, position: int, error: Exception | None) -> None:
+        """On the sync thread: hand the synced position to the loop's group commit."""
+        commits = self._loop_commits
+        if commits is not None:
+            commits.synced_threadsafe(position, error)
 
     def _rotate(self) -> None:
         """Close the open segment (fsynced) and start the next one, if the open one has records."""
-        with self._sync_leadership():
+        with self._sync_lock:
             with self._write_lock:
                 seg = self._segment
                 if seg is None or seg.rows == 0:
@@ -482,8 +498,9 @@ class LogWriter:
                 written = self._written
             os.fsync(seg.fd)
             os.close(seg.fd)
-            with self._sync_cond:
+            with self._synced_cond:
                 self._synced = max(self._synced, written)
+                self._synced_cond.notify_all()
             with self._write_lock:
                 self._closed_segments.append(seg)
 
@@ -569,8 +586,6 @@ class LogWriter:
         self._wake.set()
         if self._committer is not None:
             self._committer.join()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
         try:
             with self._commit_lock:
                 with self._write_lock:
@@ -579,6 +594,8 @@ class LogWriter:
                 self._drop_empty_segment()
                 self._commit_closed()
         finally:
+            if self._syncer is not None:
+                self._syncer.stop()  # after the rotation synced everything
             self._unlock()
 
     def _drop_empty_segment(self) -> None:

@@ -12,17 +12,18 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import web
 
 from trailcli.collector.bayeux import BAYEUX_ENGINE, mount
+from trailcli.collector.bayeux.engine import EngineObserver
+from trailcli.collector.settings import Settings
 
 CLIENT_JS = Path(__file__).resolve().parents[1] / "node_modules/faye/client/faye-browser-min.js"
 
 
-class EventLog:
+class EventLog(EngineObserver):
     """Writes each observer call as one JSON line, flushed at once."""
 
     def __init__(self, path: Path | None) -> None:
@@ -53,9 +54,9 @@ def _plain(value: Any) -> Any:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    settings = SimpleNamespace(
+    settings = Settings(
         bayeux_timeout=args.timeout,
-        grace=args.grace,
+        transport_grace=args.grace,
         secret=args.secret,
         open_publish=False,
         faye_client_js=CLIENT_JS,

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from trailcli.collector.bayeux.engine import Engine, EngineConfig
 from trailcli.collector.bayeux.transports import FayeEndpoint
+from trailcli.collector.metrics import Metrics
+from trailcli.collector.settings import Settings
 
 MOUNT = "/faye"
 BAYEUX_ENGINE = web.AppKey("bayeux_engine", Engine)
@@ -24,26 +25,25 @@ WATCH_PERIOD = 0.1  # seconds between checks for held long-polls whose client we
 DEFAULT_CLIENT_JS = Path("node_modules/faye/client/faye-browser-min.js")
 
 
-def config_from_settings(settings: Any) -> EngineConfig:
-    """The engine's settings from the collector's settings object (missing fields: defaults)."""
-    defaults = EngineConfig()
-    names = {  # engine field: collector setting
-        "timeout": "bayeux_timeout",
-        "grace": "grace",
-        "open_publish": "open_publish",
-        "max_message_bytes": "bayeux_max_message_bytes",
-        "max_queued_messages": "bayeux_max_queued",
-        "max_clients": "bayeux_max_clients",
-        "max_subscriptions": "bayeux_max_subscriptions",
-    }
-    values = {f: getattr(settings, s, getattr(defaults, f)) for f, s in names.items()}
-    return EngineConfig(secret=getattr(settings, "secret", None) or None, **values)
+def config_from_settings(settings: Settings) -> EngineConfig:
+    """The engine's settings from the collector's settings."""
+    return EngineConfig(
+        timeout=settings.bayeux_timeout,
+        grace=settings.transport_grace,
+        secret=settings.secret or None,
+        open_publish=settings.open_publish,
+        max_message_bytes=settings.bayeux_max_message_bytes,
+        max_queued_messages=settings.bayeux_max_queued,
+        max_clients=settings.bayeux_max_clients,
+        max_subscriptions=settings.bayeux_max_subscriptions,
+    )
 
 
-def mount(app: web.Application, settings: Any) -> Engine:
-    """Serve Bayeux at `/faye` on `app`; the engine is `app[BAYEUX_ENGINE]`."""
+def mount(app: web.Application, settings: Settings, metrics: Metrics | None = None) -> Engine:
+    """Serve Bayeux at `/faye` on `app`; the engine is `app[BAYEUX_ENGINE]`, its counters go to
+    `metrics` when given."""
     engine = Engine(config_from_settings(settings))
-    client_js = getattr(settings, "faye_client_js", None) or DEFAULT_CLIENT_JS
+    client_js = settings.faye_client_js or DEFAULT_CLIENT_JS
     endpoint = FayeEndpoint(engine, client_js=Path(client_js))
     app[BAYEUX_ENGINE] = engine
     app[BAYEUX_ENDPOINT] = endpoint
@@ -53,21 +53,17 @@ def mount(app: web.Application, settings: Any) -> Engine:
     app.router.add_route("*", MOUNT + "/{tail:.*}", endpoint.handle)
     app.cleanup_ctx.append(_sweeping)
     app.on_shutdown.append(_end_sessions)
-    _export_metrics(app, engine, endpoint)
+    if metrics is not None:
+        _export_metrics(metrics, engine, endpoint)
     return engine
 
 
-def _export_metrics(app: web.Application, engine: Engine, endpoint: FayeEndpoint) -> None:
-    """Publish the engine's counters and gauges through the collector's /metrics, if it has one."""
-    from trailcli.collector.keys import METRICS
-
-    if METRICS not in app:
-        return
-    metrics = app[METRICS]
+def _export_metrics(metrics: Metrics, engine: Engine, endpoint: FayeEndpoint) -> None:
+    """Publish the engine's counters and gauges through the collector's /metrics."""
     for name, kind, text in METRICS_HELP:
         metrics.describe(name, kind, text)
 
-    def scrape(m: Any) -> None:
+    def scrape(m: Metrics) -> None:
         stats = engine.stats
         m.set("bayeux_clients", len(engine.clients))
         m.set("bayeux_subscriptions", sum(len(c) for c in engine.subscribers.values()))

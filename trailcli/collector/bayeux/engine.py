@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from trailcli.collector.bayeux import channels
+from trailcli import channels
 
 log = logging.getLogger("trail.bayeux")
 
@@ -207,6 +207,37 @@ def _reply(message: Message) -> Message:
     return reply
 
 
+class EngineObserver(Protocol):
+    """Hears of session changes, synchronously on the loop (it must not block). Each method does
+    nothing unless overridden, so an observer subclasses this and implements what it needs."""
+
+    def client_opened(self, client_id: str, ext: dict[str, Any], now: datetime) -> None:
+        """A handshake opened a session (`ext` without secrets)."""
+        return None
+
+    def client_active(self, client_id: str, now: datetime) -> None:
+        """A request came from the session (it is alive, and back if its transport had closed)."""
+        return None
+
+    def client_subscribed(self, client_id: str, channel: str, now: datetime) -> None:
+        """The session subscribed to `channel`."""
+        return None
+
+    def client_unsubscribed(self, client_id: str, channel: str, now: datetime) -> None:
+        """The session unsubscribed from `channel`."""
+        return None
+
+    def client_closed(
+        self, client_id: str, reason: str, last_alive: datetime, now: datetime
+    ) -> None:
+        """The session ended for `reason`; `last_alive` is the last moment it was known alive."""
+        return None
+
+    def client_published(self, client_id: str | None, channel: str, now: datetime) -> None:
+        """A message was published on `channel` (by the session, or by the back end: None)."""
+        return None
+
+
 class Engine:
     """A node's Bayeux state: clients, subscriptions, queues, extensions and observers."""
 
@@ -216,7 +247,7 @@ class Engine:
         self.clients: dict[str, Client] = {}
         self.subscribers: dict[str, set[str]] = {}
         self.extensions: list[Any] = []
-        self.observers: list[Any] = []
+        self.observers: list[EngineObserver] = []
         self.listeners: dict[str, list[Listener]] = {}
         self.stats: Counter[str] = Counter()
 
@@ -226,8 +257,8 @@ class Engine:
         """Run `extension.incoming`/`outgoing` (either optional) on every message, in order added."""
         self.extensions.append(extension)
 
-    def add_observer(self, observer: Any) -> None:
-        """Tell `observer` about session changes (client_opened, client_closed, ...)."""
+    def add_observer(self, observer: EngineObserver) -> None:
+        """Tell `observer` about session changes."""
         self.observers.append(observer)
 
     def listen(self, pattern: str, listener: Listener) -> Callable[[], None]:
@@ -247,15 +278,12 @@ class Engine:
 
         return stop
 
-    def _notify(self, event: str, *args: Any) -> None:
+    def _notify(self, tell: Callable[[EngineObserver], None]) -> None:
         for observer in self.observers:
-            method = getattr(observer, event, None)
-            if method is None:
-                continue
             try:
-                method(*args)
+                tell(observer)
             except Exception:
-                log.exception("Bayeux observer %r failed on %s", observer, event)
+                log.exception("Bayeux observer %r failed", observer)
 
     # ---- the request pipeline -----------------------------------------------------------
 
@@ -320,7 +348,8 @@ class Engine:
             return
         client.last_request = now
         client.transport_closed_at = None
-        self._notify("client_active", client_id, now)
+        if self.observers:
+            self._notify(lambda o: o.client_active(client_id, now))
 
     def _supersede(self, batch: Batch) -> None:
         """Two connects in one batch: the earlier one is answered at once."""
@@ -365,7 +394,7 @@ class Engine:
         client = Client(id=client_id, ext=ext, opened_at=now, last_request=now, ping_at=now)
         self.clients[client_id] = client
         self.stats["handshakes"] += 1
-        self._notify("client_opened", client_id, ext, now)
+        self._notify(lambda o: o.client_opened(client_id, ext, now))
         return client
 
     def _advice(self) -> Message:
@@ -556,7 +585,7 @@ class Engine:
         client.subscriptions.add(channel)
         self.subscribers.setdefault(channel, set()).add(client.id)
         self.stats["subscribes"] += 1
-        self._notify("client_subscribed", client.id, channel, now)
+        self._notify(lambda o: o.client_subscribed(client.id, channel, now))
         return None
 
     def _unsubscribe(self, message: Message, now: datetime) -> Message:
@@ -566,7 +595,7 @@ class Engine:
         if not isinstance(channel, str) or not channels.is_valid(channel):
             return error(405, str(channel), "Invalid channel")
         if self._drop_subscription(client, channel):
-            self._notify("client_unsubscribed", client.id, channel, now)
+            self._notify(lambda o: o.client_unsubscribed(client.id, channel, now))
         return None
 
     def _drop_subscription(self, client: Client, channel: str) -> bool:
@@ -610,7 +639,7 @@ class Engine:
             client.socket.close()
             client.socket = None
         self.stats[f"closed_{reason}"] += 1
-        self._notify("client_closed", client.id, reason, last_alive, now)
+        self._notify(lambda o: o.client_closed(client.id, reason, last_alive, now))
 
     def sweep(self, now: datetime | None = None) -> list[tuple[str, str]]:
         """End sessions whose transport closed more than `grace` ago, or that sent no handshake
@@ -658,7 +687,8 @@ class Engine:
                 self.stats["publishes"] += 1
                 assert isinstance(channel, str)
                 self._fan_out(channel, delivery)
-                self._notify("client_published", message.get("clientId"), channel, now)
+                sender = message.get("clientId")
+                self._notify(lambda o: o.client_published(sender, channel, now))
         if problem:
             reply["error"] = problem
         reply["successful"] = problem is None

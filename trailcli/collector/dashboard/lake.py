@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailcli.presence.source import Lake
+from trailcli.store.views import Lake
 
 DEVICE_FIELDS = ("device_type", "browser", "os", "country", "referring_domain")
 # A visit shown as online started at most a visit's lifetime ago; its rows are looked for in the
@@ -32,7 +32,7 @@ def visit_facts(data_dir: Path, tokens: list[str], now: datetime) -> list[VisitF
     """The facts of the visits `tokens` from the visits and events of the last days."""
     if not tokens:
         return []
-    lake = Lake(data_dir)
+    lake = Lake(data_dir, kinds=("visits", "events"))
     first = (now - LOOK_BACK).date().isoformat()
     for kind in ("visits", "events"):
         lake.bind(kind, [d for d in lake.dates(kind) if d >= first])

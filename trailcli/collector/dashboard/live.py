@@ -11,7 +11,8 @@ from aiohttp import web
 from trailcli.collector.bayeux import BAYEUX_ENGINE
 from trailcli.collector.dashboard.ports import Listener
 from trailcli.collector.keys import NODE_ID
-from trailcli.collector.presence_tracker import EVENTS_CHANNEL, PRESENCE_CHANNEL, TRACKER
+from trailcli.collector.presence_http import TRACKER
+from trailcli.collector.presence_tracker import EVENTS_CHANNEL, PRESENCE_CHANNEL
 
 
 class CollectorLive:

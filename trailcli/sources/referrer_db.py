@@ -198,7 +198,7 @@ def host_regex(host: str) -> str:
 
 
 def _builtin_data() -> dict[str, Any]:
-    text = (files("trailcli.reports") / "referrer_data.json").read_text(encoding="utf-8")
+    text = (files("trailcli.sources") / "referrer_data.json").read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
@@ -362,7 +362,7 @@ def list_files(value: Path | str) -> list[Path]:
             "v3, trail under MIT.",
             f"download it (curl -LO {SNOWPLOW_URL}) and pass --referrer-db referers-latest.yaml",
         )
-    folder = files("trailcli.reports") / "referrer_lists" / name
+    folder = files("trailcli.sources") / "referrer_lists" / name
     return [Path(str(folder / f)) for f in SHIPPED_LISTS[name]]
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from trailcli.errors import UsageError
-from trailcli.reports.referrer_db import builtin_db, load_db, load_file
 from trailcli.reports.referrers import classify_url
+from trailcli.sources.referrer_db import builtin_db, load_db, load_file
 
 DATA = Path(__file__).parent / "data" / "referrer_db"
 SITE = "https://shop.example.com/"
@@ -192,11 +192,11 @@ def test_keywords_in_the_fragment_are_read(referrer: str, term: str | None) -> N
 def test_named_lists() -> None:
     from importlib.resources import files
 
-    from trailcli.reports.referrer_db import list_files
+    from trailcli.sources.referrer_db import list_files
 
     shipped = [p.name for p in list_files("matomo")]
     assert shipped == ["SearchEngines.yml", "Socials.yml", "AIAssistants.yml"]
-    folder = files("trailcli.reports") / "referrer_lists" / "matomo"
+    folder = files("trailcli.sources") / "referrer_lists" / "matomo"
     assert "CC0 1.0 Universal" in (folder / "LICENSE").read_text()
     with pytest.raises(UsageError, match="not shipped") as caught:
         list_files("snowplow")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from trailcli.collector.bayeux import channels
+from trailcli import channels
+from trailcli.client.http import bearer, send
 from trailcli.errors import TrailError, UsageError
 
 
@@ -58,22 +57,11 @@ def publish(url: str, channel: str, data: Any, secret: str | None, timeout: floa
     """
     check_channel(channel)
     body = urlencode({"message": json.dumps({"channel": channel, "data": data})}).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    if secret:
-        headers["Authorization"] = f"Bearer {secret}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace").strip()
-        raise TrailError(f"{url} answered HTTP {exc.code}: {detail}", "check --url") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrailError(
-            f"Cannot reach {url}: {reason}.", "is `trail collect` running there? check --url"
-        ) from None
-    return _acknowledgement(url, raw)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **bearer(secret)}
+    answer = send(url, data=body, headers=headers, timeout=timeout)
+    if not answer.ok:
+        raise TrailError(f"{url} answered HTTP {answer.status}: {answer.text()}", "check --url")
+    return _acknowledgement(url, answer.body)
 
 
 def _acknowledgement(url: str, raw: bytes) -> dict:

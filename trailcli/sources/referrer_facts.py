@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from functools import cache
 from urllib.parse import parse_qsl, unquote_plus, unquote_to_bytes, urlsplit
 
-from trailcli.reports.referrer_db import ReferrerDB, Source, builtin_db
+from trailcli.sources.referrer_db import ReferrerDB, Source, builtin_db
 
 FACT_COLUMNS = ("referrer_kind", "referrer_path_rule", "search_term", "click_id", "landing_host")
 # referrer_kind values: what kind of referrer the visit has (never null in a row that has facts)
