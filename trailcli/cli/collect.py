@@ -97,6 +97,12 @@ def collect(
         Path | None,
         typer.Option(help="Faye's client/faye-browser-min.js, served at /faye/client.js."),
     ] = None,
+    dashboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard/--no-dashboard", help="The live page at /dashboard (needs the API token)."
+        ),
+    ] = None,
 ) -> None:
     """Run the collector daemon: Ahoy tracking API, Bayeux server, presence; stop with Ctrl-C."""
     with cli_errors():
@@ -115,6 +121,7 @@ def collect(
         )
         flags.update(bayeux_max_clients=max_clients, bayeux_max_subscriptions=max_subscriptions)
         flags["faye_client_js"] = faye_client_js
+        flags["dashboard"] = dashboard
         if grace is not None:
             warn(
                 "--grace is deprecated and will be removed in the next release; use --transport-grace"
@@ -131,8 +138,9 @@ def collect(
 
 def start(settings: object) -> None:
     """Run the daemon (tests replace this to check the settings a command line gives)."""
+    from trailcli.cli.dashboard_reports import ReportsForDashboard
     from trailcli.collector.daemon import run
     from trailcli.collector.settings import Settings
 
     assert isinstance(settings, Settings)
-    run(settings)
+    run(settings, reports=ReportsForDashboard())

@@ -10,7 +10,9 @@ from typing import TextIO
 
 from aiohttp import web
 
+from trailcli.collector import dashboard
 from trailcli.collector.app import create_app
+from trailcli.collector.dashboard import Reports
 from trailcli.collector.keys import NODE_ID
 from trailcli.collector.settings import Settings
 from trailcli.errors import TrailError
@@ -29,9 +31,14 @@ def configure_logging(stream: TextIO = sys.stderr) -> None:
         logger.propagate = False
 
 
-async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.stderr) -> None:
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    announce: TextIO = sys.stderr,
+    reports: Reports | None = None,
+) -> None:
     """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store."""
-    app = create_app(settings)
+    app = create_app(settings, reports=reports)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -63,7 +70,7 @@ def startup_line(settings: Settings, runner: web.AppRunner, app: web.Application
     urls = [f"http://{_host(addr[0])}:{addr[1]}" for addr in runner.addresses]
     return (
         f"trail collect: listening on {', '.join(urls)}, writing to "
-        f"{settings.data_dir} (node {app[NODE_ID]})"
+        f"{settings.data_dir} (node {app[NODE_ID]}); {dashboard.startup_note(app, urls[0])}"
     )
 
 
@@ -71,7 +78,7 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, reports: Reports | None = None) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT; returns normally after a clean stop."""
     configure_logging()
 
@@ -80,6 +87,6 @@ def run(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
+        await serve(settings, stop, reports=reports)
 
     asyncio.run(main())

@@ -371,7 +371,10 @@ class PresenceTracker(EngineObserver):
     def _has_watchers(self, channel: str) -> bool:
         if self.engine is None:
             return False
-        return any(map(self.engine.subscribers.get, _patterns(channel)))
+        patterns = _patterns(channel)  # Bayeux subscribers, then in-process listeners
+        return any(map(self.engine.subscribers.get, patterns)) or any(
+            map(self.engine.listeners.get, patterns)
+        )
 
     async def _write_loop(self) -> None:
         while not (self._stopping and not self._rows):
