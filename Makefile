@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= ./trail-data
 export TRAIL_DATA_DIR ?= $(DATA)
 
-.PHONY: setup system-deps node-deps demo test lint typecheck pytest bench clean
+.PHONY: setup system-deps node-deps demo test lint typecheck pytest bench screenshots clean
 
 $(BIN)/trail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ pytest: setup system-deps node-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# The dashboard's screenshots in docs/img/, taken again by its browser tests.
+screenshots: setup system-deps node-deps
+	TRAIL_DOCS_SCREENSHOTS=1 $(BIN)/pytest -q tests/interop/test_dashboard.py
 
 bench: setup
 	@echo "each bench/*.py prints its own usage (python bench/NAME.py --help); results and how each was run: BENCHMARKS.md"

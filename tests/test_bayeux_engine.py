@@ -774,6 +774,34 @@ async def test_errors_are_counted(engine: Engine) -> None:
     assert engine.stats["errors_403"] == 1
 
 
+async def test_in_process_listeners_get_matching_publishes_until_stopped(engine: Engine) -> None:
+    heard: list[tuple[str, Any]] = []
+    stop = engine.listen("/trail/**", lambda channel, data: heard.append((channel, data)))
+    exact: list[Any] = []
+    engine.listen("/trail/events", lambda channel, data: exact.append(data))
+    assert await engine.publish("/trail/presence", {"type": "join"}) == 0  # no Bayeux client
+    await engine.publish("/trail/events", {"name": "$view"})
+    await engine.publish("/chat/room", {"text": "not for /trail/**"})
+    assert heard == [("/trail/presence", {"type": "join"}), ("/trail/events", {"name": "$view"})]
+    assert exact == [{"name": "$view"}]
+    stop()
+    await engine.publish("/trail/presence", {"type": "leave"})
+    assert len(heard) == 2 and "/trail/**" not in engine.listeners
+    with pytest.raises(ValueError):
+        engine.listen("not a channel", lambda channel, data: None)
+
+
+async def test_a_failing_listener_does_not_stop_delivery(engine: Engine) -> None:
+    def broken(channel: str, data: Any) -> None:
+        raise RuntimeError("boom")
+
+    heard: list[Any] = []
+    engine.listen("/trail/events", broken)
+    engine.listen("/trail/events", lambda channel, data: heard.append(data))
+    await engine.publish("/trail/events", {"n": 1})
+    assert heard == [{"n": 1}]
+
+
 # ---- per-address limits and sessions that never connect ------------------------------------------
 
 

@@ -67,3 +67,24 @@ def test_bad_options_exit_2(
     assert result.exit_code == 2
     assert message in result.stderr
     assert captured == []
+
+
+def test_no_dashboard_flag(run_cli, captured: list[Any], tmp_path: Path) -> None:
+    result = run_cli("collect", "--no-dashboard", "--data-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    [s] = captured
+    assert s.dashboard is False
+
+
+def test_the_daemon_gets_the_reports_for_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trailcli.cli.dashboard_reports import ReportsForDashboard
+    from trailcli.collector import daemon
+    from trailcli.collector.settings import Settings
+
+    calls: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(
+        daemon, "run", lambda settings, reports=None: calls.append((settings, reports))
+    )
+    collect_cmd.start(Settings())
+    [(settings, reports)] = calls
+    assert settings == Settings() and isinstance(reports, ReportsForDashboard)

@@ -39,6 +39,10 @@ def test_installed_wheel_finds_its_queries(tmp_path: Path) -> None:
     }
     with zipfile.ZipFile(wheel) as archive:
         assert lists <= set(archive.namelist())  # the referrer lists with their licence
+    static = ROOT / "trailcli/collector/dashboard/static"
+    page_files = {f"trailcli/{p.relative_to(ROOT / 'trailcli')}" for p in static.rglob("*.*")}
+    with zipfile.ZipFile(wheel) as archive:
+        assert page_files and page_files <= set(archive.namelist()), "dashboard files in the wheel"
 
     target = tmp_path / "site"
     subprocess.run(
@@ -49,7 +53,9 @@ def test_installed_wheel_finds_its_queries(tmp_path: Path) -> None:
         "import trailcli, trailcli.sql as s;"
         "print(trailcli.__file__);"
         "print(s.queries_dir());"
-        "print(len(s.load('view_events')) > 0, len(s.names()))"
+        "print(len(s.load('view_events')) > 0, len(s.names()));"
+        "from trailcli.collector.dashboard.pages import load_static;"
+        "print(sorted(load_static()))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -62,3 +68,4 @@ def test_installed_wheel_finds_its_queries(tmp_path: Path) -> None:
     assert out[0].startswith(str(target))
     assert out[1].startswith(str(target))
     assert out[2] == f"True {len(expected)}"
+    assert "index.html" in out[3] and "js/main.js" in out[3]

@@ -263,3 +263,13 @@ def test_joins_and_leaves_equal_the_merged_stretches_of_the_rules(
         grace,
     )
     assert got == expected
+
+
+def test_clients_per_person_agree_with_the_online_rows() -> None:
+    live = LiveView(GRACE)
+    live.open("tab1", ANN, at(0))
+    live.open("tab2", ANN, at(1))
+    live.open("bob", Binding(visit_token="v2", visitor_token="bob-visitor"), at(2))
+    live.close("bob", at(3), at(3))  # gone, within the grace: listed with no session
+    assert live.clients() == {"ann-visitor": 2, "bob-visitor": 0}
+    assert live.clients() == {r["visitor_token"]: r["clients"] for r in live.online()}

@@ -120,7 +120,9 @@ def presence_rows(data_dir: Path, where: str = "true") -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def flush(client: Client) -> None:
+async def flush(client: Client) -> None:
+    """Make every presence row queued so far durable, then commit the WAL to the tables."""
+    await client.app[TRACKER].settle()
     client.app[WRITER].flush()  # type: ignore[attr-defined]
 
 
@@ -139,7 +141,7 @@ async def test_a_session_writes_online_subscribe_unsubscribe_and_offline_rows(
     before_disconnect = datetime.now(UTC)
     await bayeux(collector, {"channel": "/meta/disconnect", "clientId": cid})
     await asyncio.sleep(0.1)
-    flush(collector)
+    await flush(collector)
 
     rows = presence_rows(data_dir, f"client_id = '{cid}'")
     assert [(r["transition"], r["reason"], r["channel"]) for r in rows] == [
@@ -169,7 +171,7 @@ async def test_heartbeats_are_written_at_start_and_every_interval(
     collector: Client, data_dir: Path
 ) -> None:
     await asyncio.sleep(1.0)
-    flush(collector)
+    await flush(collector)
     beats = presence_rows(data_dir, "transition = 'heartbeat'")
     assert len(beats) >= 3
     assert all(b["client_id"] is None and b["node_id"] == NODE for b in beats)
@@ -186,7 +188,7 @@ async def test_unsigned_user_claims_are_ignored_and_counted(
         {"trail": {"visitor_token": "vis2", "user_id": "admin", "user_token": "admin.deadbeef"}},
     )
     await asyncio.sleep(0.1)
-    flush(collector)
+    await flush(collector)
     (row,) = presence_rows(data_dir, f"client_id = '{cid}'")
     assert (row["visitor_token"], row["user_id"]) == ("vis2", None)
     metrics = collector.app[METRICS]
@@ -206,7 +208,7 @@ async def test_the_older_ext_visit_id_style_binds_the_session(
 ) -> None:
     cid = await handshake(collector, {"visit_id": "old-visit", "visitor_id": "old-visitor"})
     await asyncio.sleep(0.1)
-    flush(collector)
+    await flush(collector)
     (row,) = presence_rows(data_dir, f"client_id = '{cid}'")
     assert (row["visit_token"], row["visitor_token"]) == ("old-visit", "old-visitor")
 
@@ -244,7 +246,7 @@ async def test_identify_binds_a_live_session_of_this_node(
     assert "another visit" in (await other.json())["error"]
     await bayeux(collector, {"channel": "/meta/disconnect", "clientId": cid})
     await asyncio.sleep(0.1)
-    flush(collector)
+    await flush(collector)
     rows = presence_rows(data_dir, f"client_id = '{cid}'")
     assert [(r["transition"], r["visit_token"], r["visitor_token"]) for r in rows] == [
         ("online", None, None),
@@ -414,7 +416,7 @@ async def test_sessions_left_open_by_a_crash_end_node_lost_at_restart(
         ],
     )
     client = await aiohttp_client(create_app(make_settings(data_dir)))
-    flush(client)
+    await flush(client)
     lost = presence_rows(data_dir, "reason = 'node_lost'")
     assert {(r["client_id"], r["time"]) for r in lost} == {
         ("quiet", t0 + timedelta(seconds=10)),
@@ -566,7 +568,7 @@ async def test_a_closed_websocket_ends_transport_closed_at_the_close(
     await ws.close()
     closed = datetime.now(UTC)
     await asyncio.sleep(1.2)  # grace 0.5 s plus the engine's sweep
-    flush(collector)
+    await flush(collector)
     (row,) = presence_rows(data_dir, f"client_id = '{cid}' AND transition = 'offline'")
     assert row["reason"] == "transport_closed"
     assert abs(row["time"] - closed) < timedelta(seconds=1)
@@ -602,7 +604,7 @@ async def test_identify_with_a_signed_user_token_binds_the_visit(
     body = {"client_id": cid, "visit_token": "v-u", "user_token": token}
     assert (await collector.post("/api/presence/identify", json=body)).status == 200
     await asyncio.sleep(0.2)
-    flush(collector)
+    await flush(collector)
     (row,) = presence_rows(data_dir, f"client_id = '{cid}' AND transition = 'identify'")
     assert (row["visit_token"], row["visitor_token"], row["user_id"]) == ("v-u", "vis-u", "u-77")
     con = views.connect(data_dir, need=("identities",))

@@ -115,6 +115,12 @@ def collect(
         Path | None,
         typer.Option(help="Faye's client/faye-browser-min.js, served at /faye/client.js."),
     ] = None,
+    dashboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard/--no-dashboard", help="The live page at /dashboard (needs the API token)."
+        ),
+    ] = None,
 ) -> None:
     """Run the collector daemon: Ahoy tracking API, Bayeux server, presence; stop with Ctrl-C."""
     with cli_errors():
@@ -137,6 +143,7 @@ def collect(
         flags["bayeux_handshakes_per_minute"] = handshakes_per_minute
         flags["bayeux_max_sessions_per_address"] = max_sessions_per_address
         flags["max_connections"] = max_connections
+        flags["dashboard"] = dashboard
         if grace is not None:
             warn(
                 "--grace is deprecated and will be removed in the next release; use --transport-grace"
@@ -153,8 +160,9 @@ def collect(
 
 def start(settings: object) -> None:
     """Run the daemon (tests replace this to check the settings a command line gives)."""
+    from trailcli.cli.dashboard_reports import ReportsForDashboard
     from trailcli.collector.daemon import run
     from trailcli.collector.settings import Settings
 
     assert isinstance(settings, Settings)
-    run(settings)
+    run(settings, reports=ReportsForDashboard())

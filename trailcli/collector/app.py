@@ -12,8 +12,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from trailcli.collector import ahoy, bayeux, cors, identity, presence_http, server_api
+from trailcli.collector import ahoy, bayeux, cors, dashboard, identity, presence_http, server_api
 from trailcli.collector.allocators import tune_allocators
+from trailcli.collector.dashboard import REPORTS, Reports
 from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, STARTED_AT, WRITER
 from trailcli.collector.metrics import Metrics, Series
 from trailcli.collector.presence_tracker import PresenceTracker
@@ -27,12 +28,17 @@ from trailcli.store.wal import LogWriter
 log = logging.getLogger("trail.collect")
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount."""
+def create_app(settings: Settings, *, reports: Reports | None = None) -> web.Application:
+    """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount.
+
+    `reports` answers the dashboard's report questions (the collector never imports them).
+    """
     tune_allocators()  # before deltalake and pyarrow load
     # aiohttp's own body cap; each endpoint enforces its own, smaller limit
     app = web.Application(client_max_size=max(settings.max_content_length, 1 << 20))
     app[SETTINGS] = settings
+    if reports is not None:
+        app[REPORTS] = reports
     app[METRICS] = _new_metrics()
     app.on_response_prepare.append(_response_hook(app[METRICS], settings.allow_origins))
     app[STARTED_AT] = time.time()
@@ -48,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     server_api.mount(app, settings)  # after the two above: it uses their state
     engine = bayeux.mount(app, settings, app[METRICS])
     presence_http.mount(app, tracker, engine)
+    dashboard.mount(app, settings)
     cors.add_preflight_routes(app)
     gc_tuning = GcTuning()
     app.on_startup.append(gc_tuning.start)  # after every startup step, warm-ups included

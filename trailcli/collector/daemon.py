@@ -10,6 +10,7 @@ from typing import TextIO
 
 from aiohttp import web
 
+from trailcli.collector import dashboard
 from trailcli.collector.access_log import RedactingAccessLogger
 from trailcli.collector.app import create_app
 from trailcli.collector.connections import (
@@ -20,6 +21,7 @@ from trailcli.collector.connections import (
     listen_backlog,
     raise_open_file_limit,
 )
+from trailcli.collector.dashboard import Reports
 from trailcli.collector.keys import METRICS, NODE_ID
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.settings import Settings
@@ -37,9 +39,14 @@ def configure_logging(stream: TextIO = sys.stderr) -> None:
         logger.propagate = False
 
 
-async def serve(settings: Settings, stop: asyncio.Event, announce: TextIO = sys.stderr) -> None:
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    announce: TextIO = sys.stderr,
+    reports: Reports | None = None,
+) -> None:
     """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store."""
-    app = create_app(settings)
+    app = create_app(settings, reports=reports)
     guard = connection_guard(settings, app[METRICS])
     asyncio.get_running_loop().set_exception_handler(AcceptErrors(app[METRICS]))
     runner = web.AppRunner(
@@ -89,7 +96,7 @@ def startup_line(settings: Settings, runner: web.AppRunner, app: web.Application
     urls = [f"http://{_host(addr[0])}:{addr[1]}" for addr in runner.addresses]
     return (
         f"trail collect: listening on {', '.join(urls)}, writing to "
-        f"{settings.data_dir} (node {app[NODE_ID]})"
+        f"{settings.data_dir} (node {app[NODE_ID]}); {dashboard.startup_note(app, urls[0])}"
     )
 
 
@@ -97,7 +104,7 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, reports: Reports | None = None) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT; returns normally after a clean stop."""
     configure_logging()
 
@@ -106,6 +113,6 @@ def run(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
+        await serve(settings, stop, reports=reports)
 
     asyncio.run(main())

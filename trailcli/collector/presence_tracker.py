@@ -419,7 +419,10 @@ class PresenceTracker(EngineObserver):
     def _has_watchers(self, channel: str) -> bool:
         if self.engine is None:
             return False
-        return any(map(self.engine.subscribers.get, _patterns(channel)))
+        patterns = _patterns(channel)  # Bayeux subscribers, then in-process listeners
+        return any(map(self.engine.subscribers.get, patterns)) or any(
+            map(self.engine.listeners.get, patterns)
+        )
 
     async def _write_loop(self) -> None:
         while not (self._stopping and not self._rows):
@@ -428,6 +431,10 @@ class PresenceTracker(EngineObserver):
                 await asyncio.sleep(COALESCE_SECONDS)  # fewer, larger appends under load
             self._rows_ready.clear()
             await self._write_pending()
+
+    async def settle(self) -> None:
+        """Wait until every row queued so far is durable in the WAL."""
+        await self._write_pending()
 
     async def _write_pending(self) -> None:
         """Append queued rows in order; on a store error keep them and retry (keys dedupe repeats)."""

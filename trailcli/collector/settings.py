@@ -212,6 +212,14 @@ class Settings:
         default=None,
         metadata=_meta("The Faye browser client served at /faye/client.js (faye-browser-min.js)."),
     )
+    # Dashboard (/dashboard)
+    dashboard: bool = field(
+        default=True, metadata=_meta("Serve the live page at /dashboard (needs the API token).")
+    )
+    dashboard_session: float = field(
+        default=12 * 3600.0,
+        metadata=_meta("How long a dashboard sign-in lasts.", duration=True),
+    )
 
     def __post_init__(self) -> None:
         if self.cookies not in COOKIE_MODES:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ class Log(Protocol):
 
     def write(self, kind: str, records: Records) -> int: ...
 
-    def request_sync(self, position: int, counts: dict[str, int]) -> None: ...
+    def request_sync(self, position: int) -> None: ...
 
 
 class SyncThread:
@@ -50,26 +50,23 @@ class SyncThread:
 
     def __init__(
         self,
-        sync: Callable[[int, dict[str, int]], int],
+        sync: Callable[[int], int],
         synced: SyncedCallback,
         name: str = "trail-wal-sync",
     ) -> None:
-        self._sync = sync  # syncs at least up to a position, counts the records; the position
+        self._sync = sync  # syncs at least up to a position; returns the position synced
         self._synced = synced
         self._cond = threading.Condition(threading.Lock())
         self._wanted = 0  # the highest position asked for
-        self._counts: dict[str, int] = defaultdict(int)  # records asked for since the last sync
         self._sleeping = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def follow(self, position: int, counts: Mapping[str, int]) -> None:
-        """Sync up to `position`; `counts` (records by kind) become durable with it."""
+    def follow(self, position: int) -> None:
+        """Sync up to `position`."""
         with self._cond:
             self._wanted = max(self._wanted, position)
-            for kind, n in counts.items():
-                self._counts[kind] += n
             if self._sleeping:
                 self._cond.notify()
 
@@ -90,11 +87,10 @@ class SyncThread:
                 self._sleeping = False
                 if self._wanted <= done:
                     return
-                target, counts = self._wanted, dict(self._counts)
-                self._counts.clear()
+                target = self._wanted
             error: Exception | None = None
             try:
-                synced = self._sync(target, counts)
+                synced = self._sync(target)
             except Exception as exc:  # handed to the waiting callers
                 error, synced = exc, target
             done = max(done, target)
@@ -189,7 +185,7 @@ class LoopCommits:
             return
         self.frames += 1
         self._unsynced.append((position, kind, rows, frame))
-        self._wal.request_sync(position, {kind: len(rows)})
+        self._wal.request_sync(position)
 
     def _synced(self, position: int, error: Exception | None) -> None:
         """On the loop: everything written up to `position` is durable (or failed with `error`)."""

@@ -240,6 +240,7 @@ class LogWriter:
         self._loop_commits: LoopCommits | None = None
         self._closed = False
         self._records_written: dict[str, int] = {k: 0 for k in KINDS}
+        self._unsynced_records: dict[str, int] = {k: 0 for k in KINDS}  # written, not synced
         self._commits = 0
         self._fsyncs = 0
         self._last_commit_seconds = 0.0
@@ -334,7 +335,7 @@ class LogWriter:
         """Write `records` of `kind` to the WAL; returns once they are fsynced. Thread-safe."""
         position = self.write(kind, records)
         if position:
-            self.wait_durable(position, {kind: len(records)})
+            self.wait_durable(position)
 
     def write(self, kind: str, records: list[dict[str, Any]]) -> int:
         """Write `records` of `kind` to the open segment without waiting for the sync.
@@ -379,26 +380,25 @@ class LogWriter:
             seg.rows += len(records)
             seg.first_append = seg.first_append or time.monotonic()
             self._written += len(frame)
+            self._unsynced_records[kind] += len(records)
             position = self._written
             full = seg.rows >= self.flush_rows
         if full:
             self._wake.set()
         return position
 
-    def wait_durable(self, position: int, written: dict[str, int] | None = None) -> None:
-        """Block until the WAL is synced up to `position` (from `write`), counting `written`
-        (records by kind) as durable with it. Raises TrailError when the sync failed.
-        Thread-safe."""
-        self.request_sync(position, written or {})
+    def wait_durable(self, position: int) -> None:
+        """Block until the WAL is synced up to `position` (from `write`). Raises TrailError when
+        the sync failed. Thread-safe."""
+        self.request_sync(position)
         with self._synced_cond:
             while self._synced < position:
                 if self._broken:
                     self._check_usable()
                 self._synced_cond.wait()
 
-    def request_sync(self, position: int, counts: dict[str, int]) -> None:
-        """Ask the sync thread to sync up to `position`; `counts` (records by kind) become
-        durable with it. Thread-safe."""
+    def request_sync(self, position: int) -> None:
+        """Ask the sync thread to sync up to `position`. Thread-safe."""
         syncer = self._syncer
         if syncer is None:
             with self._write_lock:
@@ -408,7 +408,7 @@ class LogWriter:
                         self._sync_to, self._tell_synced, f"trail-wal-sync-{self.node_id}"
                     )
                 syncer = self._syncer
-        syncer.follow(position, counts)
+        syncer.follow(position)
 
     def append_async(self, kind: str, records: list[dict[str, Any]]) -> asyncio.Future[None]:
         """Queue `records` of `kind` for the event loop's group commit; the future is done once
@@ -444,15 +444,16 @@ class LogWriter:
                 "restart 'trail collect': it recovers every record the WAL still holds",
             )
 
-    def _sync_to(self, position: int, counts: dict[str, int]) -> int:
+    def _sync_to(self, position: int) -> int:
         """On the sync thread: make the WAL durable up to `position` at least (one sync covers
-        everything written so far) and count `counts` as durable; the position synced."""
+        everything written so far, and the records written with it count as durable); the
+        position synced."""
         with self._sync_lock:  # a rotation may have synced it meanwhile
             if self._broken:
                 self._check_usable()  # never a sync after a failed one (see below)
             with self._write_lock:
-                target = self._written
-                fd = self._segment.fd if self._segment and self._synced < position else -1
+                target, covered = self._written, self._take_unsynced()
+                fd = self._segment.fd if self._segment and self._synced < target else -1
             try:
                 if fd >= 0:
                     _sync_data(fd)
@@ -463,9 +464,7 @@ class LogWriter:
                     self._broken = str(exc)
                     self._synced_cond.notify_all()
                 self._check_usable()
-            with self._write_lock:
-                for kind, count in counts.items():
-                    self._records_written[kind] += count
+            self._count_durable(covered)
             with self._synced_cond:
                 if fd >= 0:
                     self._synced = max(self._synced, target)
@@ -473,6 +472,19 @@ class LogWriter:
                 synced = self._synced
                 self._synced_cond.notify_all()
         return synced
+
+    def _take_unsynced(self) -> dict[str, int]:
+        """The records written since the last sync, by kind (under the write lock, with the
+        position they end at); the sync that covers that position makes them durable."""
+        taken = dict(self._unsynced_records)
+        for kind in taken:
+            self._unsynced_records[kind] = 0
+        return taken
+
+    def _count_durable(self, records: dict[str, int]) -> None:
+        with self._write_lock:
+            for kind, count in records.items():
+                self._records_written[kind] += count
 
     def _tell_synced(self, position: int, error: Exception | None) -> None:
         """On the sync thread: hand the synced position to the loop's group commit."""
@@ -492,9 +504,10 @@ class LogWriter:
             fresh = None if self._closed else self._new_segment(seg.number + 1)
             with self._write_lock:
                 self._segment = fresh
-                written = self._written
+                written, covered = self._written, self._take_unsynced()
             os.fsync(seg.fd)
             os.close(seg.fd)
+            self._count_durable(covered)
             with self._synced_cond:
                 self._synced = max(self._synced, written)
                 self._synced_cond.notify_all()

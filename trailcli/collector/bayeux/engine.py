@@ -52,6 +52,8 @@ NEVER_CONNECTED = "never_connected"
 
 Message = dict[str, Any]
 Clock = Callable[[], datetime]
+# An in-process subscriber: called with the channel and the data of each matching publish.
+Listener = Callable[[str, Any], None]
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,7 @@ class Engine:
         self.subscribers: dict[str, set[str]] = {}
         self.extensions: list[Any] = []
         self.observers: list[EngineObserver] = []
+        self.listeners: dict[str, list[Listener]] = {}
         self.stats: Counter[str] = Counter()
 
     # ---- registration -------------------------------------------------------------------
@@ -289,6 +292,23 @@ class Engine:
     def add_observer(self, observer: EngineObserver) -> None:
         """Tell `observer` about session changes."""
         self.observers.append(observer)
+
+    def listen(self, pattern: str, listener: Listener) -> Callable[[], None]:
+        """Call `listener(channel, data)` for every message published on a channel matching
+        `pattern`, in this process and without a Bayeux session (the server's own readers of
+        `/trail/**`, such as the dashboard). Returns the function that stops it."""
+        if not channels.is_valid(pattern):
+            raise ValueError(f"not a channel or pattern: {pattern!r}")
+        self.listeners.setdefault(pattern, []).append(listener)
+
+        def stop() -> None:
+            kept = [x for x in self.listeners.get(pattern, []) if x is not listener]
+            if kept:
+                self.listeners[pattern] = kept
+            else:
+                self.listeners.pop(pattern, None)
+
+        return stop
 
     def _notify(self, tell: Callable[[EngineObserver], None]) -> None:
         for observer in self.observers:
@@ -788,10 +808,13 @@ class Engine:
         if channels.is_service(channel):
             return 0
         recipients: set[str] = set()
-        for pattern in channels.expand(channel):
+        patterns = channels.expand(channel)
+        for pattern in patterns:
             members = self.subscribers.get(pattern)
             if members:
                 recipients.update(members)
+        if self.listeners:
+            self._tell_listeners(patterns, channel, delivery.message.get("data"))
         limit = self.config.max_queued_messages
         for client_id in recipients:
             client = self.clients[client_id]
@@ -807,6 +830,14 @@ class Engine:
                 _wake(client)
         self.stats["deliveries"] += len(recipients)
         return len(recipients)
+
+    def _tell_listeners(self, patterns: list[str], channel: str, data: Any) -> None:
+        for pattern in patterns:
+            for listener in self.listeners.get(pattern, ()):
+                try:
+                    listener(channel, data)
+                except Exception:
+                    log.exception("in-process listener on %s failed", pattern)
 
     # ---- extensions ---------------------------------------------------------------------
 
