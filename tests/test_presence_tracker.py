@@ -631,10 +631,12 @@ async def test_a_user_token_cannot_claim_another_persons_visit(
         body = {"client_id": cid, **claim}
         assert (await collector.post("/api/presence/identify", json=body)).status == 200
     await asyncio.sleep(0.2)
-    flush(collector)
+    await flush(collector)
     reason = "other_visit" if scoped else "unscoped"
     text = await (await collector.get("/metrics")).text()
     assert f'trail_user_tokens_refused_total{{reason="{reason}",where="{where}"}} 1' in text
-    assert not [r for r in presence_rows(data_dir, f"client_id = '{cid}'") if r["user_id"]]
+    rows = presence_rows(data_dir, f"client_id = '{cid}'")
+    assert "victim-visit" in {r["visit_token"] for r in rows}  # the session's rows are there
+    assert not [r for r in rows if r["user_id"]]  # and name no user
     con = views.connect(data_dir, need=())
     assert con.execute("SELECT count(*) FROM identities").fetchone() == (0,)
