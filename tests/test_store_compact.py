@@ -392,7 +392,7 @@ def test_a_corrupt_file_is_named_and_the_partition_left_as_it_was(
 
 def test_only_one_compaction_runs_at_a_time(data_dir: Path, write_rows: Write) -> None:
     write_rows("events", generated_events(14, 10, 1, 0.0))
-    with maintenance._compaction_lock(data_dir), pytest.raises(TrailError, match="Another"):
+    with maintenance.compaction_lock(data_dir), pytest.raises(TrailError, match="Another"):
         maintenance.compact(data_dir, older_than=LATER)
 
 

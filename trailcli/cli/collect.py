@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -64,6 +66,19 @@ def collect(
     ] = None,
     compact: Annotated[
         bool | None, typer.Option("--compact/--no-compact", help="Background bin-pack/compaction.")
+    ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete whole days older than this, daily with compaction (e.g. 400d) [keep all]."
+        ),
+    ] = None,
+    keep_daily: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-daily/--no-keep-daily",
+            help="With --retention: keep each day's figures in the daily table first.",
+        ),
     ] = None,
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="One line per request.")
@@ -151,6 +166,8 @@ def collect(
         durations = {"visit_duration": visit_duration, "bayeux_timeout": timeout}
         durations["transport_grace"] = transport_grace if transport_grace is not None else grace
         durations["heartbeat_interval"] = heartbeat_interval
+        durations["retention"] = retention
+        flags["keep_daily"] = keep_daily
         for name, text in durations.items():
             flag = "--" + name.replace("_", "-")
             flags[name] = None if text is None else coerce(name, text, flag)
@@ -165,4 +182,22 @@ def start(settings: object) -> None:
     from trailcli.collector.settings import Settings
 
     assert isinstance(settings, Settings)
-    run(settings, reports=ReportsForDashboard())
+    run(settings, reports=ReportsForDashboard(), purge=retention_purge(settings))
+
+
+def retention_purge(settings: object) -> Callable[[Path, datetime], str] | None:
+    """What the collector's daily upkeep calls to drop the days past its retention (None: off)."""
+    from trailcli.collector.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if not settings.retention:
+        return None
+    older_than = timedelta(seconds=settings.retention)
+    keep_daily = settings.keep_daily
+
+    def purge(data_dir: Path, now: datetime) -> str:
+        from trailcli.retention.purge import purge as run_purge
+
+        return run_purge(data_dir, older_than, now=now, keep_daily=keep_daily).line()
+
+    return purge

@@ -24,7 +24,9 @@ from trailcli.render import Format
 
 def pages(
     *,
-    by: Annotated[str, typer.Option("--by", help="Group $view events by page or title.")] = "page",
+    by: Annotated[
+        str, typer.Option("--by", help="Group $view events by page, title or day (UTC).")
+    ] = "page",
     include_bots: IncludeBots = False,
     session_timeout: SessionTimeout = "30m",
     start: From = None,

@@ -23,7 +23,7 @@ from trailcli.cli.common import (
 )
 from trailcli.render import Format
 
-BY_FORMS = "source, medium, channel, domain, term, campaign or landing_page"
+BY_FORMS = "source, medium, channel, domain, term, campaign, landing_page or day"
 
 
 def referrers(

@@ -8,6 +8,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -26,12 +27,19 @@ from trailcli.store.group_commit import DurableListener
 from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.collect")
+# Drops the days past the retention: (data dir, now) -> a summary line. `trail collect` hands it
+# over (trailcli.retention, which may use the reports the collector may not).
+Purge = Callable[[Path, datetime], str]
+PURGE = web.AppKey("retention_purge", Purge)
 
 
-def create_app(settings: Settings, *, reports: Reports | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, reports: Reports | None = None, purge: Purge | None = None
+) -> web.Application:
     """Build the collector: shared keys, /health and /metrics, the store, maintenance, every mount.
 
-    `reports` answers the dashboard's report questions (the collector never imports them).
+    `reports` answers the dashboard's report questions (the collector never imports them);
+    `purge` drops the days past `settings.retention` in the daily upkeep.
     """
     tune_allocators()  # before deltalake and pyarrow load
     # aiohttp's own body cap; each endpoint enforces its own, smaller limit
@@ -39,6 +47,10 @@ def create_app(settings: Settings, *, reports: Reports | None = None) -> web.App
     app[SETTINGS] = settings
     if reports is not None:
         app[REPORTS] = reports
+    if purge is not None:
+        app[PURGE] = purge
+    elif settings.retention:
+        log.warning("a retention is set but this app was given no purge: no day is deleted")
     app[METRICS] = _new_metrics()
     app.on_response_prepare.append(_response_hook(app[METRICS], settings.allow_origins))
     app[STARTED_AT] = time.time()
@@ -151,9 +163,14 @@ class GcTuning:
 async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bin-pack today's files and compact closed days in a thread, on their own intervals."""
     settings = app[SETTINGS]
+    purge = app.get(PURGE)
+
+    def upkeep(data_dir: Path) -> None:
+        daily_upkeep(data_dir, datetime.now(UTC), purge)
+
     tasks = [
         asyncio.create_task(_every(settings.bin_pack_interval, "bin_pack_today", _bin_pack, app)),
-        asyncio.create_task(_every(settings.compact_interval, "compact", _compact, app)),
+        asyncio.create_task(_every(settings.compact_interval, "compact", upkeep, app)),
     ]
     yield
     for task in tasks:
@@ -167,11 +184,15 @@ def _bin_pack(data_dir: Path) -> None:
     maintenance.bin_pack_today(data_dir)
 
 
-def _compact(data_dir: Path) -> None:
-    """Compact closed days, then bring the presence snapshots up to date (as `trail compact`)."""
-    summary = maintenance.compact(data_dir)
+def daily_upkeep(data_dir: Path, now: datetime, purge: Purge | None = None) -> None:
+    """Drop the days past the retention (when `purge` is given), compact the closed days, then
+    bring the presence snapshots up to date (as `trail purge` and `trail compact`)."""
+    if purge is not None:
+        with contextlib.suppress(NoDataError):  # no table yet
+            log.info("retention: %s", purge(data_dir, now))
+    summary = maintenance.compact(data_dir, older_than=now)
     if "presence" in summary.kinds:
-        snapshots.build_snapshots(data_dir)
+        snapshots.build_snapshots(data_dir, today=now.astimezone(UTC).date())
 
 
 async def _every(

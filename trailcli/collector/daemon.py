@@ -12,7 +12,7 @@ from aiohttp import web
 
 from trailcli.collector import dashboard
 from trailcli.collector.access_log import RedactingAccessLogger
-from trailcli.collector.app import create_app
+from trailcli.collector.app import Purge, create_app
 from trailcli.collector.connections import (
     AcceptErrors,
     ConnectionGuard,
@@ -44,9 +44,10 @@ async def serve(
     stop: asyncio.Event,
     announce: TextIO = sys.stderr,
     reports: Reports | None = None,
+    purge: Purge | None = None,
 ) -> None:
     """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store."""
-    app = create_app(settings, reports=reports)
+    app = create_app(settings, reports=reports, purge=purge)
     guard = connection_guard(settings, app[METRICS])
     asyncio.get_running_loop().set_exception_handler(AcceptErrors(app[METRICS]))
     runner = web.AppRunner(
@@ -104,7 +105,7 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run(settings: Settings, reports: Reports | None = None) -> None:
+def run(settings: Settings, reports: Reports | None = None, purge: Purge | None = None) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT; returns normally after a clean stop."""
     configure_logging()
 
@@ -113,6 +114,6 @@ def run(settings: Settings, reports: Reports | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop, reports=reports)
+        await serve(settings, stop, reports=reports, purge=purge)
 
     asyncio.run(main())

@@ -160,6 +160,17 @@ class Settings:
     compact_interval: float = field(
         default=86400.0, metadata=_meta("How often closed days are compacted.", duration=True)
     )
+    retention: float = field(
+        default=0.0,
+        metadata=_meta(
+            "Delete the whole days older than this, daily with compaction (0: keep every day).",
+            duration=True,
+        ),
+    )
+    keep_daily: bool = field(
+        default=False,
+        metadata=_meta("With a retention: keep each day's figures in the daily table first."),
+    )
     # Bayeux and presence (mounted at /faye)
     bayeux_timeout: float = field(
         default=45.0, metadata=_meta("How long a /meta/connect is held.", duration=True)
@@ -238,6 +249,15 @@ class Settings:
         if self.port < 0:
             raise UsageError(
                 f"Invalid port: {self.port}.", "use 0 (any free port) or a port number"
+            )
+        if self.retention and self.retention < 86400:
+            raise UsageError(
+                f"Invalid retention: {self.retention}s.", "use at least one day, e.g. 400d"
+            )
+        if self.retention and not self.compact:
+            raise UsageError(
+                "The retention runs with the background compaction, which is off.",
+                "drop --no-compact (or compact = false) to use a retention",
             )
         for name in positive:
             if getattr(self, name) <= 0:

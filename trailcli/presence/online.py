@@ -413,6 +413,11 @@ def timeline(
         raise UsageError(
             "Too many buckets (over 100,000).", "pass a larger --every or a shorter range"
         )
+    kept = _kept_days(Path(data_dir), start, end, every, opts)
+    if kept:
+        cut = kept[-1]["bucket_start"] + every
+        rest = timeline(data_dir, cut, end, every, now, opts) if cut < end else []
+        return _with_peak(kept + rest)
     points = _person_points(Path(data_dir), start, end, now, opts) if opts.by == "person" else None
     if points is None:
         window = load_window(data_dir, start, end, now, opts)
@@ -424,6 +429,48 @@ def timeline(
     rows = buckets(points, start, end, every)
     for row in rows:
         row.update(peak_online=peak, peak_at=peak_at)
+    return rows
+
+
+def _kept_days(
+    data_dir: Path, start: datetime, end: datetime, every: timedelta, opts: Options
+) -> list[dict[str, Any]]:
+    """Buckets of whole UTC days before the first day a purge kept of presence, from the figures
+    kept for them (the `daily` table), when the request counts as they were counted: persons,
+    the default grace, no channel, `every` one day from a midnight. [] otherwise."""
+    from trailcli.store.views import daily_rows
+
+    kept_from = coverage.purged_before(data_dir).get("presence")
+    plain = opts.by == "person" and opts.channel is None and not opts.users_only
+    if kept_from is None or every != timedelta(days=1) or not plain or opts.grace != DEFAULT_GRACE:
+        return []
+    if start != snapshots.midnight_of(start) or snapshots.day_text(start) >= kept_from:
+        return []
+    rows = []
+    at = start
+    by_date = {r["date"]: r for r in daily_rows(data_dir, snapshots.day_text(start), kept_from)}
+    while at + every <= end and snapshots.day_text(at) < kept_from:
+        row = by_date.get(snapshots.day_text(at))
+        if row is None or row["max_online"] is None:
+            break  # a day without kept figures: the log answers from here on (or says no data)
+        rows.append(
+            {
+                "bucket_start": at, "max_online": row["max_online"],
+                "min_online": row["min_online"], "avg_online": row["avg_online"],
+                "peak_online": row["max_online"], "peak_at": row["peak_at"],
+            }
+        )  # fmt: skip
+        at += every
+    return rows
+
+
+def _with_peak(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every bucket the peak of the whole range (the earliest day that reached it)."""
+    if not rows:
+        return rows
+    top = max(rows, key=lambda r: (r["peak_online"], -r["bucket_start"].timestamp()))
+    for row in rows:
+        row.update(peak_online=top["peak_online"], peak_at=top["peak_at"])
     return rows
 
 

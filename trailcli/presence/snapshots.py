@@ -490,3 +490,42 @@ def _previous(lake: Lake, instant: datetime, counts: dict[str, dict[str, int]]) 
         if meta is not None and meta.get("fingerprint") == fingerprint(counts, before):
             return _read(lake, before, meta)
     return None
+
+
+def forget_before(data_dir: Path, limit: str, kinds: Iterable[str]) -> tuple[int, int]:
+    """After a purge of `kinds` before the day `limit`: delete the snapshots taken before that
+    day's midnight when presence went (they hold purged sessions), and take the purged days out
+    of the later snapshots' fingerprints, so that they stay fresh: they still carry the sessions
+    open across the limit, which keeps `trail online` exact from the first kept day on.
+    Returns (snapshots deleted, snapshots kept with a new fingerprint)."""
+    purged = set(kinds)
+    cut = datetime.fromisoformat(limit).replace(tzinfo=UTC)
+    root = layout.snapshot_dir(data_dir)
+    deleted = rewritten = 0
+    if not root.is_dir():
+        return 0, 0
+    for meta_path in sorted(root.glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            instant = datetime.fromisoformat(meta["instant"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if instant < cut:
+            if "presence" in purged:
+                meta_path.unlink(missing_ok=True)
+                meta_path.with_suffix(".parquet").unlink(missing_ok=True)
+                deleted += 1
+            continue
+        changed = False
+        for section in ("fingerprint", "stored"):
+            for kind in purged & set(FINGERPRINT_KINDS):
+                days = meta.get(section, {}).get(kind)
+                if isinstance(days, dict) and any(d < limit for d in days):
+                    meta[section][kind] = {d: n for d, n in days.items() if d >= limit}
+                    changed = True
+        if changed:
+            tmp = meta_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, meta_path)
+            rewritten += 1
+    return deleted, rewritten

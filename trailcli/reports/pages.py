@@ -10,7 +10,8 @@ from typing import Any
 from trailcli import sql
 from trailcli.errors import UsageError
 
-BY = ("page", "title")
+BY = ("page", "title", "day")
+DAY_COLUMNS = ("day", "views", "visitors", "entries", "exits", "exit_rate")
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,12 @@ class PagesQuery:
 
 
 def pages_report(data_dir: Path, query: PagesQuery) -> Any:
-    """One row per page (column named after `query.by`), most viewed first, as Arrow."""
+    """One row per page (column named after `query.by`), most viewed first, as Arrow; with
+    `by="day"`, one row per UTC day, purged days from the figures kept for them."""
     if query.by not in BY:
-        raise UsageError(f"Unknown --by {query.by!r}.", "use page or title")
+        raise UsageError(f"Unknown --by {query.by!r}.", "use page, title or day")
+    if query.by == "day":
+        return _by_day(data_dir, query)
     from trailcli.reports.frames import fetch_arrow
     from trailcli.reports.sessions import use_timeout
     from trailcli.store import views
@@ -42,3 +46,38 @@ def pages_report(data_dir: Path, query: PagesQuery) -> Any:
     }
     table = fetch_arrow(con, sql.load("pages_report"), params)
     return table.rename_columns([query.by, *table.column_names[1:]])
+
+
+def _by_day(data_dir: Path, query: PagesQuery) -> Any:
+    import pyarrow as pa
+
+    from trailcli.reports.daily import merged_by_day
+    from trailcli.reports.frames import fetch_arrow
+    from trailcli.reports.sessions import use_timeout
+    from trailcli.store import views
+    from trailcli.store.views import SESSION_TIMEOUT
+
+    def raw() -> list[dict[str, Any]]:
+        con = views.connect(data_dir, need=("events",), start=query.start, end=query.end)
+        use_timeout(con, query.session_timeout)
+        params = {"since": query.start, "until": query.end, "include_bots": query.include_bots}
+        return list(fetch_arrow(con, sql.load("pages_by_day"), params).to_pylist())
+
+    def from_kept(k: dict[str, Any]) -> dict[str, Any] | None:
+        if not k["views"]:
+            return None
+        return {
+            "day": k["date"], "views": k["views"], "visitors": k["view_visitors"],
+            "entries": k["entries"], "exits": k["exits"], "exit_rate": k["exits"] / k["views"],
+        }  # fmt: skip
+
+    counted_as_kept = not query.include_bots and query.session_timeout in (None, SESSION_TIMEOUT)
+    rows = merged_by_day(
+        data_dir, "events", query.start, query.end, raw, from_kept, counted_as_kept
+    )
+    schema = pa.schema(
+        [("day", pa.string())]
+        + [(c, pa.int64()) for c in DAY_COLUMNS[1:-1]]
+        + [("exit_rate", pa.float64())]
+    )
+    return pa.Table.from_pylist(rows[: query.limit], schema=schema)

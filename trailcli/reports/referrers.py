@@ -432,8 +432,12 @@ def referrers_report(
     range has none or the facts do not suffice (_stored_facts_suffice). `on_absent` gets the
     goal when no event in the range has its name (event_names.check).
     """
+    if query.by == "day":
+        return _by_day(data_dir, query, on_absent)
     if query.by not in DIMENSIONS:
-        raise UsageError(f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)}")
+        raise UsageError(
+            f"Unknown --by {query.by!r}.", f"use one of {', '.join(DIMENSIONS)} or day"
+        )
     from trailcli.store import views
     from trailcli.store.layout import Days
 
@@ -457,3 +461,46 @@ def referrers_report(
     if not query.goal:
         result = result.drop_columns(["conversions", "conversion_rate"])
     return result
+
+
+def _by_day(data_dir: Path, query: ReferrersQuery, on_absent: event_names.OnAbsent | None) -> Any:
+    """Visits, visitors and share per UTC day (and goal conversions); purged days from the
+    figures kept for them (without a goal, bots left out)."""
+    import pyarrow as pa
+
+    from trailcli.reports.daily import merged_by_day
+    from trailcli.store import views
+    from trailcli.store.layout import Days
+
+    def raw() -> list[dict[str, Any]]:
+        days = Days.covering(query.start, query.end)
+        con = views.connect(
+            data_dir, need=("visits",), start=query.start, end=query.end, dates={"visits": days}
+        )
+        if query.goal:
+            goal = [("--goal", parse_step(query.goal))]
+            event_names.check(con, goal, query.start, query.end, on_absent)
+        goal_statement, goal_params = _goal_visits_sql(query.goal)
+        views.run(con, f"CREATE TEMP TABLE _goal_visits AS {goal_statement}", goal_params)
+        params = {"since": query.start, "until": query.end, "include_bots": query.include_bots}
+        return list(fetch_arrow(con, sql.load("referrers_by_day"), params).to_pylist())
+
+    def from_kept(k: dict[str, Any]) -> dict[str, Any] | None:
+        if k["visits"] is None:
+            return None
+        return {"day": k["date"], "visits": k["visits"], "visitors": k["visitors"]}
+
+    counted_as_kept = not query.include_bots and not query.goal
+    rows = merged_by_day(
+        data_dir, "visits", query.start, query.end, raw, from_kept, counted_as_kept
+    )
+    total = sum(r["visits"] for r in rows)
+    for r in rows:
+        r["share"] = r["visits"] / total if total else None
+        if query.goal:
+            r["conversion_rate"] = r["conversions"] / r["visits"] if r["visits"] else None
+    fields = [("day", pa.string()), ("visits", pa.int64()), ("visitors", pa.int64())]
+    fields.append(("share", pa.float64()))
+    if query.goal:
+        fields += [("conversions", pa.int64()), ("conversion_rate", pa.float64())]
+    return pa.Table.from_pylist(rows[: query.limit], schema=pa.schema(fields))

@@ -7,6 +7,7 @@ result over data that covers the range is not "no data": it is an empty answer (
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,4 +70,29 @@ def require(
         when, hint = f"from {_label(start)} on", WIDEN_HINT
     else:
         when, hint = f"between {_label(start)} and {_label(end)}", WIDEN_HINT
+    purged = _purged_note(data_dir, present, every_day[0] if every_day else None, end)
+    if purged:
+        held, hint = purged, "ask about a time on or after that date"
     raise NoDataError(f"No {kinds} rows {when}: {held}.", hint)
+
+
+def purged_before(data_dir: Path) -> dict[str, str]:
+    """Per kind, the first day kept by the latest purge that removed days (`trail purge`,
+    store/retention.py); {} when none did."""
+    try:
+        data = json.loads(layout.retention_marker_path(data_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    kept = data.get("kept_from", {}) if isinstance(data, dict) else {}
+    return {k: v for k, v in kept.items() if isinstance(v, str)}
+
+
+def _purged_note(
+    data_dir: Path, present: Mapping[str, list[str]], first: str | None, end: datetime | None
+) -> str | None:
+    """When the request ends before the first day a purge kept: the date the log now starts."""
+    kept = [day for kind, day in purged_before(data_dir).items() if kind in present]
+    if not kept or end is None or layout.day_of(end) >= max(kept):
+        return None
+    starts = first or max(kept)
+    return f"the log now starts on {starts} (UTC); the days before {max(kept)} were purged"

@@ -37,6 +37,11 @@ def snapshot_dir(data_dir: Path, name: str = "presence") -> Path:
     return Path(data_dir) / "_snapshots" / name
 
 
+def retention_marker_path(data_dir: Path) -> Path:
+    """Where `trail purge` records the first day it kept of each kind."""
+    return Path(data_dir) / "_retention" / "purged.json"
+
+
 def import_lock_path(data_dir: Path) -> Path:
     """Held by `trail import` while it writes, so two imports never run at once."""
     return Path(data_dir) / "_import" / "LOCK"

@@ -132,7 +132,7 @@ def compact(
     before = closed_before(older_than or datetime.now(UTC))
     summary = CompactSummary(kinds=present)
     require_writable(data_dir)
-    with _compaction_lock(data_dir):
+    with compaction_lock(data_dir):
         for name in present:
             _compact_table(data_dir, KINDS[name], before, summary, say)
             summary.files_vacuumed += _vacuum(data_dir, name, retention, say)
@@ -151,7 +151,7 @@ def _check_kinds(kinds: Iterable[str] | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def _compaction_lock(data_dir: Path) -> Iterator[None]:
+def compaction_lock(data_dir: Path) -> Iterator[None]:
     """One compaction per data dir at a time (this machine)."""
     root = layout.wal_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)

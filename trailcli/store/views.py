@@ -253,6 +253,29 @@ def _bind_sessions(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql.load(name)}")
 
 
+def daily_rows(
+    data_dir: Path, first: str | None = None, last: str | None = None
+) -> list[dict[str, Any]]:
+    """The rows of the `daily` table (figures kept for purged days, store/retention.py) dated
+    from `first` to `last` (None: unbounded), by date; [] when the table is missing."""
+    import duckdb
+
+    paths = tables.file_list(data_dir, "daily")
+    if not paths:
+        return []
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        with reading():
+            result = con.execute(
+                sql.load("daily_rows"), {"paths": paths, "first": first, "last": last}
+            )
+            names = [d[0] for d in result.description]
+            return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    finally:
+        con.close()
+
+
 _FILE_IN_ERROR = re.compile(r"['\"]([^'\"]+\.parquet)['\"]")
 
 
