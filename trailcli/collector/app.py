@@ -30,7 +30,7 @@ log = logging.getLogger("trail.collect")
 # Drops the days past the retention: (data dir, now) -> a summary line. `trail collect` hands it
 # over (trailcli.retention, which may use the reports the collector may not).
 Purge = Callable[[Path, datetime], str]
-PURGE = web.AppKey("retention_purge", Purge)
+PURGE: web.AppKey[Purge] = web.AppKey("retention_purge")
 
 
 def create_app(
