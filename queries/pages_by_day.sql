@@ -1,8 +1,9 @@
 -- pages_by_day: per UTC day of $view events in range: views, distinct visitors, entries (sessions
 -- whose first view in range fell that day), exits (sessions whose last view fell that day) and
--- exit_rate = exits / views, as pages_report counts them per page. Bot visits are left out
--- unless $include_bots.
--- returns: day, views, visitors, entries, exits, exit_rate
+-- exit_rate = exits / views, as pages_report counts them per page, and into_next_day: the
+-- sessions with views on both sides of the day's end (what a purge of the days up to this one
+-- would add to the next day's entries). Bot visits are left out unless $include_bots.
+-- returns: day, views, visitors, entries, exits, exit_rate, into_next_day
 -- params: $since, $until, $include_bots
 WITH named AS (
     SELECT
@@ -32,6 +33,9 @@ entries AS (
 exits AS (
     SELECT exit_day AS day, count(*) AS exits FROM per_session GROUP BY exit_day
 ),
+crossing AS (
+    SELECT entry_day, exit_day FROM per_session WHERE exit_day > entry_day
+),
 counts AS (
     SELECT day, count(*) AS views, count(DISTINCT visitor_token) AS visitors
     FROM named
@@ -43,7 +47,9 @@ SELECT
     c.visitors,
     coalesce(en.entries, 0) AS entries,
     coalesce(ex.exits, 0) AS exits,
-    coalesce(ex.exits, 0) / c.views AS exit_rate
+    coalesce(ex.exits, 0) / c.views AS exit_rate,
+    (SELECT count(*) FROM crossing AS x WHERE x.entry_day <= c.day AND x.exit_day > c.day)
+        AS into_next_day
 FROM counts AS c
 LEFT JOIN entries AS en USING (day)
 LEFT JOIN exits AS ex USING (day)

@@ -51,10 +51,25 @@ def pages_report(data_dir: Path, query: PagesQuery) -> Any:
 def _by_day(data_dir: Path, query: PagesQuery) -> Any:
     import pyarrow as pa
 
+    schema = pa.schema(
+        [("day", pa.string())]
+        + [(c, pa.int64()) for c in DAY_COLUMNS[1:-1]]
+        + [("exit_rate", pa.float64())]
+    )
+    return pa.Table.from_pylist(pages_by_day(data_dir, query)[: query.limit], schema=schema)
+
+
+def pages_by_day(data_dir: Path, query: PagesQuery) -> list[dict[str, Any]]:
+    """The rows of `pages --by day` as dicts, `into_next_day` included (sessions across the
+    day's end, which the figures kept for a purged day need); purged days from those figures.
+
+    A session across the first kept day's midnight lost its start with the purge: from the raw
+    rows it enters on the kept day, so that day's entries drop the sessions the last purged day
+    recorded as going on into it, when that day is reported too."""
     from trailcli.reports.daily import merged_by_day
     from trailcli.reports.frames import fetch_arrow
     from trailcli.reports.sessions import use_timeout
-    from trailcli.store import views
+    from trailcli.store import coverage, views
     from trailcli.store.views import SESSION_TIMEOUT
 
     def raw() -> list[dict[str, Any]]:
@@ -69,15 +84,15 @@ def _by_day(data_dir: Path, query: PagesQuery) -> Any:
         return {
             "day": k["date"], "views": k["views"], "visitors": k["view_visitors"],
             "entries": k["entries"], "exits": k["exits"], "exit_rate": k["exits"] / k["views"],
+            "into_next_day": k["into_next_day"], "kept": True,
         }  # fmt: skip
 
     counted_as_kept = not query.include_bots and query.session_timeout in (None, SESSION_TIMEOUT)
     rows = merged_by_day(
         data_dir, "events", query.start, query.end, raw, from_kept, counted_as_kept
     )
-    schema = pa.schema(
-        [("day", pa.string())]
-        + [(c, pa.int64()) for c in DAY_COLUMNS[1:-1]]
-        + [("exit_rate", pa.float64())]
-    )
-    return pa.Table.from_pylist(rows[: query.limit], schema=schema)
+    for before, after in zip(rows, rows[1:], strict=False):
+        first_kept = coverage.purged_before(data_dir).get("events")
+        if before.get("kept") and not after.get("kept") and after["day"] == first_kept:
+            after["entries"] -= before["into_next_day"] or 0
+    return rows

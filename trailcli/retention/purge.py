@@ -98,7 +98,7 @@ def daily_figures(
     and exits as `report pages --by day`, persons online as `online timeline --every 1d`. A
     figure whose rows are gone already is None."""
     from trailcli.presence.online import timeline
-    from trailcli.reports.pages import PagesQuery, pages_report
+    from trailcli.reports.pages import PagesQuery, pages_by_day
     from trailcli.reports.referrers import ReferrersQuery, referrers_report
 
     start = datetime.fromisoformat(days[0]).replace(tzinfo=UTC)
@@ -107,9 +107,11 @@ def daily_figures(
     for row in _or_none(lambda: referrers_report(data_dir, ReferrersQuery("day", start, end))):
         if row["day"] in rows:
             rows[row["day"]].update(visits=row["visits"], visitors=row["visitors"])
-    for row in _or_none(lambda: pages_report(data_dir, PagesQuery("day", start, end))):
+    # sessions going on past the last day end there: read a day further for their exits
+    further = PagesQuery("day", start, end + ONE_DAY)
+    for row in _or_none(lambda: pages_by_day(data_dir, further)):
         if row["day"] in rows:
-            figures = {k: row[k] for k in ("views", "entries", "exits")}
+            figures = {k: row[k] for k in ("views", "entries", "exits", "into_next_day")}
             rows[row["day"]].update(figures, view_visitors=row["visitors"])
     clock = now or datetime.now(UTC)
     with_presence = set(store_retention.days_before(data_dir, "presence", end.date().isoformat()))

@@ -37,6 +37,7 @@ DAILY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("view_visitors", "int64"),  # distinct visitors of those views
     ("entries", "int64"),  # sessions (30 min timeout) whose first view fell that day
     ("exits", "int64"),  # sessions whose last view fell that day
+    ("into_next_day", "int64"),  # sessions with views on both sides of the day's end
     ("max_online", "int64"),  # persons online: the day's peak
     ("min_online", "int64"),
     ("avg_online", "float64"),  # time-weighted over the day
