@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,8 @@ def pages_by_day(data_dir: Path, query: PagesQuery) -> list[dict[str, Any]]:
     rows = merged_by_day(
         data_dir, "events", query.start, query.end, raw, from_kept, counted_as_kept
     )
-    for before, after in zip(rows, rows[1:], strict=False):
-        first_kept = coverage.purged_before(data_dir).get("events")
+    first_kept = coverage.purged_before(data_dir).get("events")
+    for before, after in pairwise(rows):
         if before.get("kept") and not after.get("kept") and after["day"] == first_kept:
             after["entries"] -= before["into_next_day"] or 0
     return rows
