@@ -81,10 +81,15 @@ def test_the_daemon_gets_the_reports_for_the_dashboard(monkeypatch: pytest.Monke
     from trailcli.collector import daemon
     from trailcli.collector.settings import Settings
 
-    calls: list[tuple[Any, Any]] = []
+    calls: list[tuple[Any, Any, Any]] = []
     monkeypatch.setattr(
-        daemon, "run", lambda settings, reports=None: calls.append((settings, reports))
+        daemon,
+        "run",
+        lambda settings, reports=None, purge=None: calls.append((settings, reports, purge)),
     )
     collect_cmd.start(Settings())
-    [(settings, reports)] = calls
+    [(settings, reports, purge)] = calls
     assert settings == Settings() and isinstance(reports, ReportsForDashboard)
+    assert purge is None  # no retention: no day is ever deleted
+    collect_cmd.start(Settings(retention=400 * 86400.0))
+    assert calls[-1][2] is not None

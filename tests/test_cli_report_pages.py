@@ -21,5 +21,5 @@ def test_pages_json_and_limit(run_cli, data_dir: Path, write_rows) -> None:
 def test_bad_by_and_missing_data(run_cli, data_dir: Path, write_rows, tmp_path: Path) -> None:
     write_rows("events", view_rows(REFERENCE))
     bad = run_cli("report", "pages", "--data-dir", data_dir, "--by", "url")
-    assert bad.exit_code == 2 and "page or title" in bad.stderr
+    assert bad.exit_code == 2 and "page, title or day" in bad.stderr
     assert run_cli("report", "pages", "--data-dir", tmp_path / "none").exit_code == 3

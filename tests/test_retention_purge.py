@@ -21,6 +21,7 @@ MIDNIGHT = last_midnight()  # the sample ends here: its days are the four before
 FIRST = MIDNIGHT - timedelta(days=4)
 LIMIT = MIDNIGHT - timedelta(days=2)  # --older-than 2d keeps the two days from here
 KEPT_DAY = layout.day_of(LIMIT)
+DAY = timedelta(days=1)
 PURGED_DAYS = [layout.day_of(FIRST), layout.day_of(FIRST + timedelta(days=1))]
 
 
@@ -285,3 +286,20 @@ def test_purge_is_in_utc_days_at_the_midnight_edge() -> None:
     assert first_kept_day(now, timedelta(days=400)) == "2025-04-05"
     assert first_kept_day(now + timedelta(microseconds=1), timedelta(days=400)) == "2025-04-05"
     assert first_kept_day(now - timedelta(microseconds=1), timedelta(days=400)) == "2025-04-04"
+
+
+def test_by_day_adds_up_to_the_other_groupings(
+    compacted_sample: Path, run_cli: Callable[..., Any]
+) -> None:
+    d = ("--data-dir", compacted_sample)
+    by_page = _json(run_cli, "report", "pages", *d)
+    by_day = _json(run_cli, "report", "pages", "--by", "day", *d)
+    assert [r["day"] for r in by_day] == [*PURGED_DAYS, KEPT_DAY, layout.day_of(LIMIT + DAY)]
+    for figure in ("views", "entries", "exits"):
+        assert sum(r[figure] for r in by_day) == sum(r[figure] for r in by_page)
+    assert all(r["exit_rate"] == r["exits"] / r["views"] for r in by_day)
+    sources = _json(run_cli, "report", "referrers", *d)
+    days = _json(run_cli, "report", "referrers", "--by", "day", "--goal", "purchase", *d)
+    assert sum(r["visits"] for r in days) == sum(r["visits"] for r in sources)
+    assert abs(sum(r["share"] for r in days) - 1) < 1e-9
+    assert all(0 <= r["conversions"] <= r["visits"] for r in days)
