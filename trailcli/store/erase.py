@@ -38,7 +38,7 @@ from trailcli.store.schema import KINDS
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-LOCK_FILE = "lock"
+LOCK_FILE = "erasure.lock"  # in the WAL root, beside compaction's lock
 REWRITTEN_PREFIX = "trail-rewritten-"
 ROW_GROUP_ROWS = 100_000
 _LOG_VERSION = re.compile(r"^(\d{20})\.")
@@ -66,7 +66,7 @@ class TableRewrite:
 def erasure_lock(data_dir: Path, *, shared: bool, wait: bool = True) -> Iterator[None]:
     """The data dir's erasure lock (this machine): writers that could put back erased rows hold
     it shared, an erasure exclusively."""
-    root = layout.erasure_dir(data_dir)
+    root = layout.wal_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
