@@ -137,6 +137,8 @@ def _forget(data_dir: Path, selectors: list[Any], dry_run: bool, fmt: Format) ->
             f"forgot {what} in {report.seconds:.1f}s; presence snapshots: {deleted} deleted, "
             f"{len(built)} rebuilt; an audit entry was written"
         )
+        if report.ground_truth_removed:
+            warn("removed the sample's ground_truth.json: it named the person")
         if report.running_nodes:
             warn(
                 f"running node(s) {', '.join(report.running_nodes)}: their WAL drops the "

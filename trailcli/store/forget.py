@@ -163,6 +163,7 @@ class ForgetReport:
     wal_records: int = 0
     wal_segments: int = 0
     running_nodes: list[str] = field(default_factory=list)  # their WALs drop it on commit
+    ground_truth_removed: bool = False
     seconds: float = 0.0
 
     @property
@@ -219,6 +220,7 @@ def forget(
                     f"{kind}: {done.rows_matched} row(s) in {done.files_matched} file(s) "
                     f"({done.bytes_replaced} bytes) rewritten into {done.files_written} file(s)"
                 )
+        report.ground_truth_removed = _forget_ground_truth(data_dir, person, dry_run)
         report.seconds = time.monotonic() - started
         if not dry_run:
             erasure.append_audit(data_dir, audit_entry(data_dir, report))
@@ -242,6 +244,21 @@ def audit_entry(data_dir: Path, report: ForgetReport) -> dict[str, Any]:
         "bytes_rewritten": sum(t.bytes_replaced for t in report.tables.values()),
         "seconds": round(report.seconds, 3),
     }
+
+
+def _forget_ground_truth(data_dir: Path, person: Person, dry_run: bool) -> bool:
+    """`trail sample`'s answer key names people: once it names an erased one it goes (it no
+    longer describes the data either)."""
+    path = layout.ground_truth_path(data_dir)
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
+    if not any(v in text for values in person.values().values() for v in values):
+        return False
+    if not dry_run:
+        path.unlink(missing_ok=True)
+    return True
 
 
 # -- the WAL ---------------------------------------------------------------------------------
