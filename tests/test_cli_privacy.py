@@ -1,10 +1,11 @@
-"""`trail forget` on the sample: every byte of the person gone from the data dir, everyone else's
-figures unchanged, an audit entry; dry runs, batches and bad input."""
+"""`trail forget` and `trail export` on the sample: every byte of the person gone from the data dir,
+everyone else's figures unchanged, an audit entry; exports; dry runs, batches and bad input."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,70 @@ def test_a_data_dir_without_tables_is_no_data(run_cli: Run, data_dir: Path) -> N
     result = run_cli("forget", "--data-dir", data_dir, "--visitor", "x")
     assert result.exit_code == 3
     assert "No trail tables" in result.stderr
+
+
+def test_export_lists_every_row_of_the_person_in_time_order(
+    run_cli: Run, sample_dir: Path, tmp_path: Path
+) -> None:
+    visitor, _, visits, _ = the_person(sample_dir)
+
+    result = run_cli("export", "--data-dir", sample_dir, "--visitor", visitor)
+
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    con = views.connect(sample_dir)
+    for kind in KINDS:
+        ((expected,),) = con.execute(
+            f"SELECT count(*) FROM {kind} WHERE visitor_token = $v OR list_contains($w, visit_token)",
+            {"v": visitor, "w": visits},
+        ).fetchall()
+        assert sum(r["table"] == kind for r in rows) == expected, kind
+    times = [r["started_at"] if r["table"] == "visits" else r["time"] for r in rows]
+    assert times == sorted(times)
+    visit = next(r for r in rows if r["table"] == "visits")
+    assert visit["source"] and visit["device"] and "country" in visit
+    views_of = [r for r in rows if r["table"] == "events" and r["name"] == "$view"]
+    assert views_of and all(r["page"] for r in views_of)
+    assert all(r["source"] for r in views_of)  # the visit's source, on each of its rows
+    assert isinstance(views_of[0]["properties"], dict)
+
+    archive = tmp_path / "person.zip"
+    zipped = run_cli(
+        "export", "--data-dir", sample_dir, "--visitor", visitor, "-f", "zip", "-o", archive
+    )
+    assert zipped.exit_code == 0, zipped.stderr
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == sorted(f"{k}.ndjson" for k in KINDS)
+        events = [json.loads(line) for line in z.read("events.ndjson").splitlines()]
+    assert events == [
+        {k: v for k, v in r.items() if k != "table"} for r in rows if r["table"] == "events"
+    ]
+
+
+def test_after_forget_the_export_finds_nothing(
+    run_cli: Run, sample_dir: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_dir, data_dir)
+    visitor, *_ = the_person(data_dir)
+    assert run_cli("forget", "--data-dir", data_dir, "--visitor", visitor).exit_code == 0
+
+    result = run_cli("export", "--data-dir", data_dir, "--visitor", visitor)
+    assert result.exit_code == 3
+    assert "Nothing is stored" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((), "Whose rows"),
+        (("--visitor", "x", "-f", "zip"), "--output"),
+        (("--user", " "), "Invalid user"),
+    ],
+)
+def test_export_refuses_bad_input(
+    run_cli: Run, sample_dir: Path, args: tuple[str, ...], says: str
+) -> None:
+    result = run_cli("export", "--data-dir", sample_dir, *args)
+    assert result.exit_code == 2
+    assert says in result.stderr
