@@ -137,6 +137,13 @@ def _forget(data_dir: Path, selectors: list[Any], dry_run: bool, fmt: Format) ->
             f"forgot {what} in {report.seconds:.1f}s; presence snapshots: {deleted} deleted, "
             f"{len(built)} rebuilt; an audit entry was written"
         )
+        if report.damaged_segments:
+            warn(
+                f"Warning: {len(report.damaged_segments)} damaged WAL segment(s) set aside under "
+                "_wal/<node>/damaged/ were not searched (their damaged bytes cannot be read); "
+                "check them with 'trail wal check' and delete them: "
+                + ", ".join(report.damaged_segments)
+            )
         if report.ground_truth_removed:
             warn("removed the sample's ground_truth.json: it named the person")
         if report.running_nodes:

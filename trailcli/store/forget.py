@@ -164,6 +164,7 @@ class ForgetReport:
     wal_segments: int = 0
     running_nodes: list[str] = field(default_factory=list)  # their WALs drop it on commit
     ground_truth_removed: bool = False
+    damaged_segments: list[str] = field(default_factory=list)  # set aside: left to the operator
     seconds: float = 0.0
 
     @property
@@ -287,6 +288,7 @@ def _forget_in_wal(data_dir: Path, person: Person, report: ForgetReport, dry_run
                 report.wal_segments += bool(dropped)
             for rejected in sorted(node_dir.glob("rejected-*.ndjson")):
                 report.wal_records += _filter_lines(rejected, person, dry_run)
+            report.damaged_segments += [str(p) for p in sorted(node_dir.glob("damaged/*.wal"))]
         finally:
             os.close(fd)
 
