@@ -70,6 +70,14 @@ def forget(
         bool,
         typer.Option("--log", help="List the past erasures (the audit log) instead."),
     ] = False,
+    ips_older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--ips-older-than",
+            help="Instead: mask the stored IP addresses of the UTC days that ended this long "
+            "ago (e.g. 30d), as --mask-ips masks them when collecting.",
+        ),
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Erase every row of a person from every table, WAL and snapshot, for good."""
@@ -83,7 +91,14 @@ def forget(
                 )
             _print_log(data_dir, fmt)
             return
-        # (other modes of forgetting, such as masking old addresses, branch off here)
+        if ips_older_than is not None:
+            if selectors:
+                raise UsageError(
+                    "--ips-older-than masks every old address; it takes no selector.",
+                    "run 'trail forget --ips-older-than 30d' on its own",
+                )
+            _mask_ips(data_dir, ips_older_than, dry_run, fmt)
+            return
         _forget(data_dir, selectors, dry_run, fmt)
 
 
@@ -152,6 +167,25 @@ def _forget(data_dir: Path, selectors: list[Any], dry_run: bool, fmt: Format) ->
                 "person's records at its next commit"
             )
     emit(rows, fmt, columns=REPORT_COLUMNS)
+
+
+def _mask_ips(data_dir: Path, older_than: str, dry_run: bool, fmt: Format) -> None:
+    from trailcli.retention.purge import mask_old_ips
+    from trailcli.timeparse import parse_duration
+
+    limit, t = mask_old_ips(data_dir, parse_duration(older_than), dry_run=dry_run)
+    row = {
+        "table": "visits",
+        "rows": t.rows_matched,
+        "files_rewritten": t.files_matched,
+        "bytes_rewritten": t.bytes_replaced,
+        "files_written": t.files_written,
+        "bytes_written": t.bytes_written,
+        "files_deleted": t.files_deleted,
+    }
+    verb = "would mask" if dry_run else "masked"
+    warn(f"{verb} {t.rows_matched} address(es) of the days before {limit} (UTC)")
+    emit([row], fmt, columns=REPORT_COLUMNS)
 
 
 def _print_log(data_dir: Path, fmt: Format) -> None:

@@ -132,3 +132,27 @@ def _or_none(compute: Callable[[], Any]) -> list[dict[str, Any]]:
     except NoDataError:
         return []
     return list(result if isinstance(result, list) else result.to_pylist())
+
+
+def mask_old_ips(
+    data_dir: Path, older_than: timedelta, *, now: datetime | None = None, dry_run: bool = False
+) -> tuple[str, Any]:
+    """Mask the stored addresses of the whole UTC days older than `older_than` in place, as
+    `--mask-ips` masks them at collection (`trail forget --ips-older-than`): (the first day
+    left as it is, the rewrite's figures). Raises UsageError for a limit under a day,
+    NoDataError when there is no visits table."""
+    from trailcli.store import tables
+
+    if older_than < ONE_DAY:
+        raise UsageError(
+            f"--ips-older-than must be at least one day, not {older_than}.", "use e.g. 30d"
+        )
+    if not tables.table_exists(data_dir, "visits"):
+        path = layout.table_path(data_dir, "visits")
+        raise NoDataError(f"No visits table to mask: looked for {path}.", None)
+    limit = first_kept_day(now or datetime.now(UTC), older_than)
+    if not dry_run:
+        from trailcli.store.writable import require_writable
+
+        require_writable(data_dir)
+    return limit, store_retention.mask_ips_before(data_dir, limit, dry_run=dry_run)

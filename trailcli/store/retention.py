@@ -277,3 +277,66 @@ def write_daily(data_dir: Path, rows: Iterable[Mapping[str, Any]]) -> int:
         configuration=None if tables.table_exists(data_dir, DAILY) else tables.TABLE_CONFIG,
     )
     return len(new)
+
+
+# -- masking old addresses ------------------------------------------------------------------------
+
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+
+def mask_ip_sql(column: str) -> str:
+    """A DuckDB expression masking the address in `column` as the collector's `--mask-ips` does
+    (`trailcli/collector/enrich.py` `mask_ip`, the statement of the rule): IPv4 to its /24
+    network address, IPv6 to its /48, in the same text; what is not an address stays as it is.
+
+    A scalar subquery, one step a layer, so that each step is written once: the IPv6 text is
+    expanded to its first three groups, which make the /48 network address."""
+    v4 = rf"'{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}'"
+    group = "coalesce(nullif(ltrim(split_part(expanded, ':', {i}), '0'), ''), '0')"
+    steps = [
+        f"SELECT {column} AS raw, lower(trim(split_part({column}, '%', 1), '[] ')) AS x",
+        "SELECT *, CASE WHEN strpos(x, '.') > 0 THEN regexp_replace(x, '[0-9.]+$', '0:0') "
+        "ELSE x END AS v",
+        "SELECT *, (length(v) - length(replace(v, '::', ''))) // 2 AS doubles",
+        "SELECT *, CASE WHEN doubles > 0 THEN split_part(v, '::', 1) ELSE v END AS head, "
+        "CASE WHEN doubles > 0 THEN split_part(v, '::', 2) ELSE '' END AS tail",
+        "SELECT *, CASE WHEN head = '' THEN 0 ELSE length(head) - length(replace(head, ':', '')) "
+        "+ 1 END AS nh, CASE WHEN tail = '' THEN 0 ELSE length(tail) - "
+        "length(replace(tail, ':', '')) + 1 END AS nt",
+        "SELECT *, concat_ws(':', nullif(head, ''), "
+        "nullif(rtrim(repeat('0:', greatest(8 - nh - nt, 0)), ':'), ''), nullif(tail, '')) AS expanded",
+        "SELECT *, " + ", ".join(group.format(i=i) + f" AS g{i}" for i in (1, 2, 3)),
+        "SELECT CASE WHEN raw IS NULL THEN NULL "
+        f"WHEN regexp_full_match(x, {v4}) THEN regexp_replace(x, '\\.[0-9]+$', '.0') "
+        "WHEN strpos(x, ':') > 0 "
+        "AND regexp_full_match(v, '([0-9a-f]{1,4})?(:{1,2}[0-9a-f]{1,4})*(::)?') "
+        "AND ((doubles = 1 AND nh + nt <= 7) OR (doubles = 0 AND nh = 8)) THEN "
+        "CASE WHEN g3 <> '0' THEN g1 || ':' || g2 || ':' || g3 || '::' "
+        "WHEN g2 <> '0' THEN g1 || ':' || g2 || '::' "
+        "WHEN g1 <> '0' THEN g1 || '::' ELSE '::' END "
+        "ELSE raw END",
+    ]
+    text = steps[0]
+    for step in steps[1:]:
+        text = f"{step} FROM ({text})"
+    return f"({text})"
+
+
+def mask_ips_before(data_dir: Path, limit: str, *, dry_run: bool = False) -> Any:
+    """Mask the stored addresses (`visits.ip`) of the days before `limit` in place, as the
+    collector's `--mask-ips` masks them when it records them: the files holding an address not
+    masked yet are rewritten in one commit and the replaced files deleted at once (the
+    erasure's rewrite, under its lock). Returns the rewrite's figures (`erase.TableRewrite`)."""
+    from trailcli.store import erase
+
+    days = days_before(data_dir, "visits", limit)
+    masked = mask_ip_sql("ip")
+    match = f"ip IS DISTINCT FROM {masked}"
+    if not days:
+        return erase.TableRewrite("visits")
+    if dry_run:
+        return erase.rewrite_files(data_dir, "visits", match, dates=days, dry_run=True)
+    with erase.erasure_lock(data_dir, shared=False):
+        return erase.rewrite_files(
+            data_dir, "visits", match, replace={"ip": masked}, dates=days, operation="mask-ips"
+        )
