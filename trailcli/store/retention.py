@@ -113,8 +113,8 @@ def drop_days_before(
     data_dir: Path, kinds: Iterable[str], limit: str, *, dry_run: bool = False
 ) -> PurgeSummary:
     """Remove the partitions of `kinds` dated before `limit` (one commit per table), then delete
-    their files; with `dry_run`, only say what would go. Holds the compaction lock, so that no
-    compaction rewrites a day while it goes."""
+    their files; with `dry_run`, only say what would go. Holds the compaction lock and the
+    erasure lock (shared, as other writers)."""
     from deltalake import DeltaTable
 
     from trailcli.store import tables
@@ -129,7 +129,11 @@ def drop_days_before(
             )
         summary.seconds = time.monotonic() - started
         return summary
-    with maintenance.compaction_lock(data_dir):
+    from trailcli.store import erase
+
+    # as compaction: no compaction rewrites a day while it goes, and an erasure's rewrite of
+    # the same files is wholly before or after
+    with maintenance.compaction_lock(data_dir), erase.erasure_lock(data_dir, shared=True):
         for kind in present:
             root = layout.table_path(data_dir, kind)
             table = DeltaTable(str(root))
