@@ -30,7 +30,7 @@ from typing import Any
 
 from deltalake import DeltaTable
 
-from trailcli.presence.forgotten import rebuild_after_erasure
+from trailcli.presence.forgotten import LakeCounts, counts_now, rebuild_after_erasure
 from trailcli.store import forget, layout, views
 from trailcli.store.schema import KINDS
 
@@ -57,10 +57,17 @@ def visitors(lake: Path, count: int) -> list[tuple[str, list[str]]]:
 
 
 def run_trail(lake: Path, visitor: str) -> dict[str, Any]:
+    counts: dict[str, LakeCounts] = {}
+
+    def under_lock(stage: str) -> None:
+        counts[stage] = counts_now(lake)
+
     started = time.monotonic()
-    report = forget.forget(lake, [forget.Selector("visitor", visitor)])
+    report = forget.forget(lake, [forget.Selector("visitor", visitor)], under_lock=under_lock)
     tables_done = time.monotonic()
-    deleted, built = rebuild_after_erasure(lake, report.person.values())
+    patched, deleted, built = rebuild_after_erasure(
+        lake, report.person.values(), counts["before"], counts["after"]
+    )
     ended = time.monotonic()
     return {
         "seconds": ended - started,
@@ -69,7 +76,7 @@ def run_trail(lake: Path, visitor: str) -> dict[str, Any]:
         "rows": sum(report.rows.values()),
         "files": sum(t.files_matched for t in report.tables.values()),
         "bytes": sum(t.bytes_replaced for t in report.tables.values()),
-        "snapshots": f"{deleted} deleted, {len(built)} rebuilt",
+        "snapshots": f"{patched} patched, {deleted} deleted, {len(built)} built",
     }
 
 

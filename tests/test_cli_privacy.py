@@ -4,6 +4,7 @@ everyone else's figures unchanged, an audit entry; exports; dry runs, batches an
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -127,6 +128,8 @@ def test_forget_a_visitor_leaves_no_byte_and_changes_no_one_else(
     counts = {r["table"]: r["rows"] for r in json.loads(result.stdout)}
     assert counts["visits"] == len(visits) >= 2 and counts["presence"] > 0
     assert files_holding(data_dir, [*needles, *visits]) == []
+    patched = re.search(r"presence snapshots: (\d+) patched", result.stderr)
+    assert patched and int(patched.group(1)) > 0  # fresh snapshots are patched, not rebuilt
     after = figures(run_cli, data_dir, instants)
     for at in instants:  # everyone else's online rows as before
         assert after[at] == [r for r in before[at] if r["visitor_token"] != visitor], at

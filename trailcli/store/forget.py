@@ -183,13 +183,16 @@ def forget(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    under_lock: Callable[[str], None] | None = None,
 ) -> ForgetReport:
     """Erase every row of the people `selectors` name, or count them (`dry_run`).
 
     Under the exclusive erasure lock: adds them to the erasure list, drops their records from
     the WAL segments of nodes not running, rewrites each table's files that hold their rows and
-    deletes the replaced files at once, then appends the audit entry. Raises UsageError without
-    selectors, NoDataError when the data dir has no tables and no WAL.
+    deletes the replaced files at once, then appends the audit entry. `under_lock` is called,
+    still under the lock, with "before" just before the tables are rewritten and "after" just
+    after (the presence layer reads the row counts its snapshots are fingerprinted with). Raises
+    UsageError without selectors, NoDataError when the data dir has no tables and no WAL.
     """
     started = time.monotonic()
     say = progress or (lambda _m: None)
@@ -210,6 +213,8 @@ def forget(
             erasure.add(data_dir, person.values())
         _forget_in_wal(data_dir, person, report, dry_run)
         match_sql, params = person.match_sql()
+        if under_lock is not None and not dry_run:
+            under_lock("before")
         for kind in KINDS:
             say(f"{kind}: looking for rows")
             done = erase.rewrite_files(
@@ -221,6 +226,8 @@ def forget(
                     f"{kind}: {done.rows_matched} row(s) in {done.files_matched} file(s) "
                     f"({done.bytes_replaced} bytes) rewritten into {done.files_written} file(s)"
                 )
+        if under_lock is not None and not dry_run:
+            under_lock("after")
         report.ground_truth_removed = _forget_ground_truth(data_dir, person, dry_run)
         report.seconds = time.monotonic() - started
         if not dry_run:
