@@ -41,7 +41,7 @@ def make_lake(path: Path, events: int, days: int) -> None:
     trail = [sys.executable, "-c", "from trailcli.cli import main; main()"]
     subprocess.run([*trail, "sample", "--data-dir", str(path), "--events", str(events),
                     "--days", str(days), "--end", END], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run([*trail, "compact", "--data-dir", str(path), "--older-than", "2026-11-02"],
+    subprocess.run([*trail, "compact", "--data-dir", str(path), "--older-than", "2026-11-02", "--retention", "0h"],
                    check=True)  # fmt: skip
 
 
