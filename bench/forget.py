@@ -62,7 +62,7 @@ def run_trail(lake: Path, visitor: str) -> dict[str, Any]:
     def under_lock(stage: str) -> None:
         counts[stage] = counts_now(lake)
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     report = forget.forget(lake, [forget.Selector("visitor", visitor)], under_lock=under_lock)
     tables_done = time.monotonic()
     patched, deleted, built = rebuild_after_erasure(
@@ -71,6 +71,7 @@ def run_trail(lake: Path, visitor: str) -> dict[str, Any]:
     ended = time.monotonic()
     return {
         "seconds": ended - started,
+        "cpu": time.process_time() - cpu,
         "tables_seconds": tables_done - started,
         "snapshot_seconds": ended - tables_done,
         "rows": sum(report.rows.values()),
@@ -83,7 +84,7 @@ def run_trail(lake: Path, visitor: str) -> dict[str, Any]:
 def run_baseline(lake: Path, visitor: str, visits: list[str]) -> dict[str, Any]:
     listed = ", ".join(f"'{v}'" for v in visits)
     predicate = f"visitor_token = '{visitor}' OR visit_token IN ({listed})"
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     rows = files = size = 0
     for kind in KINDS:
         table = DeltaTable(str(layout.table_path(lake, kind)))
@@ -94,7 +95,13 @@ def run_baseline(lake: Path, visitor: str, visits: list[str]) -> dict[str, Any]:
         after = {a["path"] for a in _adds(table)}
         files += len(set(before) - after)
         size += sum(s for p, s in before.items() if p not in after)
-    return {"seconds": time.monotonic() - started, "rows": rows, "files": files, "bytes": size}
+    return {
+        "seconds": time.monotonic() - started,
+        "cpu": time.process_time() - cpu,
+        "rows": rows,
+        "files": files,
+        "bytes": size,
+    }
 
 
 def _adds(table: DeltaTable) -> list[dict[str, Any]]:
@@ -139,10 +146,10 @@ def main() -> None:
             t, b = results["trail"], results["baseline"]
             print(
                 f"round {n + 1} ({len(visits)} visits, first: {order[0]}): "
-                f"trail {t['seconds']:.1f}s (tables {t['tables_seconds']:.1f}s, snapshots "
+                f"trail {t['seconds']:.1f}s, CPU {t['cpu']:.1f}s (tables {t['tables_seconds']:.1f}s, snapshots "
                 f"{t['snapshot_seconds']:.1f}s: {t['snapshots']}), {t['rows']} rows, "
                 f"{t['files']} files / {t['bytes'] / 1e6:.0f} MB rewritten | baseline "
-                f"{b['seconds']:.1f}s, {b['rows']} rows, {b['files']} files / "
+                f"{b['seconds']:.1f}s, CPU {b['cpu']:.1f}s, {b['rows']} rows, {b['files']} files / "
                 f"{b['bytes'] / 1e6:.0f} MB rewritten | ratio {t['seconds'] / b['seconds']:.2f}x"
             )
     finally:

@@ -13,6 +13,7 @@ deleted and built again, as is any snapshot that still holds the person afterwar
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,6 +97,7 @@ def patch_snapshots(
     `values`; delete one that cannot be patched exactly. (patched, deleted)."""
     patched = deleted = 0
     lake = Lake(data_dir)
+    holding = set(snapshots_holding(data_dir, values))
     for meta_path in sorted(layout.snapshot_dir(data_dir).glob("*.json")):
         try:
             meta = json.loads(meta_path.read_text())
@@ -107,6 +109,12 @@ def patch_snapshots(
         if meta.get("fingerprint") != fingerprint(before.distinct, instant):
             continue  # stale already: build_snapshots builds it again
         new_fp = fingerprint(after.distinct, instant)
+        if meta_path.with_suffix(".parquet") not in holding:
+            if new_fp != meta["fingerprint"]:  # none of theirs in it: only the counts move
+                meta.update(fingerprint=new_fp, stored=fingerprint(after.stored, instant))
+                _replace_text(meta_path, json.dumps(meta))
+                patched += 1
+            continue
         carry = _read(lake, instant, meta)
         if carry is None:
             continue
@@ -129,6 +137,12 @@ def patch_snapshots(
         _write(data_dir, carry, new_fp, fingerprint(after.stored, instant))
         patched += 1
     return patched, deleted
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def rebuild_after_erasure(
