@@ -25,7 +25,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,20 +63,30 @@ class TableRewrite:
 
 
 @contextlib.contextmanager
-def erasure_lock(data_dir: Path, *, shared: bool, wait: bool = True) -> Iterator[None]:
+def erasure_lock(
+    data_dir: Path,
+    *,
+    shared: bool,
+    wait: bool = True,
+    waiting: Callable[[], None] | None = None,
+) -> Iterator[None]:
     """The data dir's erasure lock (this machine): writers that could put back erased rows hold
-    it shared, an erasure exclusively."""
+    it shared, an erasure exclusively. `waiting` is called when the lock is busy and this waits."""
     root = layout.wal_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, flags if wait else flags | fcntl.LOCK_NB)
+            fcntl.flock(fd, flags | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TrailError(
-                f"An erasure of {data_dir} is running.", "wait for it to finish, then retry"
-            ) from None
+            if not wait:
+                raise TrailError(
+                    f"An erasure of {data_dir} is running.", "wait for it to finish, then retry"
+                ) from None
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, flags)
         yield
     finally:
         os.close(fd)

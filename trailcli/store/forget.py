@@ -186,11 +186,6 @@ class ForgetReport:
     def rows(self) -> dict[str, int]:
         return {k: t.rows_matched for k, t in self.tables.items()}
 
-    @property
-    def presence_dates(self) -> list[str]:
-        done = self.tables.get("presence")
-        return done.dates if done else []
-
 
 def forget(
     data_dir: Path,
@@ -222,7 +217,11 @@ def forget(
     if not dry_run:
         require_writable(data_dir)
     report = ForgetReport(selectors, Person(), dry_run)
-    with erase.erasure_lock(data_dir, shared=False):
+
+    def waiting() -> None:
+        say("waiting for a running commit, compaction or import to finish")
+
+    with erase.erasure_lock(data_dir, shared=False, waiting=waiting):
         say("looking for the person's rows")
         person, found = locate(data_dir, selectors)
         report.person = person
