@@ -194,6 +194,8 @@ def test_a_dry_run_counts_and_changes_nothing(
         (("--log", "--visitor", "x"), None, 2, "--log"),
         (("--from-file",), "visitor:ok\nnot a selector\n", 2, "Line 2"),
         (("--from-file",), "person:x\n", 2, "Unknown selector kind 'person' on line 1"),
+        (("--from-file", "/nonexistent/selectors.txt"), None, 2, "Cannot read the selectors file"),
+        (("--from-file",), "visitor:\n", 2, "Invalid visitor selector on line 1"),
     ],
 )
 def test_bad_input_is_refused_before_anything_changes(
