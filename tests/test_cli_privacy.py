@@ -4,6 +4,7 @@ everyone else's figures unchanged, an audit entry; exports; dry runs, batches an
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -127,6 +128,8 @@ def test_forget_a_visitor_leaves_no_byte_and_changes_no_one_else(
     counts = {r["table"]: r["rows"] for r in json.loads(result.stdout)}
     assert counts["visits"] == len(visits) >= 2 and counts["presence"] > 0
     assert files_holding(data_dir, [*needles, *visits]) == []
+    patched = re.search(r"presence snapshots: (\d+) patched", result.stderr)
+    assert patched and int(patched.group(1)) > 0  # fresh snapshots are patched, not rebuilt
     after = figures(run_cli, data_dir, instants)
     for at in instants:  # everyone else's online rows as before
         assert after[at] == [r for r in before[at] if r["visitor_token"] != visitor], at
@@ -191,6 +194,8 @@ def test_a_dry_run_counts_and_changes_nothing(
         (("--log", "--visitor", "x"), None, 2, "--log"),
         (("--from-file",), "visitor:ok\nnot a selector\n", 2, "Line 2"),
         (("--from-file",), "person:x\n", 2, "Unknown selector kind 'person' on line 1"),
+        (("--from-file", "/nonexistent/selectors.txt"), None, 2, "Cannot read the selectors file"),
+        (("--from-file",), "visitor:\n", 2, "Invalid visitor selector on line 1"),
     ],
 )
 def test_bad_input_is_refused_before_anything_changes(

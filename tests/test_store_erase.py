@@ -131,3 +131,28 @@ def test_an_unreadable_file_is_named_and_nothing_changes(data_dir: Path, write_r
 def test_a_missing_table_is_nothing_to_do(data_dir: Path) -> None:
     done = erase.rewrite_files(data_dir, "events", "visitor_token = $v", {"v": "x"})
     assert done.rows_matched == 0
+
+
+def test_an_erasure_waits_for_a_writer_holding_the_lock(data_dir: Path, write_rows: Write) -> None:
+    import threading
+    import time
+
+    from trailcli.store import forget
+
+    write_rows("events", events(visitors=3, days=1))
+    said: list[str] = []
+    with erase.erasure_lock(data_dir, shared=True):  # as a WAL commit or compaction does
+        worker = threading.Thread(
+            target=forget.forget,
+            args=(data_dir, [forget.Selector("visitor", "visitor-0001")]),
+            kwargs={"progress": said.append},
+        )
+        worker.start()
+        for _ in range(300):
+            if any("waiting" in m for m in said):
+                break
+            time.sleep(0.05)
+        assert any("waiting" in m for m in said)
+        assert "visitor-0001" in {r[1] for r in stored(data_dir)}  # nothing rewritten meanwhile
+    worker.join(60)
+    assert "visitor-0001" not in {r[1] for r in stored(data_dir)}

@@ -120,10 +120,15 @@ def _selectors(
 
 
 def _forget(data_dir: Path, selectors: list[Any], dry_run: bool, fmt: Format) -> None:
-    from trailcli.presence.forgotten import rebuild_after_erasure
+    from trailcli.presence.forgotten import counts_now, rebuild_after_erasure
     from trailcli.store.forget import forget as run_forget
 
-    report = run_forget(data_dir, selectors, dry_run=dry_run, progress=warn)
+    counts: dict[str, Any] = {}
+
+    def under_lock(stage: str) -> None:  # the counts the snapshots are fingerprinted with
+        counts[stage] = counts_now(data_dir)
+
+    report = run_forget(data_dir, selectors, dry_run=dry_run, progress=warn, under_lock=under_lock)
     rows = [
         {
             "table": kind,
@@ -147,10 +152,12 @@ def _forget(data_dir: Path, selectors: list[Any], dry_run: bool, fmt: Format) ->
     if dry_run:
         warn(f"dry run, nothing changed: {what}")
     else:
-        deleted, built = rebuild_after_erasure(data_dir, person.values(), progress=warn)
+        patched, deleted, built = rebuild_after_erasure(
+            data_dir, person.values(), counts.get("before"), counts.get("after"), progress=warn
+        )
         warn(
-            f"forgot {what} in {report.seconds:.1f}s; presence snapshots: {deleted} deleted, "
-            f"{len(built)} rebuilt; an audit entry was written"
+            f"forgot {what} in {report.seconds:.1f}s; presence snapshots: {patched} patched, "
+            f"{deleted} deleted, {len(built)} built again; an audit entry was written"
         )
         if report.damaged_segments:
             warn(

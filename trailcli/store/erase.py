@@ -25,7 +25,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,20 +63,30 @@ class TableRewrite:
 
 
 @contextlib.contextmanager
-def erasure_lock(data_dir: Path, *, shared: bool, wait: bool = True) -> Iterator[None]:
+def erasure_lock(
+    data_dir: Path,
+    *,
+    shared: bool,
+    wait: bool = True,
+    waiting: Callable[[], None] | None = None,
+) -> Iterator[None]:
     """The data dir's erasure lock (this machine): writers that could put back erased rows hold
-    it shared, an erasure exclusively."""
+    it shared, an erasure exclusively. `waiting` is called when the lock is busy and this waits."""
     root = layout.wal_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, flags if wait else flags | fcntl.LOCK_NB)
+            fcntl.flock(fd, flags | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TrailError(
-                f"An erasure of {data_dir} is running.", "wait for it to finish, then retry"
-            ) from None
+            if not wait:
+                raise TrailError(
+                    f"An erasure of {data_dir} is running.", "wait for it to finish, then retry"
+                ) from None
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fd, flags)
         yield
     finally:
         os.close(fd)
@@ -109,6 +119,7 @@ def rewrite_files(
     dates: Iterable[str] | None = None,
     dry_run: bool = False,
     operation: str = "erase",
+    matched: Mapping[str, int] | None = None,
 ) -> TableRewrite:
     """Rewrite the current files of `kind`'s table that hold a row matching `match_sql` (a DuckDB
     predicate over the file's columns, with `$name` parameters from `params`), in one commit, and
@@ -116,7 +127,8 @@ def rewrite_files(
 
     Without `replace` the matching rows are dropped; with it (column -> SQL expression) they are
     kept with those columns replaced. `dates` limits the search to those partitions. A dry run
-    only counts. A file whose rows all go is removed without a replacement; a clean
+    only counts. `matched` (matching rows per file, from `find_matches` on the same predicate)
+    spares the search. A file whose rows all go is removed without a replacement; a clean
     (compacted) file's replacement stays clean, as a subset of deduplicated rows is deduplicated.
     Raises CorruptDataError naming a file that cannot be read; the table is then unchanged.
     """
@@ -131,7 +143,10 @@ def rewrite_files(
     files = [f for f in _current_files(table) if wanted is None or f[2] in wanted]
     if not files:
         return result
-    matched = _matching_files(root, files, match_sql, params or {})
+    if matched is None:
+        matched = {}
+        for path, *_, count in _matches(root, files, match_sql, params or {}, ()):
+            matched[path] = matched.get(path, 0) + count
     result.rows_matched = sum(matched.values())
     result.files_matched = len(matched)
     old = [f for f in files if f[0] in matched]
@@ -170,23 +185,41 @@ def _read(variable: str, filename: bool = False) -> str:
     )
 
 
-def _matching_files(
+def find_matches(
+    data_dir: Path,
+    kind: str,
+    match_sql: str,
+    params: Mapping[str, Any] | None = None,
+    columns: Iterable[str] = (),
+) -> list[tuple[Any, ...]]:
+    """The rows of `kind`'s current files matching `match_sql`, grouped by file and `columns`:
+    (path relative to the table, *column values, rows). [] when the table is missing."""
+    from deltalake import DeltaTable
+
+    root = layout.table_path(data_dir, kind)
+    if kind not in KINDS or not DeltaTable.is_deltatable(str(root)):
+        return []
+    files = _current_files(DeltaTable(str(root)))
+    return _matches(root, files, match_sql, params or {}, tuple(columns)) if files else []
+
+
+def _matches(
     root: Path,
     files: list[tuple[str, int, str | None]],
     match_sql: str,
     params: Mapping[str, Any],
-) -> dict[str, int]:
-    """Rows matching `match_sql` per file (relative path) that holds any."""
+    columns: tuple[str, ...],
+) -> list[tuple[Any, ...]]:
     import duckdb
 
     by_local = {str(root / unquote(path)): path for path, _, _ in files}
+    group = ", ".join(("filename", *columns))
     con = duckdb.connect()
     try:
         con.execute("SET VARIABLE erase_files = $files", {"files": list(by_local)})
         query = (
-            "SELECT filename, count(*) FROM "
-            f"{_read('erase_files', filename=True)} "
-            f"WHERE coalesce(({match_sql}), false) GROUP BY filename"
+            f"SELECT {group}, count(*) FROM {_read('erase_files', filename=True)} "
+            f"WHERE coalesce(({match_sql}), false) GROUP BY {group}"
         )
         rows = con.execute(query, dict(params)).fetchall()
     except duckdb.Error as exc:
@@ -196,7 +229,7 @@ def _matching_files(
         ) from exc
     finally:
         con.close()
-    return {by_local[name]: int(count) for name, count in rows}
+    return [(by_local[row[0]], *row[1:-1], int(row[-1])) for row in rows]
 
 
 def _rewrite_one(
@@ -229,15 +262,15 @@ def _rewrite_one(
             select = f"SELECT * REPLACE ({columns}) FROM {relation}"
         else:
             select = f"SELECT * FROM {relation} WHERE NOT coalesce(({match_sql}), false)"
-        ((rows,),) = con.execute(f"SELECT count(*) FROM ({select})", dict(params)).fetchall()
-        if rows == 0:
-            return None
         target.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(
+        ((rows,),) = con.execute(
             f"COPY ({select}) TO '{_quote(str(target))}' "
             f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})",
             dict(params),
-        )
+        ).fetchall()
+        if rows == 0:
+            target.unlink(missing_ok=True)
+            return None
     except duckdb.Error as exc:
         target.unlink(missing_ok=True)
         raise CorruptDataError(

@@ -102,54 +102,69 @@ class Person:
         return any(record.get(c) in v for c, v in self.values().items() if v)
 
 
-def _scan(files: dict[str, list[str]], query: str, params: dict[str, Any]) -> set[str]:
-    """The distinct values `query` finds over every table's files (`{rows}` stands for them)."""
-    import duckdb
-
-    found: set[str] = set()
-    con = duckdb.connect()
-    try:
-        for kind, paths in files.items():
-            if not paths:
-                continue
-            con.execute("SET VARIABLE forget_files = $f", {"f": paths})
-            rows = (
-                "read_parquet(getvariable('forget_files'), union_by_name = true, "
-                "hive_partitioning = false)"
-            )
-            wanted = {k: v for k, v in params.items() if f"${k}" in query}
-            for (value,) in con.execute(query.format(rows=rows), wanted).fetchall():
-                if value is not None:
-                    found.add(value)
-            del kind
-    finally:
-        con.close()
-    return found
+LOCATE_ORDER = ("visits", "identities", "events", "presence")  # small tables first
 
 
-def expand(data_dir: Path, selectors: Iterable[Selector]) -> Person:
-    """The person the selectors name: a user id takes every visitor token bound to it (in any
-    table) and their visits; a visitor token takes its visits; a visit token only itself."""
+def _seed(selectors: Iterable[Selector]) -> Person:
     person = Person()
     for s in selectors:
         {"visitor": person.visitor_tokens, "visit": person.visit_tokens, "user": person.user_ids}[
             s.kind
         ].add(s.value)
-    files = {k: tables.file_list(data_dir, k) for k in KINDS}
-    if person.user_ids:
-        person.visitor_tokens |= _scan(
-            files,
-            "SELECT DISTINCT visitor_token FROM {rows} WHERE list_contains($users, user_id)",
-            {"users": sorted(person.user_ids)},
-        )
-    if person.visitor_tokens or person.user_ids:
-        person.visit_tokens |= _scan(
-            files,
-            "SELECT DISTINCT visit_token FROM {rows} WHERE list_contains($visitors, visitor_token)"
-            " OR list_contains($users, user_id)",
-            {"visitors": sorted(person.visitor_tokens), "users": sorted(person.user_ids)},
-        )
     return person
+
+
+def _absorb(person: Person, rows: list[tuple[Any, ...]]) -> bool:
+    """Take in what matching rows (path, visitor, visit, user, count) tell about the person: a
+    row of one of their user ids names one of their visitors; a row of one of their visitors or
+    user ids names one of their visits. Whether the person grew."""
+    grew, changed = False, True
+    while changed:
+        changed = False
+        for _, visitor, visit, user, _ in rows:
+            if user in person.user_ids and visitor and visitor not in person.visitor_tokens:
+                person.visitor_tokens.add(visitor)
+                changed = True
+            ours = visitor in person.visitor_tokens or user in person.user_ids
+            if ours and visit and visit not in person.visit_tokens:
+                person.visit_tokens.add(visit)
+                changed = True
+        grew = grew or changed
+    return grew
+
+
+def locate(
+    data_dir: Path, selectors: Iterable[Selector]
+) -> tuple[Person, dict[str, dict[str, int]]]:
+    """The person the selectors name, and their rows per current file of each table.
+
+    A user id takes every visitor token bound to it (in any table) and their visits; a visitor
+    token takes its visits; a visit token only itself. Each table is read once with what is
+    known of the person so far, and again only when a later table taught more.
+    """
+    person = _seed(selectors)
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    pending = list(LOCATE_ORDER)
+    while pending:
+        kind = pending.pop(0)
+        match_sql, params = person.match_sql()
+        found[kind] = erase.find_matches(data_dir, kind, match_sql, params, _COLUMNS)
+        if _absorb(person, found[kind]):
+            pending += [k for k in LOCATE_ORDER if k in found and k not in pending]
+    files: dict[str, dict[str, int]] = {}
+    for kind, rows in found.items():
+        per_file = files.setdefault(kind, {})
+        for path, *_, count in rows:
+            per_file[path] = per_file.get(path, 0) + count
+    return person, files
+
+
+_COLUMNS = ("visitor_token", "visit_token", "user_id")
+
+
+def expand(data_dir: Path, selectors: Iterable[Selector]) -> Person:
+    """The person the selectors name (see `locate`)."""
+    return locate(data_dir, selectors)[0]
 
 
 @dataclass
@@ -171,11 +186,6 @@ class ForgetReport:
     def rows(self) -> dict[str, int]:
         return {k: t.rows_matched for k, t in self.tables.items()}
 
-    @property
-    def presence_dates(self) -> list[str]:
-        done = self.tables.get("presence")
-        return done.dates if done else []
-
 
 def forget(
     data_dir: Path,
@@ -183,13 +193,16 @@ def forget(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    under_lock: Callable[[str], None] | None = None,
 ) -> ForgetReport:
     """Erase every row of the people `selectors` name, or count them (`dry_run`).
 
     Under the exclusive erasure lock: adds them to the erasure list, drops their records from
     the WAL segments of nodes not running, rewrites each table's files that hold their rows and
-    deletes the replaced files at once, then appends the audit entry. Raises UsageError without
-    selectors, NoDataError when the data dir has no tables and no WAL.
+    deletes the replaced files at once, then appends the audit entry. `under_lock` is called,
+    still under the lock, with "before" just before the tables are rewritten and "after" just
+    after (the presence layer reads the row counts its snapshots are fingerprinted with). Raises
+    UsageError without selectors, NoDataError when the data dir has no tables and no WAL.
     """
     started = time.monotonic()
     say = progress or (lambda _m: None)
@@ -204,16 +217,29 @@ def forget(
     if not dry_run:
         require_writable(data_dir)
     report = ForgetReport(selectors, Person(), dry_run)
-    with erase.erasure_lock(data_dir, shared=False):
-        report.person = person = expand(data_dir, selectors)
+
+    def waiting() -> None:
+        say("waiting for a running commit, compaction or import to finish")
+
+    with erase.erasure_lock(data_dir, shared=False, waiting=waiting):
+        say("looking for the person's rows")
+        person, found = locate(data_dir, selectors)
+        report.person = person
         if not dry_run:
             erasure.add(data_dir, person.values())
         _forget_in_wal(data_dir, person, report, dry_run)
         match_sql, params = person.match_sql()
+        if under_lock is not None and not dry_run:
+            under_lock("before")
         for kind in KINDS:
-            say(f"{kind}: looking for rows")
             done = erase.rewrite_files(
-                data_dir, kind, match_sql, params, dry_run=dry_run, operation="forget"
+                data_dir,
+                kind,
+                match_sql,
+                params,
+                dry_run=dry_run,
+                operation="forget",
+                matched=found.get(kind, {}),
             )
             report.tables[kind] = done
             if done.rows_matched and not dry_run:
@@ -221,6 +247,8 @@ def forget(
                     f"{kind}: {done.rows_matched} row(s) in {done.files_matched} file(s) "
                     f"({done.bytes_replaced} bytes) rewritten into {done.files_written} file(s)"
                 )
+        if under_lock is not None and not dry_run:
+            under_lock("after")
         report.ground_truth_removed = _forget_ground_truth(data_dir, person, dry_run)
         report.seconds = time.monotonic() - started
         if not dry_run:
