@@ -120,6 +120,13 @@ def test_purge_removes_the_old_days_from_disk_and_log_and_keeps_the_rest(
     assert after.pop("sql")[0]["n"] < n_before
     assert after == before
 
+    # a timeline over purged days answers from the first day kept, never with empty buckets
+    span = ("--from", _iso(FIRST), "--to", _iso(MIDNIGHT), "--every", "1h")
+    rows = _json(run_cli, "online", "timeline", *span, "--data-dir", sample)
+    assert rows[0]["bucket_start"].startswith(KEPT_DAY) and len(rows) == 48
+    purged_only = ("--from", _iso(FIRST), "--to", _iso(LIMIT), "--every", "1h")
+    assert run_cli("online", "timeline", *purged_only, "--data-dir", sample).exit_code == 3
+
     old = run_cli("online", "--at", old_at, "--data-dir", sample)
     assert old.exit_code == 3
     assert f"the log now starts on {KEPT_DAY}" in old.stderr

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailcli.errors import UsageError
+from trailcli.errors import NoDataError, UsageError
 from trailcli.presence import snapshots
 from trailcli.presence.intervals import Session, settle
 from trailcli.presence.rules import DEFAULT_GRACE, channel_matches, merge_stretches, online_seconds
@@ -418,6 +418,7 @@ def timeline(
         cut = kept[-1]["bucket_start"] + every
         rest = timeline(data_dir, cut, end, every, now, opts) if cut < end else []
         return _with_peak(kept + rest)
+    start = _after_purge(Path(data_dir), start, end, every)
     points = _person_points(Path(data_dir), start, end, now, opts) if opts.by == "person" else None
     if points is None:
         window = load_window(data_dir, start, end, now, opts)
@@ -462,6 +463,26 @@ def _kept_days(
         )  # fmt: skip
         at += every
     return rows
+
+
+def _after_purge(data_dir: Path, start: datetime, end: datetime, every: timedelta) -> datetime:
+    """The first bucket start on or after the first day a purge kept of presence (`start` when
+    none was purged): the buckets of purged days are not answered, rather than counted empty.
+    NoDataError when no bucket is left."""
+    kept_from = coverage.purged_before(data_dir).get("presence")
+    if kept_from is None:
+        return start
+    first = datetime.fromisoformat(kept_from).replace(tzinfo=UTC)
+    if start >= first:
+        return start
+    moved = start + -((start - first) // every) * every
+    if moved >= end:
+        raise NoDataError(
+            f"No presence rows between {start.isoformat()} and {end.isoformat()}: the log now "
+            f"starts on {kept_from} (UTC); the days before were purged.",
+            "ask about a time on or after that date",
+        )
+    return moved
 
 
 def _with_peak(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
