@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -80,7 +81,13 @@ def _store_ctx(
         try:
             node_id = resolve_node_id(settings.data_dir, settings.node_id)
             writer = await asyncio.to_thread(
-                LogWriter.open, settings.data_dir, node_id, flush_interval=settings.flush_interval
+                functools.partial(
+                    LogWriter.open,
+                    settings.data_dir,
+                    node_id,
+                    flush_interval=settings.flush_interval,
+                    disk_headroom=settings.disk_headroom,
+                )
             )
         except OSError as exc:
             raise TrailError(
@@ -105,6 +112,10 @@ def _writer_gauges(m: Metrics, writer: LogWriter) -> None:
     m.describe("records_written", "gauge", "Records made durable in the WAL, by kind.")
     m.describe("commits", "gauge", "Commits of the WAL to the tables.")
     m.describe("commit_seconds", "gauge", "Duration of the last commit of the WAL.")
+    m.describe("disk_full", "gauge", "1 while writes are refused after a full disk, else 0.")
+    m.describe("disk_full_seconds", "gauge", "How long the current full-disk episode has lasted.")
+    m.describe("disk_full_episodes_total", "counter", "Times the disk was found full.")
+    m.describe("writes_refused_total", "counter", "Writes refused (answered 503) on a full disk.")
 
     def scrape(m: Metrics) -> None:
         stats = writer.stats()
@@ -113,6 +124,10 @@ def _writer_gauges(m: Metrics, writer: LogWriter) -> None:
             ("wal_lag_seconds", "wal_lag_seconds"),
             ("commits", "commits"),
             ("commit_seconds", "last_commit_seconds"),
+            ("disk_full", "disk_full"),
+            ("disk_full_seconds", "disk_full_seconds"),
+            ("disk_full_episodes_total", "disk_full_episodes"),
+            ("writes_refused_total", "writes_refused"),
         ):
             m.set(name, float(stats.get(key) or 0.0))
         written = stats.get("records_written") or {}
@@ -223,18 +238,24 @@ def _route_name(request: web.Request) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /health: node id, uptime and WAL lag."""
+    """GET /health: node id, uptime and WAL lag; 503 `degraded: disk full` while writes are
+    refused for lack of space."""
     app = request.app
-    stats = app[WRITER].stats() if WRITER in app else {}
-    return web.json_response(
-        {
-            "status": "ok",
-            "node_id": app.get(NODE_ID),
-            "uptime_seconds": round(time.time() - app[STARTED_AT], 3),
-            "wal_lag_seconds": stats.get("wal_lag_seconds"),
-            "wal_bytes": stats.get("wal_bytes"),
-        }
-    )
+    writer = app.get(WRITER)
+    stats = writer.stats() if writer is not None else {}
+    full = bool(stats.get("disk_full"))
+    body = {
+        "status": "degraded: disk full" if full else "ok",
+        "node_id": app.get(NODE_ID),
+        "uptime_seconds": round(time.time() - app[STARTED_AT], 3),
+        "wal_lag_seconds": stats.get("wal_lag_seconds"),
+        "wal_bytes": stats.get("wal_bytes"),
+    }
+    if not full or writer is None:
+        return web.json_response(body)
+    body["disk_full_seconds"] = round(float(stats.get("disk_full_seconds") or 0.0), 3)
+    headers = {"Retry-After": str(writer.retry_after)}
+    return web.json_response(body, status=503, headers=headers)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
