@@ -15,7 +15,7 @@ from test_store_wal import event_ids
 
 from trailcli.errors import DiskFull, TrailError, UsageError
 from trailcli.store import layout, wal
-from trailcli.store.disk import DiskState, QuietLog, is_disk_full
+from trailcli.store.disk import DiskState, QuietLog, full_reason, is_disk_full
 from trailcli.store.wal import LogWriter
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -55,6 +55,16 @@ def test_a_full_disk_is_told_by_errno_by_the_delta_writers_words_and_through_cau
     assert is_disk_full(DiskFull("full"))
 
 
+def test_the_reason_is_said_in_a_few_words() -> None:
+    delta = Exception("Generic LocalFileSystem error: No space left on device (os error 28)")
+    assert full_reason(delta) == "No space left on device"
+    assert full_reason(OSError(errno.EDQUOT, "Disk quota exceeded")) == "Disk quota exceeded"
+    try:
+        raise RuntimeError("commit") from OSError(errno.ENOSPC, "No space left on device")
+    except RuntimeError as exc:
+        assert full_reason(exc) == "No space left on device"
+
+
 def test_other_failures_are_not_a_full_disk() -> None:
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full(OSError(errno.EIO, "Input/output error"))
@@ -81,6 +91,11 @@ def test_a_quiet_log_reports_the_first_occurrence_then_once_a_period_with_the_co
     assert quiet.due() is None
     assert quiet.reset() == 1
     assert quiet.due() == 1  # afresh: at once
+    clock.now += 60.0
+    quiet.mark()  # a line said it just now (the episode's first)
+    assert quiet.due() is None
+    clock.now += 10.0
+    assert quiet.due() == 2
 
 
 def test_a_quiet_log_gives_one_line_per_period_for_a_steady_stream() -> None:
@@ -153,8 +168,9 @@ def test_the_writer_refuses_while_full_and_accepts_again_once_committed(
         writer.append("events", [event("early")])
     stats = writer.stats()
     assert stats["disk_full"] and stats["writes_refused"] == 51 and stats["disk_full_episodes"] == 1
-    refusal_lines = [r for r in caplog.records if "refused" in r.getMessage()]
-    assert len(refusal_lines) == 1  # the first; the next is due after LOG_EVERY
+    # one line as the episode begins; the next is due LOG_EVERY seconds later, with a count
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert "is full (No space left on device): refusing writes" in caplog.records[0].getMessage()
     writer.flush()
     assert not writer.stats()["disk_full"]
     writer.append("events", [event("after")])
@@ -216,6 +232,26 @@ def test_closing_on_a_full_disk_keeps_the_wal_and_says_so(
         pass
     assert sorted(event_ids(data_dir)) == ["a", "b"]
     assert list(wal_dir.glob("*.wal")) == []
+
+
+def test_without_room_neither_the_committer_nor_close_tries_to_commit(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = open_writer(data_dir, disk_headroom=1 << 62)  # more than any disk has
+    writer.append("events", [event("a")])
+    full_writes(monkeypatch, min_size=64)  # frames fail; a segment header would not
+    with pytest.raises(DiskFull):
+        writer.append("events", [event("refused")])
+    tried: list[object] = []
+    monkeypatch.setattr(wal.tables, "append_once", lambda *a, **k: tried.append(a))
+    writer._commit_round()  # the committer's round: no room, so no attempt
+    with pytest.raises(DiskFull, match="1 record"):
+        writer.close()
+    assert tried == []
+    monkeypatch.undo()
+    with open_writer(data_dir):
+        pass
+    assert event_ids(data_dir) == ["a"]
 
 
 def test_starting_on_a_full_disk_is_a_clear_error(

@@ -39,6 +39,20 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+def full_reason(exc: BaseException) -> str:
+    """How a disk-full error words it, in a few words ("No space left on device")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return current.strerror or os.strerror(current.errno or errno.ENOSPC)
+        if "quota" in str(current).lower():
+            return os.strerror(errno.EDQUOT)
+        current = current.__cause__ or current.__context__
+    return os.strerror(errno.ENOSPC)
+
+
 def free_bytes(path: Path) -> int | None:
     """Bytes an unprivileged writer may still use on the file system holding `path` (None when
     it cannot be asked)."""
@@ -71,6 +85,11 @@ class QuietLog:
                 return None
             self._last, count, self._unreported = now, self._unreported, 0
             return count
+
+    def mark(self) -> None:
+        """A line about it was just written elsewhere: the next is due a period from now."""
+        with self._lock:
+            self._last = self._clock()
 
     def reset(self) -> int:
         """Start afresh (the next occurrence is logged at once); the occurrences never reported."""

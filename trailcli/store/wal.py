@@ -23,7 +23,7 @@ import orjson
 
 from trailcli.errors import DiskFull, TrailError, UsageError
 from trailcli.store import layout, tables
-from trailcli.store.disk import DiskState, QuietLog, free_bytes, is_disk_full
+from trailcli.store.disk import DiskState, QuietLog, free_bytes, full_reason, is_disk_full
 from trailcli.store.group_commit import DurableListener, LoopCommits, SyncThread
 from trailcli.store.schema import KINDS
 from trailcli.store.wal_scan import HEADER as _FRAME
@@ -193,14 +193,6 @@ def _sync_data(fd: int) -> None:
     sync(fd)
 
 
-def _short(exc: BaseException) -> str:
-    """An error in a few words, for log lines and messages: the OS's reason, or the first line."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -249,7 +241,6 @@ class LogWriter:
         self.disk = DiskState()
         self._refusals_log = QuietLog()
         self._commit_errors_log = QuietLog()
-        self._episode_logged = False
         self._lock_fd: int | None = None
         self._write_lock = threading.Lock()  # guards the open segment and its counters
         self._sync_lock = threading.Lock()  # one sync or segment rotation at a time
@@ -316,7 +307,7 @@ class LogWriter:
         kept = f"; its {len(held)} segment(s) stay in {self.wal_dir}" if held else ""
         return DiskFull(
             f"The disk holding {self.data_dir} is full: cannot start the WAL of node "
-            f"{self.node_id!r} ({_short(exc)}){kept}.",
+            f"{self.node_id!r} ({full_reason(exc)}){kept}.",
             "free space on that disk and start again: the WAL is committed first, nothing is lost",
         )
 
@@ -426,18 +417,18 @@ class LogWriter:
             position = self._written
             full = seg.rows >= self.flush_rows
         if failed is not None:
-            raise self._refused(failed)
+            raise self._refused(failed == "began")
         if full:
             self._wake.set()
         return position
 
-    def _write_frame(self, seg: _Segment, frame: bytes) -> OSError | None:
+    def _write_frame(self, seg: _Segment, frame: bytes) -> str | None:
         """Under the write lock: append the frame, unless the disk is full (then the write is
-        refused and counted). None when written; else the disk-full error (or the write's own
-        error, new); raises TrailError for a failure that is not a full disk."""
+        refused and counted). None when written; else "refused", or "began" when this write
+        found the disk full; raises TrailError for a failure that is not a full disk."""
         if self.disk.full:
             self.disk.refuse()
-            return OSError(errno.ENOSPC, "refused while the disk is full")
+            return "refused"
         try:
             _write_all(seg.fd, frame)
         except OSError as exc:
@@ -447,25 +438,26 @@ class LogWriter:
                     f"Cannot write to the WAL at {self.wal_dir}: {exc}",
                     "fix the folder's permissions; nothing was acknowledged",
                 ) from exc
-            self.disk.note_full(_short(exc))
+            began = self.disk.note_full(full_reason(exc))
             self.disk.refuse()
-            self._wake.set()  # the committer sees to the episode (and logs its start)
-            return exc
+            return "began" if began else "refused"
         return None
 
-    def _refused(self, exc: OSError) -> DiskFull:
-        """The error a refused write raises; a log line about refusals at most every
-        LOG_EVERY seconds (outside the write lock)."""
-        count = self._refusals_log.due()
-        if count is not None:
-            log.warning(
-                "refused %d write(s) to the WAL of node %s since the last report: the disk "
-                "holding %s is full (%s); nothing of them was acknowledged",
-                count,
-                self.node_id,
-                self.wal_dir,
-                self.disk.reason or _short(exc),
-            )
+    def _refused(self, began: bool) -> DiskFull:
+        """The error a refused write raises (outside the write lock): the episode's first line
+        if it began it, else a line about refusals at most every LOG_EVERY seconds."""
+        if began:
+            self._log_episode_start()
+        else:
+            count = self._refusals_log.due()
+            if count is not None:
+                log.warning(
+                    "refused %d write(s) to the WAL of node %s since the last report: the disk "
+                    "holding it is full (%s); nothing of them was acknowledged",
+                    count,
+                    self.node_id,
+                    self.disk.reason,
+                )
         return DiskFull(
             f"The disk holding the WAL of node {self.node_id!r} is full; nothing was stored.",
             "free space on that disk; writes are accepted again once the WAL is committed",
@@ -681,63 +673,68 @@ class LogWriter:
             self._commit_round()
 
     def _commit_round(self) -> None:
-        """One round of the committer: commit what the WAL holds; on a full disk, begin or
-        continue the episode; once everything is committed with room to spare, end it."""
-        if self.disk.full:
-            self._log_episode_start()
+        """One round of the committer: commit what the WAL holds. On a full disk the commit is
+        tried only once there is room again (until then it could only fail); the episode ends
+        once everything is committed with room to spare (`flush`)."""
+        if self.disk.full and not self._room():
+            self._still_full()
+            return
         try:
             self.flush()
         except Exception as exc:  # keep the segment; the next round retries it
             self._last_error = str(exc)
             if not is_disk_full(exc):
                 log.warning("WAL commit of node %s failed, will retry: %s", self.node_id, exc)
-                return
-            self.disk.note_full(_short(exc))
-            self._log_episode_start()
-            count = self._commit_errors_log.due()
-            if count is not None:
-                log.warning(
-                    "WAL commit of node %s failed %d time(s) since the last report: the disk "
-                    "is full (%s); retrying every %ss, the WAL keeps every record",
-                    self.node_id,
-                    count,
-                    _short(exc),
-                    self.flush_interval,
-                )
+            elif self.disk.note_full(full_reason(exc)):
+                self._log_episode_start()
+            else:
+                self._still_full()
             return
         self._last_error = None
 
+    def _room(self) -> bool:
+        """Whether the disk has `disk_headroom` bytes free (True when that cannot be told)."""
+        free = free_bytes(self.wal_dir)
+        return free is None or free >= self.disk_headroom
+
     def _log_episode_start(self) -> None:
-        if self._episode_logged:
-            return
-        self._episode_logged = True
+        self._refusals_log.mark()
+        self._commit_errors_log.mark()
         log.error(
             "the disk holding %s is full (%s): refusing writes (answered 'retry later') until "
-            "the WAL of node %s is committed and %d bytes are free",
+            "the WAL of node %s is committed and %d bytes are free; nothing acknowledged is lost",
             self.data_dir,
             self.disk.reason,
             self.node_id,
             self.disk_headroom,
         )
 
+    def _still_full(self) -> None:
+        count = self._commit_errors_log.due()
+        if count is None:
+            return
+        with self._write_lock:
+            held = sum(s.rows for s in [*self._closed_segments, self._segment] if s is not None)
+        log.warning(
+            "the disk holding %s is still full (%s; %s bytes free, %d wanted): %d record(s) wait "
+            "in the WAL of node %s, %d write(s) refused so far",
+            self.data_dir,
+            self.disk.reason,
+            free_bytes(self.wal_dir),
+            self.disk_headroom,
+            held,
+            self.node_id,
+            self.disk.refused,
+        )
+
     def _end_episode(self) -> None:
         """The WAL is committed: accept writes again once the disk has the headroom."""
-        free = free_bytes(self.wal_dir)
-        if free is not None and free < self.disk_headroom:
-            count = self._commit_errors_log.due()
-            if count is not None:
-                log.warning(
-                    "WAL of node %s committed, but only %d bytes are free (%d wanted): still "
-                    "refusing writes",
-                    self.node_id,
-                    free,
-                    self.disk_headroom,
-                )
+        if not self._room():
+            self._still_full()
             return
         ended = self.disk.note_drained()
         if ended is None:
             return
-        self._episode_logged = False
         self._refusals_log.reset()
         self._commit_errors_log.reset()
         log.warning(
@@ -764,7 +761,12 @@ class LogWriter:
                     self._closed = True
                 self._rotate()
                 self._drop_empty_segment()
+                if self._closed_segments and self.disk.full and not self._room():
+                    # committing could only fail: leave the WAL as it is for the next start
+                    raise self._full_at_close(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
                 self._commit_closed()
+        except DiskFull:
+            raise
         except Exception as exc:
             if is_disk_full(exc):
                 raise self._full_at_close(exc) from None
@@ -780,7 +782,7 @@ class LogWriter:
         records = sum(s.rows for s in held)
         files = ", ".join(segment_path(self.wal_dir, s.number).name for s in held if s.rows)
         return DiskFull(
-            f"The disk holding {self.data_dir} is full ({_short(exc)}): {records} record(s) of "
+            f"The disk holding {self.data_dir} is full ({full_reason(exc)}): {records} record(s) of "
             f"node {self.node_id!r} stay in its WAL ({files or 'no segment'} in {self.wal_dir}), "
             "not yet in the tables.",
             "free space on that disk and start 'trail collect' again: it commits them first, "
