@@ -9,6 +9,7 @@ collector: the collectors run in it through `nsenter`, and this process reaches 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import http.client
 import json
@@ -23,9 +24,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from collector_support import BROWSER_UA, Daemon
+from collector_support import BROWSER_UA, Daemon, make_settings, stored
+
+from trailcli.collector.app import create_app
+from trailcli.collector.keys import WRITER
 
 DISK_BYTES = 8 * 1024 * 1024
 HEADROOM = 1024 * 1024
@@ -298,3 +303,51 @@ def test_sigterm_on_a_full_disk_keeps_the_wal_for_the_next_start(small_disk: Sma
     assert again.stop(signal.SIGTERM) == 0
     assert segments(small_disk) == {}
     stored_once(small_disk, beacons.acked, beacons.refused_ids)
+
+
+# --- every route that writes, in process (the writer put in its full state) --------------------
+
+SECRET = "app-server-secret"
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+
+
+async def test_every_writing_route_answers_503_while_full_and_stores_a_retry_after(
+    aiohttp_client: Any, data_dir: Path
+) -> None:
+    app = create_app(make_settings(data_dir, secret=SECRET, disk_headroom=1 << 62))
+    client = await aiohttp_client(app)
+    writer = app[WRITER]
+    assert writer.disk.note_full("No space left on device")  # as a write that found no space
+    event = {"name": "tick", "id": "e-retried", "properties": {}}
+    requests = [
+        ("/ahoy/visits", {"visit_token": "v-1", "visitor_token": "w-1"}, {}),
+        ("/ahoy/events", {"visit_token": "v-1", "visitor_token": "w-1", "events": [event]}, {}),
+        ("/api/visits", {"visit_token": "v-2", "visitor_token": "w-2"}, AUTH),
+        ("/api/events", {"visit_token": "v-2", "events": [{**event, "id": "e-api"}]}, AUTH),
+        ("/api/identify", {"visit_token": "v-2", "user_id": "u-7"}, AUTH),
+    ]
+    for path, body, headers in requests:
+        resp = await client.post(path, json=body, headers={"User-Agent": BROWSER_UA, **headers})
+        assert (resp.status, resp.headers.get("Retry-After")) == (503, "1"), path
+        text = await resp.text()
+        if path.startswith("/api/"):
+            assert "disk is full" in json.loads(text)["error"], path
+    health = await client.get("/health")
+    assert health.status == 503
+    assert (await health.json())["status"] == "degraded: disk full"
+    metrics = await (await client.get("/metrics")).text()
+    assert "\ntrail_disk_full 1\n" in metrics
+    refused = metrics.split("\ntrail_writes_refused_total ")[1].split()[0]
+    assert int(refused) >= 5  # and the presence tracker's rows (retried)
+    assert 'trail_http_requests_total{route="/ahoy/events",status="503"} 1' in metrics
+
+    writer.disk_headroom = 0
+    await asyncio.to_thread(writer.flush)  # committed, with room: the episode ends
+    assert (await client.get("/health")).status == 200
+    for path, body, headers in requests:  # the clients send them again
+        resp = await client.post(path, json=body, headers={"User-Agent": BROWSER_UA, **headers})
+        assert resp.status == 200, path
+    await client.close()
+    assert {e["event_id"] for e in stored(data_dir, "events")} == {"e-retried", "e-api"}
+    assert {v["visit_token"] for v in stored(data_dir, "visits")} == {"v-1", "v-2"}
+    assert [i["user_id"] for i in stored(data_dir, "identities")] == ["u-7"]
