@@ -241,7 +241,9 @@ def test_a_full_disk_answers_503_then_recovers_under_load(small_disk: SmallDisk)
     assert (answer.status, answer.retry_after) == (503, "1")
     health = call(daemon.port, "GET", "/health")
     assert health.status == 503 and health.retry_after == "1"
-    assert json.loads(health.body)["status"] == "degraded: disk full"
+    body = json.loads(health.body)
+    assert body["status"] == "degraded"
+    assert body["reasons"][0].startswith("disk full: writes refused for")
     assert metric(daemon.port, "disk_full") == 1
     assert metric(daemon.port, "writes_refused_total") >= len(beacons.refused)
 
@@ -334,7 +336,12 @@ async def test_every_writing_route_answers_503_while_full_and_stores_a_retry_aft
             assert "disk is full" in json.loads(text)["error"], path
     health = await client.get("/health")
     assert health.status == 503
-    assert (await health.json())["status"] == "degraded: disk full"
+    body = await health.json()
+    assert (body["status"], health.headers.get("Retry-After")) == ("degraded", "1")
+    assert len(body["reasons"]) == 1
+    assert body["reasons"][0].startswith("disk full: writes refused for ")
+    assert body["reasons"][0].endswith("s (No space left on device) until the WAL is committed "
+                                       f"and {1 << 62} bytes are free")  # fmt: skip
     metrics = await (await client.get("/metrics")).text()
     assert "\ntrail_disk_full 1\n" in metrics
     refused = metrics.split("\ntrail_writes_refused_total ")[1].split()[0]

@@ -16,7 +16,14 @@ from aiohttp import web
 from trailcli.collector import ahoy, bayeux, cors, dashboard, identity, presence_http, server_api
 from trailcli.collector.allocators import tune_allocators
 from trailcli.collector.dashboard import REPORTS, Reports
-from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, STARTED_AT, WRITER
+from trailcli.collector.keys import (
+    HEALTH_CHECKS,
+    METRICS,
+    NODE_ID,
+    SETTINGS,
+    STARTED_AT,
+    WRITER,
+)
 from trailcli.collector.metrics import Metrics, Series
 from trailcli.collector.presence_tracker import PresenceTracker
 from trailcli.collector.settings import Settings
@@ -43,6 +50,11 @@ def create_app(settings: Settings, *, reports: Reports | None = None) -> web.App
     app[METRICS] = _new_metrics()
     app.on_response_prepare.append(_response_hook(app[METRICS], settings.allow_origins))
     app[STARTED_AT] = time.time()
+    app[HEALTH_CHECKS] = []
+    if settings.redis:
+        from trailcli.collector.redis_link import redis_ctx
+
+        app.cleanup_ctx.append(redis_ctx)  # first: what is shared through Redis needs it
     tracker = PresenceTracker(settings=settings, metrics=app[METRICS], app=app)
     # the one subscription to durable records: the live view and /trail/events hear of them
     app.cleanup_ctx.append(_store_ctx(listeners=[tracker]))
@@ -98,12 +110,24 @@ def _store_ctx(
             writer.subscribe(listener)
         app[NODE_ID] = node_id
         app[WRITER] = writer
+        app[HEALTH_CHECKS].append(functools.partial(disk_health, writer))
         _writer_gauges(app[METRICS], writer)
         yield
         await writer.drain()
         await asyncio.to_thread(writer.close)  # commits what the WAL holds
 
     return store
+
+
+def disk_health(writer: LogWriter) -> str | None:
+    """The /health reason while a full disk refuses writes (None otherwise)."""
+    disk = writer.disk
+    if not disk.full:
+        return None
+    return (
+        f"disk full: writes refused for {disk.full_for():.0f}s ({disk.reason}) until the WAL is "
+        f"committed and {writer.disk_headroom} bytes are free"
+    )
 
 
 def _writer_gauges(m: Metrics, writer: LogWriter) -> None:
@@ -238,24 +262,25 @@ def _route_name(request: web.Request) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /health: node id, uptime and WAL lag; 503 `degraded: disk full` while writes are
-    refused for lack of space."""
+    """GET /health: node id, uptime and WAL lag; 503 "degraded" with the reasons of any part
+    (and Retry-After while a full disk refuses writes)."""
     app = request.app
     writer = app.get(WRITER)
     stats = writer.stats() if writer is not None else {}
-    full = bool(stats.get("disk_full"))
-    body = {
-        "status": "degraded: disk full" if full else "ok",
-        "node_id": app.get(NODE_ID),
-        "uptime_seconds": round(time.time() - app[STARTED_AT], 3),
-        "wal_lag_seconds": stats.get("wal_lag_seconds"),
-        "wal_bytes": stats.get("wal_bytes"),
-    }
-    if not full or writer is None:
-        return web.json_response(body)
-    body["disk_full_seconds"] = round(float(stats.get("disk_full_seconds") or 0.0), 3)
-    headers = {"Retry-After": str(writer.retry_after)}
-    return web.json_response(body, status=503, headers=headers)
+    reasons = [reason for check in app[HEALTH_CHECKS] if (reason := check())]
+    full = writer is not None and writer.disk.full
+    return web.json_response(
+        {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "node_id": app.get(NODE_ID),
+            "uptime_seconds": round(time.time() - app[STARTED_AT], 3),
+            "wal_lag_seconds": stats.get("wal_lag_seconds"),
+            "wal_bytes": stats.get("wal_bytes"),
+        },
+        status=503 if reasons else 200,
+        headers={"Retry-After": str(writer.retry_after)} if writer is not None and full else None,
+    )
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
