@@ -300,6 +300,17 @@ def test_sigterm_on_a_full_disk_keeps_the_wal_for_the_next_start(small_disk: Sma
     kept = segments(small_disk)
     assert kept and all(size > 0 for size in kept.values()), kept  # no 0-byte segment
 
+    # starting while the disk is still full: a clear error, the WAL as it was
+    cmd = [*small_disk.prefix, sys.executable, "-c", "from trailcli.cli import main; main()",
+           "collect", "--port", "0", "--data-dir", str(small_disk.mount_point),
+           "--node-id", "daemon-test", "--no-compact"]  # fmt: skip
+    start = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert start.returncode == 1, start.stderr
+    assert "Error: The disk holding" in start.stderr and "is full" in start.stderr
+    assert "Hint: free space on that disk and start again" in start.stderr
+    assert "Traceback" not in start.stderr
+    assert segments(small_disk) == kept
+
     small_disk.free()
     again = collector(small_disk, "2")  # commits what the WAL kept
     assert again.stop(signal.SIGTERM) == 0

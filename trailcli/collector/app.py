@@ -27,9 +27,10 @@ from trailcli.collector.keys import (
 from trailcli.collector.metrics import Metrics, Series
 from trailcli.collector.presence_tracker import PresenceTracker
 from trailcli.collector.settings import Settings
-from trailcli.errors import NoDataError, TrailError
+from trailcli.errors import DiskFull, NoDataError, TrailError
 from trailcli.presence import snapshots
 from trailcli.store import maintenance
+from trailcli.store.disk import is_disk_full
 from trailcli.store.group_commit import DurableListener
 from trailcli.store.wal import LogWriter
 
@@ -102,6 +103,12 @@ def _store_ctx(
                 )
             )
         except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(
+                    f"The disk holding the data dir {settings.data_dir} is full: "
+                    f"{exc.strerror or exc}.",
+                    "free space on that disk and start again",
+                ) from None
             raise TrailError(
                 f"Cannot write to the data dir {settings.data_dir}: {exc.strerror or exc}.",
                 "check that it exists or can be created and is writable, or pass --data-dir",

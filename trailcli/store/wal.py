@@ -324,8 +324,15 @@ class LogWriter:
                 f"writer (pid {holder}).",
                 "stop the other 'trail collect' for this node, or give this one its own --node-id",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        mine = f"{os.getpid()}\n".encode()
+        try:  # over the previous holder's pid (its block is reused: this works on a full disk)
+            os.pwrite(fd, mine.ljust(os.fstat(fd).st_size), 0)
+            os.ftruncate(fd, len(mine))
+        except OSError as exc:
+            if not is_disk_full(exc):
+                os.close(fd)
+                raise
+            # the pid only names the holder in another writer's error; the lock itself holds
         self._lock_fd = fd
 
     def _unlock(self) -> None:
