@@ -86,7 +86,6 @@ PREFIX = "trail:bayeux:"
 EVENTS = PREFIX + "events"
 REAP_BATCH = 200  # sessions one reaper call ends at most
 RETRY_MS = 1000  # advice.interval while Redis is unreachable
-GONE_SECONDS = 600  # how long an ended session's mark stays
 
 # ARGV: prefix, id, ext, now, deadline, max clients, address key, max per address, ttl ms, node
 _HANDSHAKE = """
@@ -309,6 +308,9 @@ class ClusterEngine(Engine):
         self._scripts: dict[str, Any] = {}
         timeouts = 2 * self.config.timeout + self.config.grace + self.config.first_connect_timeout
         self.ttl_ms = int((timeouts + 60) * 1000)
+        # how long an ended session's `gone:` mark stays: longer than any node keeps a copy of
+        # the session after it ended (until the end's event or the next upkeep check)
+        self.gone_seconds = int(2 * self.config.timeout + self.config.grace) + 1
 
     # ---- Redis plumbing -----------------------------------------------------------------
 
@@ -442,7 +444,7 @@ class ClusterEngine(Engine):
 
         try:
             won = await self.link.client.set(
-                PREFIX + "gone:" + client.id, "1", nx=True, ex=GONE_SECONDS
+                PREFIX + "gone:" + client.id, "1", nx=True, ex=self.gone_seconds
             )
         except (RedisError, OSError) as exc:
             self.link.failed(exc)
@@ -564,7 +566,7 @@ class ClusterEngine(Engine):
             reply["successful"] = False
             return reply
         client = self.clients[message["clientId"]]
-        if await self._run("destroy", client.id, GONE_SECONDS) is not None:
+        if await self._run("destroy", client.id, self.gone_seconds) is not None:
             self.close_client(client, DISCONNECT, now, now)
         else:
             self._forget(client)
@@ -605,7 +607,7 @@ class ClusterEngine(Engine):
     async def _reap(self, now: datetime) -> None:
         silence = 2 * self.config.timeout
         while True:
-            rows = await self._run("reap", now.timestamp(), REAP_BATCH, silence, GONE_SECONDS)
+            rows = await self._run("reap", now.timestamp(), REAP_BATCH, silence, self.gone_seconds)
             for i in range(0, len(rows), 3):
                 client_id, why, alive = (_text(rows[i]), _text(rows[i + 1]), rows[i + 2])
                 last_alive = datetime.fromtimestamp(float(alive), UTC)
