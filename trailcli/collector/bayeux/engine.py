@@ -241,7 +241,14 @@ def _reply(message: Message) -> Message:
 
 class EngineObserver(Protocol):
     """Hears of session changes, synchronously on the loop (it must not block). Each method does
-    nothing unless overridden, so an observer subclasses this and implements what it needs."""
+    nothing unless overridden, so an observer subclasses this and implements what it needs.
+
+    In a cluster (`cluster.ClusterEngine`, one per node) each session's `client_opened`,
+    `client_connected` and `client_closed` fire exactly once cluster-wide: on the node that
+    served the handshake, the node that served the first successful connect, and the node that
+    removed the session from Redis (a disconnect or the reaper; a node stopping ends none of
+    its sessions). `client_active`, `client_subscribed`/`client_unsubscribed` (only when the
+    subscription changed) and `client_published` fire on the node serving the request."""
 
     def client_opened(self, client_id: str, ext: dict[str, Any], now: datetime) -> None:
         """A handshake opened a session (`ext` without secrets)."""
