@@ -216,6 +216,19 @@ if #items > 0 then redis.call('DEL', q) end
 return items
 """
 
+# Put messages a node took but could not deliver back at the head of the queue, and wake the
+# nodes. ARGV: prefix, id, queue limit, ttl ms, messages oldest first
+_GIVE_BACK = """
+local p, cid = ARGV[1], ARGV[2]
+if redis.call('EXISTS', p..'c:'..cid) == 0 then return 0 end
+local q = p..'q:'..cid
+for i = #ARGV, 5, -1 do redis.call('LPUSH', q, ARGV[i]) end
+redis.call('LTRIM', q, -tonumber(ARGV[3]), -1)
+redis.call('PEXPIRE', q, ARGV[4])
+redis.call('PUBLISH', p..'events', 'p\\n'..cid..'\\n\\n')
+return 1
+"""
+
 # Removing a session, shared by the disconnect and the reaper; only the caller that finds it
 # gets its fields back, which is what makes its end fire once.
 _DESTROY_FN = """
@@ -306,6 +319,9 @@ class ClusterEngine(Engine):
         self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._scripts: dict[str, Any] = {}
+        # sessions with messages to take, gathered from events and taken in one pipeline
+        self._to_take: dict[str, Client] = {}
+        self._taker: asyncio.Future[None] | None = None
         timeouts = 2 * self.config.timeout + self.config.grace + self.config.first_connect_timeout
         self.ttl_ms = int((timeouts + 60) * 1000)
         # how long an ended session's `gone:` mark stays: longer than any node keeps a copy of
@@ -327,6 +343,7 @@ class ClusterEngine(Engine):
             ("unsubscribe", _UNSUBSCRIBE),
             ("publish", _PUBLISH),
             ("take", _TAKE),
+            ("give_back", _GIVE_BACK),
             ("destroy", _DESTROY),
             ("reap", _REAP),
         ):
@@ -677,6 +694,7 @@ class ClusterEngine(Engine):
             self.stats["transport_closed"] += 1
             at = client.transport_closed_at.timestamp()
             self._spawn(self._run("transport_closed", client_id, at, self.config.grace, client.gen))
+            self._give_back(client)
 
     # ---- connects and deliveries --------------------------------------------------------
 
@@ -698,7 +716,11 @@ class ClusterEngine(Engine):
             client.waiter = waiter  # before taking: a publish from now on wakes it
             timer = None
             try:
-                if not await self._take(client) or client.queue:
+                # the taker fills the queue of a waiting connect; a connect takes for itself
+                # when it starts and when woken with nothing (moved elsewhere, Redis back)
+                if not client.queue and not await self._take(client):
+                    break
+                if client.queue:
                     break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -710,12 +732,59 @@ class ClusterEngine(Engine):
                     timer.cancel()
                 if client.waiter is waiter:
                     client.waiter = None
-        if client.queue and not client.ended:
-            await asyncio.sleep(BATCH_DELAY)
-            await self._take(client)
 
     async def fill(self, client: Client) -> None:
-        await self._take(client)
+        if not client.queue:
+            await self._take(client)
+
+    def _schedule_take(self, client: Client) -> None:
+        """Take `client`'s queue soon, in one pipeline with the others woken meanwhile."""
+        self._to_take[client.id] = client
+        if self._taker is None or self._taker.done():
+            self._taker = asyncio.ensure_future(self._take_woken())
+
+    async def _take_woken(self) -> None:
+        from redis.exceptions import RedisError
+
+        # let the publishes arriving just after join the same answers (as one node does)
+        await asyncio.sleep(BATCH_DELAY)
+        while self._to_take:
+            woken = list(self._to_take.values())
+            self._to_take.clear()
+            try:
+                async with self.link.client.pipeline(transaction=False) as pipe:
+                    for client in woken:
+                        await self._scripts["take"](
+                            keys=[], args=[PREFIX, client.id, client.gen], client=pipe
+                        )
+                    results = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                self.link.failed(exc)
+                results = [None] * len(woken)
+            for client, items in zip(woken, results, strict=True):
+                if items:
+                    self._queue_taken(client, items)
+                    if not client.held and client.socket is None:
+                        self._give_back(client)  # its connect ended meanwhile
+                        continue
+                self._wake_client(client)
+
+    def _queue_taken(self, client: Client, items: list[bytes]) -> None:
+        limit = self.config.max_queued_messages
+        for item in items:
+            if len(client.queue) >= limit:
+                client.queue.popleft()
+                client.dropped += 1
+                self.stats["dropped_queue_full"] += 1
+            client.queue.append(Delivery.from_text(_text(item)))
+
+    def _give_back(self, client: Client) -> None:
+        """Return what this node took for `client` but no longer has a connect to answer with."""
+        if not client.queue:
+            return
+        texts = [d.text() for d in self.take(client)]
+        limit = self.config.max_queued_messages
+        self._spawn(self._run("give_back", client.id, limit, self.ttl_ms, *texts))
 
     async def _take(self, client: Client) -> bool:
         """Move the session's queue from Redis to `client.queue`; False when this node's
@@ -726,13 +795,7 @@ class ClusterEngine(Engine):
             return False
         if items is None:
             return False
-        limit = self.config.max_queued_messages
-        for item in items:
-            if len(client.queue) >= limit:
-                client.queue.popleft()
-                client.dropped += 1
-                self.stats["dropped_queue_full"] += 1
-            client.queue.append(Delivery.from_text(_text(item)))
+        self._queue_taken(client, items)
         return True
 
     def bind_socket(self, client_id: str, socket: Any) -> Client | None:
@@ -815,9 +878,9 @@ class ClusterEngine(Engine):
             if ids:
                 for client_id in ids.split(","):
                     client = self.clients.get(client_id)
-                    if client is not None:
-                        self._wake_client(client)
-            if self.listeners:
+                    if client is not None and (client.held or client.socket is not None):
+                        self._schedule_take(client)
+            if self.listeners and channel:
                 patterns = channels.expand(channel)
                 if any(p in self.listeners for p in patterns):
                     data = Delivery.from_text(body).message.get("data")
