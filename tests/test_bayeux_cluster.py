@@ -129,6 +129,7 @@ async def nodes(
         node.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await node.task
+        await node.engine.close()
         await node.link.close()
 
 

@@ -86,6 +86,8 @@ PREFIX = "trail:bayeux:"
 EVENTS = PREFIX + "events"
 REAP_BATCH = 200  # sessions one reaper call ends at most
 RETRY_MS = 1000  # advice.interval while Redis is unreachable
+POOL_SIZE = 64  # connections to Redis a node's engine uses at most
+COMMAND_TIMEOUT = 10.0  # seconds a command (or the wait for a connection) may take
 
 # ARGV: prefix, id, ext, now, deadline, max clients, address key, max per address, ttl ms, node
 _HANDSHAKE = """
@@ -106,7 +108,8 @@ return 0
 """
 
 # A request from a session: it is alive. ARGV: prefix, id, now, silence s, ttl ms, connect?, node
-# Returns nil for an unknown session, else {ext, opened, gen, first connect?}.
+# Returns nil for an unknown session, else {ext, opened, gen, first connect?, connected, queue}:
+# a connect takes the queue at once (one round trip for a long-poll answered at once).
 _ENTER = """
 local p, cid, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local key = p..'c:'..cid
@@ -130,9 +133,15 @@ elseif why == 'transport_closed' then
 end
 redis.call('PEXPIRE', key, ttl)
 redis.call('PEXPIRE', p..'s:'..cid, ttl)
-redis.call('PEXPIRE', p..'q:'..cid, ttl)
+local q, items = p..'q:'..cid, {}
+if ARGV[6] == '1' then
+  items = redis.call('LRANGE', q, 0, -1)
+  if #items > 0 then redis.call('DEL', q) end
+else
+  redis.call('PEXPIRE', q, ttl)
+end
 return {redis.call('HGET', key, 'ext'), redis.call('HGET', key, 'opened'), gen, first,
-  redis.call('HGET', key, 'connected') or '0'}
+  redis.call('HGET', key, 'connected') or '0', items}
 """
 
 # A hold ended (the client is alive now). ARGV: prefix, id, now, silence s
@@ -316,11 +325,13 @@ class ClusterEngine(Engine):
         )
         self.node_id = node_id
         self.link: Any = None  # trailcli.collector.redis_link.RedisLink
+        self.redis: Any = None  # the engine's redis.asyncio client (attach)
         self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._scripts: dict[str, Any] = {}
         # sessions with messages to take, gathered from events and taken in one pipeline
         self._to_take: dict[str, Client] = {}
+        self._fresh: set[str] = set()  # sessions whose connect just took their queue
         self._taker: asyncio.Future[None] | None = None
         timeouts = 2 * self.config.timeout + self.config.grace + self.config.first_connect_timeout
         self.ttl_ms = int((timeouts + 60) * 1000)
@@ -333,7 +344,18 @@ class ClusterEngine(Engine):
     def attach(self, link: Any) -> None:
         """Use `link` (a RedisLink) for every command."""
         self.link = link
-        client = link.client
+        import redis.asyncio as aioredis
+
+        # its own pool, waiting for a free connection rather than failing when every one is
+        # busy (a burst of requests must not look like Redis lost); the same server as the link
+        pool = aioredis.BlockingConnectionPool.from_url(
+            link.url,
+            max_connections=POOL_SIZE,
+            timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+        )
+        self.redis = client = aioredis.Redis(connection_pool=pool)
         for name, text in (
             ("handshake", _HANDSHAKE),
             ("enter", _ENTER),
@@ -438,7 +460,7 @@ class ClusterEngine(Engine):
             if client is not None:
                 await self._lost(client, now)
             return
-        ext_text, opened, gen, first, connected = found
+        ext_text, opened, gen, first, connected, items = found
         if client is None:
             ext = _loads(ext_text)
             opened_at = datetime.fromtimestamp(float(opened), UTC)
@@ -448,6 +470,8 @@ class ClusterEngine(Engine):
             self.clients[client_id] = client
         if connect:
             client.gen = int(gen)
+            self._queue_taken(client, items)
+            self._fresh.add(client_id)
             # the first connect cluster-wide makes `_connect` tell observers; later ones do not
             client.connected = not int(first)
         else:
@@ -460,7 +484,7 @@ class ClusterEngine(Engine):
         from redis.exceptions import RedisError
 
         try:
-            won = await self.link.client.set(
+            won = await self.redis.set(
                 PREFIX + "gone:" + client.id, "1", nx=True, ex=self.gone_seconds
             )
         except (RedisError, OSError) as exc:
@@ -640,7 +664,7 @@ class ClusterEngine(Engine):
         if not cached:
             return
         try:
-            async with self.link.client.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 for client in cached:
                     pipe.exists(PREFIX + "c:" + client.id)
                 found = await pipe.execute()
@@ -701,11 +725,16 @@ class ClusterEngine(Engine):
     async def hold(
         self, pending: PendingConnect, stop: asyncio.Event | None = None
     ) -> list[Outgoing]:
+        started = asyncio.get_running_loop().time()
         try:
             return await super().hold(pending, stop)
         finally:
             client = pending.client
-            if not client.ended:
+            self._fresh.discard(client.id)
+            held = asyncio.get_running_loop().time() - started
+            # the connect set the silence deadline; a long hold moves it on (a short one,
+            # answered with messages, leaves it: the next connect follows at once)
+            if not client.ended and held > self.config.timeout / 2:
                 silence = 2 * self.config.timeout
                 self._spawn(self._run("ping", client.id, self.clock().timestamp(), silence))
 
@@ -718,7 +747,9 @@ class ClusterEngine(Engine):
             try:
                 # the taker fills the queue of a waiting connect; a connect takes for itself
                 # when it starts and when woken with nothing (moved elsewhere, Redis back)
-                if not client.queue and not await self._take(client):
+                fresh = client.id in self._fresh
+                self._fresh.discard(client.id)
+                if not client.queue and not fresh and not await self._take(client):
                     break
                 if client.queue:
                     break
@@ -752,7 +783,7 @@ class ClusterEngine(Engine):
             woken = list(self._to_take.values())
             self._to_take.clear()
             try:
-                async with self.link.client.pipeline(transaction=False) as pipe:
+                async with self.redis.pipeline(transaction=False) as pipe:
                     for client in woken:
                         await self._scripts["take"](
                             keys=[], args=[PREFIX, client.id, client.gen], client=pipe
@@ -844,7 +875,7 @@ class ClusterEngine(Engine):
         from redis.exceptions import RedisError
 
         while True:
-            pubsub = self.link.client.pubsub()
+            pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(EVENTS)
                 self._wake_all()  # anything published while this node was deaf is queued
@@ -858,6 +889,12 @@ class ClusterEngine(Engine):
                     await pubsub.aclose()
             await self.link.wait_up()
             await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        """Close the engine's connections to Redis (after `hear_events` was cancelled)."""
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
 
     def _wake_all(self) -> None:
         for client in list(self.clients.values()):
