@@ -330,3 +330,31 @@ async def test_keys_of_abandoned_sessions_expire_and_churn_leaves_redis_flat(nod
     await r.aclose()
     assert left == [[], [], [], []]
     assert max(memory[1:]) <= memory[0] * 1.1
+
+
+async def test_a_stopping_node_leaves_its_sessions_the_grace_to_move(nodes: Any) -> None:
+    a, b = await nodes(2)
+    moving, staying = await a.handshake(), await a.handshake()
+    await a.subscribe(moving, "/m")
+    held = [asyncio.create_task(a.connect(cid, hold=5)) for cid in (moving, staying)]
+    await asyncio.sleep(0.2)
+    await a.engine.stop()
+    assert all(r[0]["successful"] for r in await asyncio.wait_for(asyncio.gather(*held), 2))
+    assert not a.heard.of("closed")  # a node stopping ends none of its sessions
+    nodes.clock.advance(0.5)
+    await b.publish("/m", "still here")
+    assert (await b.connect(moving, hold=1))[1:] == ["still here"]
+    nodes.clock.advance(0.6)
+    await b.engine.upkeep()
+    assert [c[:3] for c in b.heard.of("closed")] == [("closed", staying, "transport_closed")]
+
+
+async def test_a_node_stops_at_once_when_redis_is_gone(nodes: Any) -> None:
+    (a,) = await nodes(1)
+    client_id = await a.handshake()
+    task = asyncio.create_task(a.connect(client_id, hold=5))
+    await asyncio.sleep(0.2)
+    nodes.redis.stop()
+    a.link.failed(ConnectionError("gone"))
+    await asyncio.wait_for(a.engine.stop(), 3)
+    await asyncio.wait_for(task, 2)

@@ -88,6 +88,7 @@ REAP_BATCH = 200  # sessions one reaper call ends at most
 RETRY_MS = 1000  # advice.interval while Redis is unreachable
 POOL_SIZE = 64  # connections to Redis a node's engine uses at most
 COMMAND_TIMEOUT = 10.0  # seconds a command (or the wait for a connection) may take
+STOP_SECONDS = 2.0  # how long a stopping node spends telling Redis its transports closed
 
 # ARGV: prefix, id, ext, now, deadline, max clients, address key, max per address, ttl ms, node
 _HANDSHAKE = """
@@ -686,24 +687,28 @@ class ClusterEngine(Engine):
 
     async def stop(self) -> None:
         """This node stops; the sessions live on: their transports here closed, so each has
-        `grace` to come back on another node."""
+        `grace` to come back on another node (told to Redis in one pipeline, given at most
+        `STOP_SECONDS`: a node whose Redis is gone still stops at once)."""
         self.stopping = True
+        serving = [c for c in self.clients.values() if c.held or c.socket is not None]
+        if serving and self.link is not None and self.link.up:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._closed_here(serving), STOP_SECONDS)
         for client in list(self.clients.values()):
-            if client.held or client.socket is not None:
-                with contextlib.suppress(RedisDown):
-                    await self._run(
-                        "transport_closed",
-                        client.id,
-                        self.clock().timestamp(),
-                        self.config.grace,
-                        client.gen,
-                    )
             _wake(client)
             if client.socket is not None:
                 client.socket.close()
                 client.socket = None
         for task in list(self._tasks):
             task.cancel()
+
+    async def _closed_here(self, clients: list[Client]) -> None:
+        at = self.clock().timestamp()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client in clients:
+                args = [PREFIX, client.id, at, self.config.grace, client.gen]
+                await self._scripts["transport_closed"](keys=[], args=args, client=pipe)
+            await pipe.execute()
 
     def transport_closed(self, client_id: str, socket: Any = None) -> None:
         client = self.clients.get(client_id)
