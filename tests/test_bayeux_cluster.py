@@ -358,3 +358,16 @@ async def test_a_node_stops_at_once_when_redis_is_gone(nodes: Any) -> None:
     a.link.failed(ConnectionError("gone"))
     await asyncio.wait_for(a.engine.stop(), 3)
     await asyncio.wait_for(task, 2)
+
+
+async def test_sessions_redis_lost_end_once_even_if_their_clients_never_return(
+    nodes: Any,
+) -> None:
+    a, b = await nodes(2)
+    client_id = await a.handshake()
+    await b.connect(client_id, hold=0)  # both nodes have served it
+    await a.link.client.flushdb()  # as a restart without persistence leaves it
+    await asyncio.gather(a.engine.upkeep(), b.engine.upkeep())
+    closed = a.heard.of("closed") + b.heard.of("closed")
+    assert [c[:3] for c in closed] == [("closed", client_id, "timeout")]
+    assert client_id not in a.engine.clients and client_id not in b.engine.clients

@@ -88,6 +88,7 @@ REAP_BATCH = 200  # sessions one reaper call ends at most
 RETRY_MS = 1000  # advice.interval while Redis is unreachable
 POOL_SIZE = 64  # connections to Redis a node's engine uses at most
 COMMAND_TIMEOUT = 10.0  # seconds a command (or the wait for a connection) may take
+CHECK_SECONDS = 5.0  # how often a node checks that the sessions it caches still exist
 STOP_SECONDS = 2.0  # how long a stopping node spends telling Redis its transports closed
 
 # ARGV: prefix, id, ext, now, deadline, max clients, address key, max per address, ttl ms, node
@@ -334,6 +335,7 @@ class ClusterEngine(Engine):
         self._to_take: dict[str, Client] = {}
         self._fresh: set[str] = set()  # sessions whose connect just took their queue
         self._taker: asyncio.Future[None] | None = None
+        self._next_check = 0.0  # loop time of the next check of the cached sessions
         timeouts = 2 * self.config.timeout + self.config.grace + self.config.first_connect_timeout
         self.ttl_ms = int((timeouts + 60) * 1000)
         # how long an ended session's `gone:` mark stays: longer than any node keeps a copy of
@@ -642,7 +644,10 @@ class ClusterEngine(Engine):
         now = self.clock()
         try:
             await self._reap(now)
-            await self._check_cached(now)
+            tick = asyncio.get_running_loop().time()
+            if tick >= self._next_check:
+                self._next_check = tick + CHECK_SECONDS
+                await self._check_cached(now)
         except RedisDown:
             return
 
