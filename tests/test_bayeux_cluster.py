@@ -371,3 +371,41 @@ async def test_sessions_redis_lost_end_once_even_if_their_clients_never_return(
     closed = a.heard.of("closed") + b.heard.of("closed")
     assert [c[:3] for c in closed] == [("closed", client_id, "timeout")]
     assert client_id not in a.engine.clients and client_id not in b.engine.clients
+
+
+class FakeStream:
+    """An EventSource stream bound on one node (as transports.EventStream is)."""
+
+    takes_for_any_connect = True
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def close(self) -> None:
+        return None
+
+
+async def test_an_eventsource_stream_gets_messages_while_its_connects_go_elsewhere(
+    nodes: Any,
+) -> None:
+    a, b = await nodes(2)
+    client_id = await b.handshake()
+    await b.subscribe(client_id, "/es")
+    stream = FakeStream()
+    await a.engine.load(client_id)  # as the stream's request does
+    client = a.engine.bind_socket(client_id, stream)
+    assert client is not None
+    batch = await b.engine.handle(
+        [{"channel": "/meta/connect", "clientId": client_id, "connectionType": "eventsource"}],
+        Context(),
+    )  # the heartbeat connect lands on the other node
+    assert batch.connect is not None
+    await b.engine.hold(batch.connect)
+    stream.woken.clear()
+    await b.publish("/es", "pushed")
+    await asyncio.wait_for(stream.woken.wait(), 2)
+    await a.engine.fill(client)
+    assert [d.message["data"] for d in a.engine.take(client)] == ["pushed"]

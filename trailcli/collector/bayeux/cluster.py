@@ -217,10 +217,12 @@ redis.call('PUBLISH', p..'events', 'p\\n'..table.concat(ids, ',')..'\\n'..ARGV[5
 return {#ids, dropped}
 """
 
-# Take the queue for the latest connect. ARGV: prefix, id, gen. nil when superseded or gone.
+# Take the queue for the latest connect. ARGV: prefix, id, gen ('*': any connect, for an
+# EventSource stream, whose connects may go to other nodes). nil when superseded or gone.
 _TAKE = """
 local p, cid = ARGV[1], ARGV[2]
-if redis.call('HGET', p..'c:'..cid, 'gen') ~= ARGV[3] then return nil end
+local gen = redis.call('HGET', p..'c:'..cid, 'gen')
+if not gen or (ARGV[3] ~= '*' and gen ~= ARGV[3]) then return nil end
 local q = p..'q:'..cid
 local items = redis.call('LRANGE', q, 0, -1)
 if #items > 0 then redis.call('DEL', q) end
@@ -774,6 +776,11 @@ class ClusterEngine(Engine):
                 if client.waiter is waiter:
                     client.waiter = None
 
+    async def load(self, client_id: str) -> None:
+        if client_id not in self.clients:
+            with contextlib.suppress(RedisDown):
+                await self._enter(client_id, self.clock(), False)
+
     async def fill(self, client: Client) -> None:
         if not client.queue:
             await self._take(client)
@@ -796,7 +803,7 @@ class ClusterEngine(Engine):
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for client in woken:
                         await self._scripts["take"](
-                            keys=[], args=[PREFIX, client.id, client.gen], client=pipe
+                            keys=[], args=[PREFIX, client.id, _taker_gen(client)], client=pipe
                         )
                     results = await pipe.execute()
             except (RedisError, OSError) as exc:
@@ -831,7 +838,7 @@ class ClusterEngine(Engine):
         """Move the session's queue from Redis to `client.queue`; False when this node's
         connect is no longer the client's latest (or Redis is down): the hold should end."""
         try:
-            items = await self._run("take", client.id, client.gen)
+            items = await self._run("take", client.id, _taker_gen(client))
         except RedisDown:
             return False
         if items is None:
@@ -941,6 +948,13 @@ class ClusterEngine(Engine):
                 client = self.clients.get(client_id)
                 if client is not None:
                     self._forget(client)
+
+
+def _taker_gen(client: Client) -> int | str:
+    """The connect number a take for `client` must match: its latest connect served here, or
+    any while an EventSource stream is bound here (its connects come as separate requests,
+    which a load balancer may send to other nodes; the stream stays the client's)."""
+    return "*" if getattr(client.socket, "takes_for_any_connect", False) else client.gen
 
 
 class RedisDown(Exception):
