@@ -139,6 +139,15 @@ class Lake:
             stored = _union([clean_rows, dirty_rows], empty)
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_stored AS {stored}")
 
+    def bind_empty(self, kind: str, name: str = "", as_stored: bool = False) -> None:
+        """Bind the view `name` (default: the kind's name) as the kind's columns and no rows,
+        without opening its log: for a kind the caller's queries do not read."""
+        name = name or kind
+        empty = tables.empty_select(KINDS[kind].table_columns)
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {empty}")
+        if as_stored:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_stored AS {empty}")
+
     def bind_pages(self, dates: Iterable[str] | Days | None = None) -> None:
         """Bind `events` over the partitions `dates` with the derived `page` (view_events.sql)
         and user ids as stored: what a question about pages needs, without the identities."""
@@ -222,21 +231,28 @@ def connect(
     start: datetime | None = None,
     end: datetime | None = None,
     dates: Mapping[str, Days] | None = None,
+    read: Iterable[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with every view bound.
 
     Raises NoDataError (store/coverage.py) when none of the `need` tables exists, or, for a range
     `[start, end)`, when none of them has a partition overlapping it. `dates` bounds the
     partitions read of the kinds it names (the others are read whole): a report whose range
-    filters a kind on its partitioning time column reads only those days.
+    filters a kind on its partitioning time column reads only those days. `read` names the kinds
+    the caller's queries read (None: all); the others are bound as empty views and their logs
+    and files are never opened, which is most of a short report's fixed cost.
     """
-    lake = Lake(data_dir, con=con)
     needed = list(need)
+    reads = VIEW_ORDER if read is None else tuple(k for k in VIEW_ORDER if k in {*read, *needed})
+    lake = Lake(data_dir, kinds=reads, con=con)
     if needed:
         days = {k: set(lake.files[k]) if lake.exists[k] else None for k in needed}
         coverage.require(lake.data_dir, days, start, end)
     for kind in VIEW_ORDER:
-        lake.bind(kind, (dates or {}).get(kind), name=f"raw_{kind}", as_stored=True)
+        if kind in reads:
+            lake.bind(kind, (dates or {}).get(kind), name=f"raw_{kind}", as_stored=True)
+        else:
+            lake.bind_empty(kind, name=f"raw_{kind}", as_stored=True)
     bind = lake.con.execute
     bind("CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM raw_identities")
     bind(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
