@@ -56,6 +56,30 @@ def keep_first(kind: Kind, select: str, within_partition: bool = True) -> str:
     )
 
 
+def keep_first_repeated(kind: Kind, select: str, name: str) -> str:
+    """`keep_first(kind, select)` (per partition) at the cost of the keys that can be duplicated.
+
+    One pass over the key columns finds the hashes of (partition, key) that occur more than once
+    (`<name>_repeated`, usually few or none); rows with any other hash are unique and pass as
+    stored, and only the rows with a repeated hash go through `keep_first`. A hash shared by two
+    different keys just sends a few more rows through the exact rule, so the result is
+    `keep_first`'s. About twice a plain scan, where ranking every row costs five to eight times.
+    """
+    hashed = f"hash({', '.join([layout.PARTITION, *kind.key])})"
+    repeated = f"{name}_repeated"
+    return (
+        f"SELECT * FROM (WITH {repeated} AS MATERIALIZED (SELECT {hashed} AS _key_hash FROM ({select}) "
+        "GROUP BY _key_hash HAVING count(*) > 1) "
+        f"SELECT * FROM ({select}) WHERE {hashed} NOT IN (SELECT _key_hash FROM {repeated}) "
+        "UNION ALL "
+        + keep_first(
+            kind,
+            f"SELECT * FROM ({select}) WHERE {hashed} IN (SELECT _key_hash FROM {repeated})",
+        )
+        + ")"
+    )
+
+
 class Lake:
     """One read of each table's current files (by partition date, with row counts and clean
     marks, from the Delta log: no data file is opened) and a DuckDB connection on which views
@@ -133,7 +157,7 @@ class Lake:
             clean_rows = self._select(k, f"{name}_clean", clean) if clean else None
             dirty_rows = self._select(k, f"{name}_dirty", dirty) if dirty else None
         empty = tables.empty_select(k.table_columns)
-        first = [clean_rows, dirty_rows and keep_first(k, dirty_rows)]
+        first = [clean_rows, dirty_rows and keep_first_repeated(k, dirty_rows, f"{name}_dirty")]
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {_union(first, empty)}")
         if as_stored:
             stored = _union([clean_rows, dirty_rows], empty)
