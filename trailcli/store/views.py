@@ -56,28 +56,31 @@ def keep_first(kind: Kind, select: str, within_partition: bool = True) -> str:
     )
 
 
-def keep_first_repeated(kind: Kind, select: str, name: str) -> str:
+def key_hash(kind: Kind) -> str:
+    """One number per (partition, key) of the kind: equal keys hash alike."""
+    return f"hash({', '.join([layout.PARTITION, *kind.key])})"
+
+
+def repeated_hashes(kind: Kind, select: str) -> str:
+    """The key hashes that occur more than once among the rows of `select` (usually few or
+    none): one pass over the key columns only."""
+    hashed = key_hash(kind)
+    return f"SELECT {hashed} AS _key_hash FROM ({select}) GROUP BY _key_hash HAVING count(*) > 1"
+
+
+def keep_first_repeated(kind: Kind, select: str, repeated: str) -> str:
     """`keep_first(kind, select)` (per partition) at the cost of the keys that can be duplicated.
 
-    One pass over the key columns finds the hashes of (partition, key) that occur more than once
-    (`<name>_repeated`, usually few or none); rows with any other hash are unique and pass as
-    stored, and only the rows with a repeated hash go through `keep_first`. A hash shared by two
-    different keys just sends a few more rows through the exact rule, so the result is
-    `keep_first`'s. About twice a plain scan, where ranking every row costs five to eight times.
+    `repeated` is a relation of `repeated_hashes(kind, select)`. Rows with any other hash are
+    unique and pass as stored; only the rows with a repeated hash go through `keep_first`. A hash
+    shared by two different keys just sends a few more rows through the exact rule, so the
+    result is `keep_first`'s. About twice a plain scan, where ranking every row costs five to
+    eight times one.
     """
-    hashed = f"hash({', '.join([layout.PARTITION, *kind.key])})"
-    repeated = f"{name}_repeated"
-    return (
-        f"SELECT * FROM (WITH {repeated} AS MATERIALIZED (SELECT {hashed} AS _key_hash FROM ({select}) "
-        "GROUP BY _key_hash HAVING count(*) > 1) "
-        f"SELECT * FROM ({select}) WHERE {hashed} NOT IN (SELECT _key_hash FROM {repeated}) "
-        "UNION ALL "
-        + keep_first(
-            kind,
-            f"SELECT * FROM ({select}) WHERE {hashed} IN (SELECT _key_hash FROM {repeated})",
-        )
-        + ")"
-    )
+    hashed = key_hash(kind)
+    unique = f"SELECT * FROM ({select}) WHERE {hashed} NOT IN (SELECT _key_hash FROM {repeated})"
+    ranked = f"SELECT * FROM ({select}) WHERE {hashed} IN (SELECT _key_hash FROM {repeated})"
+    return f"{unique} UNION ALL {keep_first(kind, ranked)}"
 
 
 class Lake:
@@ -135,9 +138,14 @@ class Lake:
         dates: Iterable[str] | Days | None = None,
         name: str = "",
         as_stored: bool = False,
+        shared_repeats: bool = True,
     ) -> None:
         """Bind the view `name` (default: the kind's name) over the kind's partitions `dates` (a
         list, a span, or None: all), each key once per partition, user ids as stored.
+
+        The keys that repeat in dirty partitions are found here, once for every query over the
+        view (`<name>_repeated`), or with `shared_repeats=False` by each query: for views that may
+        not be read at all (`connect` binds every kind for `trail sql`).
 
         With `as_stored`, also `<name>_stored`: the same partitions with every row as stored,
         duplicates too, for questions duplicates cannot change (which event names occur).
@@ -157,7 +165,23 @@ class Lake:
             clean_rows = self._select(k, f"{name}_clean", clean) if clean else None
             dirty_rows = self._select(k, f"{name}_dirty", dirty) if dirty else None
         empty = tables.empty_select(k.table_columns)
-        first = [clean_rows, dirty_rows and keep_first_repeated(k, dirty_rows, f"{name}_dirty")]
+        deduplicated = None
+        if dirty_rows:
+            repeated = f"{name}_repeated"
+            if shared_repeats:  # found once here, for every query over the view
+                with reading():
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE {repeated} AS "
+                        f"{repeated_hashes(k, dirty_rows)}"
+                    )
+                deduplicated = keep_first_repeated(k, dirty_rows, repeated)
+            else:  # found by each query that reads the view
+                deduplicated = (
+                    f"SELECT * FROM (WITH {repeated} AS MATERIALIZED "
+                    f"({repeated_hashes(k, dirty_rows)}) "
+                    f"{keep_first_repeated(k, dirty_rows, repeated)})"
+                )
+        first = [clean_rows, deduplicated]
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {_union(first, empty)}")
         if as_stored:
             stored = _union([clean_rows, dirty_rows], empty)
@@ -274,7 +298,13 @@ def connect(
         coverage.require(lake.data_dir, days, start, end)
     for kind in VIEW_ORDER:
         if kind in reads:
-            lake.bind(kind, (dates or {}).get(kind), name=f"raw_{kind}", as_stored=True)
+            lake.bind(
+                kind,
+                (dates or {}).get(kind),
+                name=f"raw_{kind}",
+                as_stored=True,
+                shared_repeats=read is not None,
+            )
         else:
             lake.bind_empty(kind, name=f"raw_{kind}", as_stored=True)
     bind = lake.con.execute
