@@ -19,6 +19,10 @@ _TRANSITION_ORDER = pa.array(
     ["offline", "unsubscribe", "heartbeat", "identify", "online", "subscribe"], pa.string()
 )
 
+# Written as clean (deduplicated) partitions: their keys are unique by construction and the tables
+# are new. Events are not: the generator re-sends some on purpose, as clients do.
+CLEAN_KINDS = frozenset(("visits", "presence", "identities"))
+
 
 class BatchWriter:
     """Appends each kind's rows to its Delta table through the bulk path (no WAL), in batches
@@ -108,6 +112,6 @@ class BatchWriter:
     def _write(self, kind: str) -> None:
         table = pa.concat_tables(self.ready[kind])
         self.ready[kind] = []
-        tables.bulk_write(self.data_dir, kind, table)
+        tables.bulk_write(self.data_dir, kind, table, clean=kind in CLEAN_KINDS)
         self.written[kind] += table.num_rows
         self.progress(f"wrote {table.num_rows:,} {kind} rows ({self.written[kind]:,} in all)")

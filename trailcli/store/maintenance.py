@@ -231,7 +231,7 @@ def _compact_partition(
     return rows_before, rows_after, 1
 
 
-def _order_by(kind: Kind) -> str:
+def sort_order(kind: Kind) -> str:
     """By visitor, so that one person's trail sits together; presence first by the hour, so that a
     question about an instant reads only the row groups of the hours it needs (its snapshots
     leave a few). Within the hour the visitor order keeps each client's rows together for the
@@ -242,7 +242,7 @@ def _order_by(kind: Kind) -> str:
     return ", ".join(dict.fromkeys(columns))
 
 
-def _row_group_rows(kind: Kind) -> int:
+def row_group_rows(kind: Kind) -> int:
     return PRESENCE_ROW_GROUP_ROWS if kind.name == "presence" else ROW_GROUP_ROWS
 
 
@@ -259,11 +259,9 @@ def _write_deduplicated(
     try:
         source = f"SELECT {tables.select_columns(con, kind.columns, files)} FROM ({files})"
         first = views.keep_first(kind, source, within_partition=False)
-        relation = con.sql(f"{first} ORDER BY {_order_by(kind)}")
+        relation = con.sql(f"{first} ORDER BY {sort_order(kind)}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        relation.write_parquet(
-            str(target), compression="zstd", row_group_size=_row_group_rows(kind)
-        )
+        relation.write_parquet(str(target), compression="zstd", row_group_size=row_group_rows(kind))
     except duckdb.Error as exc:
         target.unlink(missing_ok=True)
         if not any(path in str(exc) for path in paths):
