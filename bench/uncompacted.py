@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ COMMANDS = {
     "online-at": ["online", "--at", "{at}", "-f", "json"],
     "timeline-day": ["online", "timeline", "--from", "{day}", "--to", "{next_day}", "--every", "5m",
                      "-f", "json"],
-    "pages-1d": ["report", "pages", "--from", "-1d", "-f", "json"],
+    "pages-1d": ["report", "pages", "--from", "{from_1d}", "-f", "json"],  # -1d at the start
     "pages": ["report", "pages", "-f", "json"],
     "referrers": ["report", "referrers", "-f", "json"],
     "funnel": ["report", "funnel", *FUNNEL, "-f", "json"],
@@ -78,13 +78,17 @@ def main() -> None:
     lakes = dict(item.split("=", 1) for item in args.lake)
     day = args.day
     next_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    from_1d = (datetime.now(UTC) - timedelta(days=1)).isoformat()  # the same for every run
     sides = {"this": HERE} | ({"compare": args.compare.resolve()} if args.compare else {})
     times: dict[tuple[str, str, str], list[float]] = {}
     answers: dict[tuple[str, str, str], str] = {}
     for round_no in range(args.rounds):
         for label, data_dir in lakes.items():
             for name in args.command:
-                command = [a.format(at=args.at, day=day, next_day=next_day) for a in COMMANDS[name]]
+                command = [
+                    a.format(at=args.at, day=day, next_day=next_day, from_1d=from_1d)
+                    for a in COMMANDS[name]
+                ]
                 trail_args = ["-c", TRAIL, *command, "--data-dir", data_dir]
                 jobs = [(side, trail_args, checkout) for side, checkout in sides.items()]
                 if name == "online-at":
