@@ -4,7 +4,8 @@ A partition is *clean* when every one of its current files was written by compac
 `layout.clean_file_name`). Compaction deduplicates a partition into such a file and swaps it for
 the old ones in one Delta commit, so a reader's file list tells it, with no further lookup, which
 partitions need deduplication. Any later append adds a file with another name, which makes the
-partition dirty again until the next compaction. Presence snapshots are built by the callers of
+partition dirty again until the next compaction. `write_clean` is the one other writer of clean
+files, for bulk writers whose rows are known to be unique (the sample generator). Presence snapshots are built by the callers of
 compaction (`trail compact`, the collector's daily task), which may use the presence layer.
 """
 
@@ -33,6 +34,7 @@ from trailcli.store.writable import require_writable
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
     from deltalake import DeltaTable
 
 ROW_GROUP_ROWS = 500_000
@@ -270,6 +272,63 @@ def _write_deduplicated(
             f"Cannot compact {kind.name}: {str(exc).splitlines()[0]}",
             "restore the named file from a backup; the partition was left as it was",
         ) from exc
+
+
+def write_clean(data_dir: Path, kind: str, table: pa.Table) -> None:
+    """Append an Arrow table (with `date`) to the kind's Delta table as clean partitions: one file
+    per partition, named as compaction names its own and laid out as it lays them out (sorted,
+    same row groups), added in one commit.
+
+    Only for a writer that knows no key of its rows occurs twice, in `table` or in the partitions
+    it writes to: the sample generator (new tables, keys unique by construction). Readers take
+    these partitions as deduplicated and compaction skips them.
+    """
+    import duckdb
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+    from deltalake.transaction import AddAction, RemoveAction
+
+    from trailcli.store import tables
+
+    k = KINDS[kind]
+    table = table.select([f.name for f in k.table_schema]).cast(k.table_schema)
+    if not tables.table_exists(data_dir, kind):
+        tables.bulk_write(data_dir, kind, k.table_schema.empty_table())
+    root = layout.table_path(data_dir, k.name)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    con = duckdb.connect()
+    con.register("clean_rows", table)
+    columns = ", ".join(c.name for c in k.columns)
+    actions: list[AddAction | RemoveAction] = []
+    for day in sorted(pc.unique(table.column(layout.PARTITION)).to_pylist()):
+        relative = f"{layout.partition_dir(day)}/{layout.clean_file_name(uuid.uuid4().hex)}"
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rows = con.sql(
+            f"SELECT {columns} FROM clean_rows WHERE {layout.PARTITION} = $day "
+            f"ORDER BY {sort_order(k)}",
+            params={"day": day},
+        )
+        rows.write_parquet(str(target), compression="zstd", row_group_size=row_group_rows(k))
+        count = con.execute(
+            f"SELECT count(*) FROM clean_rows WHERE {layout.PARTITION} = $day", {"day": day}
+        ).fetchall()[0][0]
+        actions.append(
+            AddAction(
+                path=relative,
+                size=target.stat().st_size,
+                partition_values={layout.PARTITION: day},
+                modification_time=now_ms,
+                data_change=True,
+                stats=json.dumps({"numRecords": count}),
+            )
+        )
+    con.close()
+    if actions:
+        delta = DeltaTable(str(root))
+        delta.create_write_transaction(
+            actions, mode="append", schema=delta.schema(), partition_by=[layout.PARTITION]
+        )
 
 
 def _parquet_rows(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:

@@ -7,7 +7,6 @@ through DuckDB and needs none of it.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,22 +216,12 @@ def bulk_write(
     kind: str,
     table: pa.Table,
     target_file_size: int | None = None,
-    clean: bool = False,
 ) -> None:
-    """Append an Arrow table to the kind's Delta table, skipping the WAL (sample generator, compaction).
-
-    With `clean`, the files are named as compaction names its own (`layout.clean_file_name`), so
-    readers take their partitions as deduplicated: only for a writer that knows no key of its
-    rows occurs twice, in `table` or in the partitions it writes to (the sample generator, which
-    writes into new tables, keys unique by construction).
-    """
+    """Append an Arrow table to the kind's Delta table, skipping the WAL (sample generator, compaction)."""
     from deltalake import WriterProperties, write_deltalake
 
     k = KINDS[kind]
     table = table.select([f.name for f in k.table_schema]).cast(k.table_schema)
-    if clean:
-        _write_clean(data_dir, k, table)
-        return
     write_deltalake(
         str(layout.table_path(data_dir, kind)),
         table,
@@ -243,58 +232,6 @@ def bulk_write(
         writer_properties=WriterProperties(compression="ZSTD"),
         configuration=None if table_exists(data_dir, kind) else TABLE_CONFIG,
     )
-
-
-def _write_clean(data_dir: Path, k: Kind, table: pa.Table) -> None:
-    """One file per partition of `table`, each named clean and laid out as compaction lays out
-    its own (sorted, same row groups, so a partition is no worse to read for having skipped
-    compaction), added in one commit."""
-    import duckdb
-    import pyarrow.compute as pc
-    from deltalake import DeltaTable
-    from deltalake.transaction import AddAction
-
-    from trailcli.store import maintenance
-
-    if not table_exists(data_dir, k.name):
-        bulk_write(data_dir, k.name, k.table_schema.empty_table())
-    root = layout.table_path(data_dir, k.name)
-    now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    con = duckdb.connect()
-    con.register("clean_rows", table)
-    columns = ", ".join(c.name for c in k.columns)
-    actions = []
-    for day in sorted(pc.unique(table.column(layout.PARTITION)).to_pylist()):
-        relative = f"{layout.partition_dir(day)}/{layout.clean_file_name(uuid.uuid4().hex)}"
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        rows = con.sql(
-            f"SELECT {columns} FROM clean_rows WHERE {layout.PARTITION} = $day "
-            f"ORDER BY {maintenance.sort_order(k)}",
-            params={"day": day},
-        )
-        rows.write_parquet(
-            str(target), compression="zstd", row_group_size=maintenance.row_group_rows(k)
-        )
-        count = con.execute(
-            f"SELECT count(*) FROM clean_rows WHERE {layout.PARTITION} = $day", {"day": day}
-        ).fetchall()[0][0]
-        actions.append(
-            AddAction(
-                path=relative,
-                size=target.stat().st_size,
-                partition_values={layout.PARTITION: day},
-                modification_time=now_ms,
-                data_change=True,
-                stats=json.dumps({"numRecords": count}),
-            )
-        )
-    con.close()
-    if actions:
-        delta = DeltaTable(str(root))
-        delta.create_write_transaction(
-            actions, mode="append", schema=delta.schema(), partition_by=[layout.PARTITION]
-        )
 
 
 def ensure_config(data_dir: Path, kind: str) -> bool:
