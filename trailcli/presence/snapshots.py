@@ -120,11 +120,13 @@ def load_latest(lake: Lake, at: datetime) -> Carry | None:
     carry = load(lake, latest)
     if carry is None and latest != midnight_of(at):
         carry = load(lake, midnight_of(at))
+    if carry is not None:
+        return carry
     tried = {latest, midnight_of(at)}
     for instant in [i for i in written_before(lake.data_dir, at) if i not in tried][:EARLIER_TRIES]:
+        carry = load(lake, instant)
         if carry is not None:
             break
-        carry = load(lake, instant)
     return carry
 
 
