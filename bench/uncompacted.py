@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--at", default="2026-07-12T19:08:56Z", help="the instant of online-at")
     parser.add_argument("--day", default="2026-10-31", help="the day of timeline-day")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-scans", action="store_true", help="online-at without the scans")
     args = parser.parse_args()
     lakes = dict(item.split("=", 1) for item in args.lake)
     day = args.day
@@ -91,7 +92,7 @@ def main() -> None:
                 ]
                 trail_args = ["-c", TRAIL, *command, "--data-dir", data_dir]
                 jobs = [(side, trail_args, checkout) for side, checkout in sides.items()]
-                if name == "online-at":
+                if name == "online-at" and not args.no_scans:
                     jobs += [
                         (f"scan-{how}", ["-c", SCAN, data_dir, args.at, how], HERE)
                         for how in ("stored", "view")
