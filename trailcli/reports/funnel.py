@@ -1,8 +1,8 @@
 """Conversion funnels over the event log (`trail report funnel`): counts, timings, drop-outs.
 
 Events are read once (queries/funnel_events.sql) with the bit mask of the steps each satisfies.
-Ordered funnels with the window from the first step run as an ASOF-join chain in DuckDB
-(queries/funnel_ordered.sql); when only counts are asked for (no --exclude, --breakdown or
+Ordered funnels with the window from the first step run as a chain of Polars `join_asof`s
+(funnel_chain.py) over the step events DuckDB reads; when only counts are asked for (no --exclude, --breakdown or
 --dropped-at) the chain reads the events straight from the scan, with no event ids and no
 `_funnel_events` table, as a hand-written query would. Every other mode materializes
 `_funnel_events` and runs the pure matcher of `funnel_match` over each unit's events. All give
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
 from trailcli.errors import UsageError
-from trailcli.reports import event_names, funnel_match, sessions, steps
+from trailcli.reports import event_names, funnel_chain, funnel_match, sessions, steps
 from trailcli.reports.frames import fetch_arrow
 from trailcli.reports.steps import Params, Step
 from trailcli.store import views
@@ -71,14 +71,6 @@ _NO_EXCLUDED = (
 )
 _AMBIGUOUS_UNITS_LIST = "SELECT unit FROM _funnel_chosen_times WHERE ambiguous"
 _AMBIGUOUS_UNITS = f"AND unit IN ({_AMBIGUOUS_UNITS_LIST})"
-# one step of the ASOF chain; `s.time <= j.deadline` (deadline = t1 + $window) is the window rule
-# of funnel_match.in_window
-_CHAIN_STEP = (
-    "j{k} AS (SELECT j.*, CASE WHEN s.time <= j.deadline THEN s.time END AS t{k} "
-    "FROM j{p} AS j ASOF LEFT JOIN "
-    "(SELECT unit, time FROM ev WHERE mask & {bit} <> 0) AS s "
-    "ON j.unit = s.unit AND j.t{p} <= s.time)"
-)
 
 
 @dataclass(frozen=True)
@@ -253,7 +245,7 @@ def _ordered_units(
     events: str = "SELECT unit, time, mask FROM _funnel_events",
     events_params: dict[str, Any] | None = None,
 ) -> None:
-    """The fast path: `_funnel_units` by an ASOF-join chain; units with equal-time steps
+    """The fast path: `_funnel_units` by the `join_asof` chain of funnel_chain; units with equal-time steps
     (rare outside tests) are left for the pure matcher. `events` is the statement of the step
     events (unit, time, mask) with its bound values; `need_events` looks up the events of each
     chosen attempt in `_funnel_events` (for exclusions, breakdowns and drop-outs)."""
@@ -264,26 +256,31 @@ def _ordered_units(
 def _chosen_times(
     con: duckdb.DuckDBPyConnection, query: FunnelQuery, events: str, events_params: dict[str, Any]
 ) -> None:
-    """`_funnel_chosen_times`: each unit's chosen attempt by the ASOF-join chain over `events`."""
-    n = len(query.steps)
-    chain = ",\n".join(_CHAIN_STEP.format(k=k, p=k - 1, bit=1 << (k - 1)) for k in range(2, n + 1))
-    level = "1 + " + " + ".join(f"(t{k} IS NOT NULL)::INT" for k in range(2, n + 1))
-    text = fill(
-        sql.load("funnel_ordered"),
-        events=events,
-        chain=chain,
-        level=level,
-        chosen_times=", ".join(f"arg_min(t{k}, best)" for k in range(1, n + 1)),
-        tie=" OR ".join(f"t{k} = t{k - 1}" for k in range(2, n + 1)),
-        last=f"j{n}",
+    """`_funnel_chosen_times`: each unit's chosen attempt by the `join_asof` chain of
+    funnel_chain over the step events of `events` (unit, time, mask)."""
+    import polars as pl
+
+    with views.reading():
+        table = con.sql(
+            f"SELECT unit, time, mask FROM ({events}) WHERE mask <> 0", params=events_params
+        ).to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    chosen = funnel_chain.chosen_times(
+        frame,
+        len(query.steps),
+        query.window,
+        query.start or EARLIEST,
+        query.end or LATEST,
     )
-    params = {
-        **events_params,
-        "window": query.window,
-        "anchor_from": query.start or EARLIEST,
-        "anchor_to": query.end or LATEST,
-    }
-    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS {text}", params)
+    con.register("_funnel_chosen_arrow", chosen.to_arrow())
+    views.run(
+        con,
+        "CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS SELECT unit, level, "
+        f"[{', '.join(f't{k}' for k in range(1, len(query.steps) + 1))}][1:level] AS times, "
+        "ambiguous FROM _funnel_chosen_arrow",
+    )
+    con.unregister("_funnel_chosen_arrow")
 
 
 def _units_from_chosen(
@@ -308,7 +305,7 @@ def _units_from_chosen(
 def _lean_ordered_units(
     con: duckdb.DuckDBPyConnection, query: FunnelQuery, scan: dict[str, Any]
 ) -> None:
-    """The fast path for counts alone: the ASOF chain reads unit, time and mask straight from the
+    """The fast path for counts alone: the chain reads unit, time and mask straight from the
     scan (no event ids, no `_funnel_events`), and `_funnel_units` stays a view over its result;
     only the units with equal-time steps are read again, with their event ids, for the pure
     matcher."""
@@ -461,7 +458,7 @@ def prepare(
     fast path applies (ordered, window from the first step, no exclusions, breakdowns or
     `need_events`).
 
-    `engine` "auto" takes the ASOF fast path where it applies; "match" forces the pure matcher.
+    `engine` "auto" takes the `join_asof` fast path where it applies; "match" forces the pure matcher.
     Without `need_events` the fast path may leave the event ids of `_funnel_units` empty.
     `on_absent` gets the steps and exclusions whose event does not occur (event_names.check).
     """

@@ -1,0 +1,106 @@
+"""The ordered funnel's fast path (window from the first step) as a chain of Polars `join_asof`s.
+
+Input: the step events of a funnel, one row per event with its unit, time and the bit mask of
+the steps it satisfies (bit k-1 for step k). Each step-1 event in `[lo, hi)` starts an attempt;
+each next step takes the earliest event of that step at or after the previous step's time,
+kept while within the window of the first (`time <= t1 + window`: the closed window of
+`funnel_match.in_window`). Each unit keeps its earliest attempt of the best level, as the times
+of its steps. Where a step's time equals the previous step's, the (time, event_id) order and
+the one-event-one-step rule need more than times: such units are flagged `ambiguous` and
+matched again by `funnel_match` (funnel.py does that).
+
+The result has the columns of `_funnel_chosen_times` (unit, level, times, ambiguous), which
+queries/funnel_chosen_times.sql and funnel_chosen_events.sql read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# 2^56 microseconds reach past the year 4000: `t1 - level * LEVEL_WEIGHT` orders attempts by the
+# highest level first, then the earliest start
+LEVEL_WEIGHT = 1 << 56
+
+
+def chosen_times(
+    events: pl.DataFrame, steps: int, window: timedelta, lo: datetime, hi: datetime
+) -> pl.DataFrame:
+    """Each unit's chosen attempt: unit, level, ambiguous and t1 ... t<steps> (null past the
+    level)."""
+    import polars as pl
+
+    keyed = events.select("unit", "time", "mask", key=pl.col("unit").hash())
+    found = _attempts(keyed, steps, window, lo, hi, "key")
+    if found is None:  # two units share a hash: join on the text itself
+        found = _attempts(keyed, steps, window, lo, hi, "unit")
+        assert found is not None
+    best = pl.col("t1").dt.epoch("us") - pl.col("level").cast(pl.Int64) * LEVEL_WEIGHT
+    tied = found.filter(pl.col("tie"))["unit"].unique()
+    return (
+        found.sort(best)
+        .unique(subset="unit", keep="first")
+        .select(
+            "unit",
+            "level",
+            *(f"t{k}" for k in range(1, steps + 1)),
+            ambiguous=pl.col("unit").is_in(tied.implode()),
+        )
+    )
+
+
+def _attempts(
+    keyed: pl.DataFrame, steps: int, window: timedelta, lo: datetime, hi: datetime, by: str
+) -> pl.DataFrame | None:
+    """Every attempt: unit, t1 ... t<steps>, level and `tie` (two steps at one time), joining
+    on the column `by`; None when `by` (a hash) matched an event of another unit."""
+    import polars as pl
+
+    anchors = keyed.filter(
+        (pl.col("mask") & 1 != 0) & (pl.col("time") >= lo) & (pl.col("time") < hi)
+    ).select("unit", "key", t1="time")
+    size = anchors.height
+    times = [anchors["t1"]]
+    tie = pl.Series("tie", [False] * size, dtype=pl.Boolean)
+    live = anchors.select(
+        pl.int_range(size, dtype=pl.UInt32).alias("idx"),
+        "unit",
+        "key",
+        prev="t1",
+        deadline=pl.col("t1") + window,
+    )
+    for k in range(2, steps + 1):
+        reached = pl.Series(f"t{k}", [None] * size, dtype=times[0].dtype)
+        if live.height == 0:
+            times.append(reached)
+            continue
+        columns = ["key", "unit"] if by == "key" else ["unit"]
+        nxt = (
+            keyed.filter(pl.col("mask") & (1 << (k - 1)) != 0).select(*columns, t="time").sort("t")
+        )
+        hit = (
+            live.sort("prev")
+            .join_asof(
+                nxt,
+                left_on="prev",
+                right_on="t",
+                by=by,
+                strategy="forward",
+                check_sortedness=False,
+                suffix="_hit",
+            )
+            .filter(pl.col("t").is_not_null() & (pl.col("t") <= pl.col("deadline")))
+        )
+        if by == "key" and (hit["unit"] != hit["unit_hit"]).any():
+            return None
+        times.append(reached.scatter(hit["idx"], hit["t"]))
+        tied = hit.filter(pl.col("t") == pl.col("prev"))["idx"]
+        if len(tied):
+            tie = tie.scatter(tied, True)
+        live = hit.select("idx", "unit", "key", "deadline", prev="t")
+    return pl.DataFrame([anchors["unit"], *times, tie]).with_columns(
+        level=pl.sum_horizontal(pl.col(f"t{k}").is_not_null() for k in range(1, steps + 1))
+    )
