@@ -262,7 +262,10 @@ def _chosen_times(
 
     with views.reading():
         table = con.sql(
-            f"SELECT unit, time, mask FROM ({events}) WHERE mask <> 0", params=events_params
+            # materialized: a `mask <> 0` filter pushed into the scan would evaluate every step
+            # predicate twice (in the filter and in the projection)
+            f"WITH ev AS MATERIALIZED ({events}) SELECT unit, time, mask FROM ev WHERE mask <> 0",
+            params=events_params,
         ).to_arrow_table()
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
