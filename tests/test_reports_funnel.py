@@ -384,6 +384,26 @@ def test_dropped_at_lists_units_that_stopped(
     ]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_strict_dropped_at_leaves_out_chains_an_exclusion_broke(
+    data_dir: Path, write_rows: Callable[..., None], engine: str
+) -> None:
+    write_rows(
+        "events",
+        events_of("u1", "A0 B10 X15 C20", user_id="x1")
+        + events_of("u2", "A0 B10 C20")
+        + events_of("u3", "A0 E5 B10")
+        + events_of("u4", "A0 A3 E4 B10"),
+    )
+    q = query("A", "B", "C", order="strict", exclude=tuple(parse_steps(["E"])))
+    # u3 is left out (E broke its chain); u4's first attempt (A0, broken by A3) is chosen
+    assert reached(data_dir, q, engine) == [3, 2, 1]
+    rows = dropped_at(data_dir, q, 2, engine).to_pylist()
+    assert [(r["visitor_token"], r["reached_at"]) for r in rows] == [("u1", T0 + 10 * MIN)]
+    rows = dropped_at(data_dir, q, 1, engine).to_pylist()
+    assert [(r["visitor_token"], r["reached_at"]) for r in rows] == [("u4", T0)]
+
+
 def test_dropped_at_must_be_a_step_before_the_last(
     data_dir: Path, write_rows: Callable[..., None]
 ) -> None:
@@ -454,7 +474,9 @@ MODES = [
     ("ordered", "first", "match"),
     ("ordered", "prior", "auto"),
     ("strict", "first", "auto"),
+    ("strict", "first", "match"),
     ("strict", "prior", "auto"),
+    ("strict", "prior", "match"),
     ("any", "first", "auto"),
 ]
 
@@ -593,6 +615,6 @@ def test_matcher_reads_units_in_slices(
         rows += events_of(f"u{i:02d}", spec)
     write_rows("events", rows)
     q = query("A", "B", "C", order="strict")
-    whole = reached(data_dir, q)
+    whole = reached(data_dir, q, "match")
     monkeypatch.setattr(funnel_module, "CHUNK_ROWS", 2)
-    assert reached(data_dir, q) == whole == [15, 9, 6]
+    assert reached(data_dir, q, "match") == reached(data_dir, q) == whole == [15, 9, 6]

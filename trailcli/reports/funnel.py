@@ -486,9 +486,39 @@ def prepare(
     if fast:
         _ordered_units(con, query, need_events or query.needs_event_details)
         _matched_units(con, query, only=_AMBIGUOUS_UNITS_LIST)
+    elif engine == "auto" and query.order == "strict":
+        _strict_units(con, query)
     else:
         _matched_units(con, query)
     return con
+
+
+def _strict_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
+    """`_funnel_units` of a strict funnel by funnel_chain.strict_units over `_funnel_events`."""
+    import polars as pl
+
+    with views.reading():
+        table = con.sql(
+            "SELECT unit, time, event_id, mask, excluded, breakdown FROM _funnel_events "
+            "ORDER BY unit, time, event_id"
+        ).to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    units = funnel_chain.strict_units(
+        frame,
+        len(query.steps),
+        query.window,
+        query.window_from == "prior",
+        query.start or EARLIEST,
+        query.end or LATEST,
+    )
+    con.register("_funnel_units_arrow", units.to_arrow())
+    views.run(
+        con,
+        "CREATE OR REPLACE TEMP TABLE _funnel_units AS "
+        f"SELECT {', '.join(_units_schema().names)} FROM _funnel_units_arrow",
+    )
+    con.unregister("_funnel_units_arrow")
 
 
 def funnel(

@@ -104,3 +104,80 @@ def _attempts(
     return pl.DataFrame([anchors["unit"], *times, tie]).with_columns(
         level=pl.sum_horizontal(pl.col(f"t{k}").is_not_null() for k in range(1, steps + 1))
     )
+
+
+def strict_units(
+    events: pl.DataFrame,
+    steps: int,
+    window: timedelta,
+    prior: bool,
+    lo: datetime,
+    hi: datetime,
+) -> pl.DataFrame:
+    """The strict funnel (each step the unit's very next event) over `events` sorted by unit,
+    time and event_id (columns unit, time, event_id, mask, excluded, breakdown): one row per
+    unit with an attempt starting in `[lo, hi)`, in the columns of `_funnel_units`.
+
+    The same rules as funnel_match's `_strict_from` and `excluded`, by shifting the sorted rows:
+    the chain from an anchor goes on while the next row is the same unit's, satisfies the next
+    step and is within the window (of the anchor, or with `prior` of the previous step); the
+    earliest anchor of the highest level is chosen; an attempt that stops short is excluded when
+    the event that broke it (the next one, within the window) is an --exclude event.
+    """
+    import polars as pl
+
+    group = (pl.col("unit") != pl.col("unit").shift(1)).fill_null(True).cum_sum()
+    rows = events.with_columns(_group=group, _pos=pl.int_range(pl.len(), dtype=pl.UInt32))
+
+    def ahead(name: str, j: int) -> pl.Expr:
+        return pl.col(name).shift(-j)
+
+    def fits(j: int) -> pl.Expr:
+        since = ahead("time", j - 1) if prior else pl.col("time")
+        return (ahead("_group", j) == pl.col("_group")) & (ahead("time", j) <= since + window)
+
+    chained = pl.lit(True)
+    level = pl.lit(1, dtype=pl.Int64)
+    for j in range(1, steps):
+        chained = chained & fits(j) & (ahead("mask", j) & (1 << j) != 0)
+        level = level + chained.fill_null(False).cast(pl.Int64)
+    anchors = (pl.col("mask") & 1 != 0) & (pl.col("time") >= lo) & (pl.col("time") < hi)
+    # the event after a chain that stops short, when it is within the window, broke the chain
+    broken = pl.lit(False)
+    for j in range(1, steps):
+        broken = (
+            pl.when(level == j)
+            .then((fits(j) & ahead("excluded", j)).fill_null(False))
+            .otherwise(broken)
+        )
+    chosen = (
+        rows.select("unit", "_pos", "time", "mask", level=level, excluded=broken)
+        .filter(anchors)
+        .sort(["level", "_pos"], descending=[True, False])
+        .unique(subset="unit", keep="first")
+        .sort("_pos")
+    )
+    # the times and ids of each chosen chain, gathered from the rows after its anchor
+    last = max(rows.height - 1, 0)
+    reach = [(pl.col("_pos") + j).clip(upper_bound=last) for j in range(steps)]
+    times = [rows["time"].gather(chosen.select(r).to_series()) for r in reach]
+    ids = [rows["event_id"].gather(chosen.select(r).to_series()) for r in reach]
+    anchor_breakdown = rows["breakdown"].gather(chosen["_pos"])
+    table = chosen.with_columns(
+        *(t.alias(f"_t{j}") for j, t in enumerate(times)),
+        *(i.alias(f"_i{j}") for j, i in enumerate(ids)),
+        breakdown=anchor_breakdown,
+    )
+    head = pl.col("level")
+    return table.select(
+        "unit",
+        "level",
+        "breakdown",
+        times=pl.concat_list(f"_t{j}" for j in range(steps)).list.head(head),
+        ids=pl.concat_list(f"_i{j}" for j in range(steps)).list.head(head),
+        first_time="time",
+        first_id="_i0",
+        last_time=pl.concat_list(f"_t{j}" for j in range(steps)).list.get(head - 1),
+        last_id=pl.concat_list(f"_i{j}" for j in range(steps)).list.get(head - 1),
+        excluded="excluded",
+    )
