@@ -167,7 +167,7 @@ def _events_sql(
 
     Without `people` the visitor, visit and user columns stay empty (cheaper to read); without
     `details` only unit, time and mask are read (for counts without exclusions or breakdowns),
-    and events that satisfy no step are left for the reader's `mask & bit` filters to drop.
+    and events that satisfy no step are left for the reader (_chosen_times) to drop.
     `units` is a fixed fragment that narrows the units read, or empty.
     """
     needs_visit = any(s.needs_visit for s in (*query.steps, *query.exclude)) or (
@@ -178,8 +178,9 @@ def _events_sql(
         extra = _details_sql(query, params, people)
         relevant = "" if query.order == "strict" else "AND (mask <> 0 OR excluded)"
     else:
-        # the chain's own `mask & bit` filters select the step events; a `mask <> 0` filter here
-        # would be pushed below the projection and evaluate every step predicate twice
+        # the chain's reader (_chosen_times) drops the events of no step after materializing the
+        # scan; a `mask <> 0` filter here would be pushed below the projection and evaluate every
+        # step predicate twice
         extra, relevant = "", ""
     return fill(
         sql.load("funnel_events"),
