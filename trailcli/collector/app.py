@@ -15,7 +15,14 @@ from aiohttp import web
 from trailcli.collector import ahoy, bayeux, cors, dashboard, identity, presence_http, server_api
 from trailcli.collector.allocators import tune_allocators
 from trailcli.collector.dashboard import REPORTS, Reports
-from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, STARTED_AT, WRITER
+from trailcli.collector.keys import (
+    HEALTH_CHECKS,
+    METRICS,
+    NODE_ID,
+    SETTINGS,
+    STARTED_AT,
+    WRITER,
+)
 from trailcli.collector.metrics import Metrics, Series
 from trailcli.collector.presence_tracker import PresenceTracker
 from trailcli.collector.settings import Settings
@@ -42,6 +49,11 @@ def create_app(settings: Settings, *, reports: Reports | None = None) -> web.App
     app[METRICS] = _new_metrics()
     app.on_response_prepare.append(_response_hook(app[METRICS], settings.allow_origins))
     app[STARTED_AT] = time.time()
+    app[HEALTH_CHECKS] = []
+    if settings.redis:
+        from trailcli.collector.redis_link import redis_ctx
+
+        app.cleanup_ctx.append(redis_ctx)  # first: what is shared through Redis needs it
     tracker = PresenceTracker(settings=settings, metrics=app[METRICS], app=app)
     # the one subscription to durable records: the live view and /trail/events hear of them
     app.cleanup_ctx.append(_store_ctx(listeners=[tracker]))
@@ -223,17 +235,20 @@ def _route_name(request: web.Request) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /health: node id, uptime and WAL lag."""
+    """GET /health: node id, uptime and WAL lag; 503 "degraded" with the reasons of any part."""
     app = request.app
     stats = app[WRITER].stats() if WRITER in app else {}
+    reasons = [reason for check in app[HEALTH_CHECKS] if (reason := check())]
     return web.json_response(
         {
-            "status": "ok",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "node_id": app.get(NODE_ID),
             "uptime_seconds": round(time.time() - app[STARTED_AT], 3),
             "wal_lag_seconds": stats.get("wal_lag_seconds"),
             "wal_bytes": stats.get("wal_bytes"),
-        }
+        },
+        status=503 if reasons else 200,
     )
 
 
