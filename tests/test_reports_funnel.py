@@ -357,6 +357,20 @@ def test_breakdown_takes_the_value_at_the_first_step_of_the_chosen_attempt(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_breakdown_of_simultaneous_first_steps_is_the_lowest_event_ids(
+    data_dir: Path, write_rows: Callable[..., None], engine: str
+) -> None:
+    rows = events_of("u", "A0 A0 B10")
+    rows[0]["event_id"], rows[1]["event_id"] = "u-5", "u-1"  # the second A sorts first
+    rows[0]["properties"] = json.dumps({"plan": "free"})
+    rows[1]["properties"] = json.dumps({"plan": "pro"})
+    write_rows("events", rows)
+    frame = funnel(data_dir, query("A", "B", breakdown="plan"), engine)
+    assert frame["breakdown"].to_list() == ["pro", "pro"]
+    assert frame["reached"].to_list() == [1, 1]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_dropped_at_lists_units_that_stopped(
     data_dir: Path, write_rows: Callable[..., None], engine: str
 ) -> None:

@@ -243,7 +243,7 @@ def _ordered_units(
     con: duckdb.DuckDBPyConnection,
     query: FunnelQuery,
     need_events: bool,
-    events: str = "SELECT unit, time, mask FROM _funnel_events",
+    events: str = "SELECT unit, time, mask, event_id, breakdown FROM _funnel_events",
     events_params: dict[str, Any] | None = None,
 ) -> None:
     """The fast path: `_funnel_units` by the `join_asof` chain of funnel_chain; units with equal-time steps
@@ -258,14 +258,16 @@ def _chosen_times(
     con: duckdb.DuckDBPyConnection, query: FunnelQuery, events: str, events_params: dict[str, Any]
 ) -> None:
     """`_funnel_chosen_times`: each unit's chosen attempt by the `join_asof` chain of
-    funnel_chain over the step events of `events` (unit, time, mask)."""
+    funnel_chain over the step events of `events` (unit, time, mask; with a breakdown also
+    event_id and breakdown, for the value of each chosen attempt's first step)."""
     import polars as pl
 
+    columns = "unit, time, mask" + (", event_id, breakdown" if query.breakdown else "")
     with views.reading():
         table = con.sql(
             # materialized: a `mask <> 0` filter pushed into the scan would evaluate every step
             # predicate twice (in the filter and in the projection)
-            f"WITH ev AS MATERIALIZED ({events}) SELECT unit, time, mask FROM ev WHERE mask <> 0",
+            f"WITH ev AS MATERIALIZED ({events}) SELECT {columns} FROM ev WHERE mask <> 0",
             params=events_params,
         ).to_arrow_table()
     frame = pl.from_arrow(table)
@@ -282,7 +284,7 @@ def _chosen_times(
         con,
         "CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS SELECT unit, level, "
         f"[{', '.join(f't{k}' for k in range(1, len(query.steps) + 1))}][1:level] AS times, "
-        "ambiguous FROM _funnel_chosen_arrow",
+        "ambiguous, breakdown FROM _funnel_chosen_arrow",
     )
     con.unregister("_funnel_chosen_arrow")
 
@@ -309,12 +311,13 @@ def _units_from_chosen(
 def _lean_ordered_units(
     con: duckdb.DuckDBPyConnection, query: FunnelQuery, scan: dict[str, Any]
 ) -> None:
-    """The fast path for counts alone: the chain reads unit, time and mask straight from the
-    scan (no event ids, no `_funnel_events`), and `_funnel_units` stays a view over its result;
-    only the units with equal-time steps are read again, with their event ids, for the pure
-    matcher."""
+    """The fast path for counts alone (with or without a breakdown): the chain reads unit, time
+    and mask straight from the scan (no `_funnel_events`; with a breakdown, also each event's id
+    and breakdown value, for the value of each chosen attempt's first step), and `_funnel_units`
+    stays a view over its result; only the units with equal-time steps are read again, with their
+    event ids, for the pure matcher."""
     params = Params()
-    events = _events_sql(query, params, people=False, details=False)
+    events = _events_sql(query, params, people=False, details=query.breakdown is not None)
     _chosen_times(con, query, events, {**params.values, **scan})
     ambiguous = views.run(con, "SELECT count(*) FROM _funnel_chosen_times WHERE ambiguous")
     if ambiguous.fetchone()[0] == 0:
@@ -474,7 +477,7 @@ def prepare(
     sessions.use_timeout(con, query.session_timeout)
     scan = _scan_bounds(query)
     fast = engine == "auto" and query.fast_path
-    if fast and not need_events and not query.needs_event_details:
+    if fast and not need_events and not query.exclude:
         _lean_ordered_units(con, query, scan)
         return con
     params = Params()

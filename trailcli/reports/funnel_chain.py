@@ -29,39 +29,52 @@ LEVEL_WEIGHT = 1 << 56
 def chosen_times(
     events: pl.DataFrame, steps: int, window: timedelta, lo: datetime, hi: datetime
 ) -> pl.DataFrame:
-    """Each unit's chosen attempt: unit, level, ambiguous and t1 ... t<steps> (null past the
-    level)."""
+    """Each unit's chosen attempt: unit, level, t1 ... t<steps> (null past the level),
+    ambiguous, and breakdown (when `events` has event_id and breakdown columns: the value of the
+    attempt's first step; else null)."""
     import polars as pl
 
-    keyed = events.select("unit", "time", "mask", key=pl.col("unit").hash())
-    found = _attempts(keyed, steps, window, lo, hi, "key")
+    extra: list[str] = [c for c in ("event_id", "breakdown") if c in events.columns]
+    keyed = events.select("unit", "time", "mask", *extra, key=pl.col("unit").hash())
+    found = _attempts(keyed, steps, window, lo, hi, "key", extra)
     if found is None:  # two units share a hash: join on the text itself
-        found = _attempts(keyed, steps, window, lo, hi, "unit")
+        found = _attempts(keyed, steps, window, lo, hi, "unit", extra)
         assert found is not None
     best = pl.col("t1").dt.epoch("us") - pl.col("level").cast(pl.Int64) * LEVEL_WEIGHT
     tied = found.filter(pl.col("tie"))["unit"].unique()
+    # among the step-1 events of the chosen start time, the lowest event id gives the breakdown
+    order = [best, *([pl.col("event_id")] if extra else [])]
+    breakdown = pl.col("breakdown") if extra else pl.lit(None, dtype=pl.String)
     return (
-        found.sort(best)
+        found.sort(order)
         .unique(subset="unit", keep="first")
         .select(
             "unit",
             "level",
             *(f"t{k}" for k in range(1, steps + 1)),
             ambiguous=pl.col("unit").is_in(tied.implode()),
+            breakdown=breakdown,
         )
     )
 
 
 def _attempts(
-    keyed: pl.DataFrame, steps: int, window: timedelta, lo: datetime, hi: datetime, by: str
+    keyed: pl.DataFrame,
+    steps: int,
+    window: timedelta,
+    lo: datetime,
+    hi: datetime,
+    by: str,
+    extra: list[str],
 ) -> pl.DataFrame | None:
-    """Every attempt: unit, t1 ... t<steps>, level and `tie` (two steps at one time), joining
-    on the column `by`; None when `by` (a hash) matched an event of another unit."""
+    """Every attempt: unit, the `extra` columns of its first step, t1 ... t<steps>, level and
+    `tie` (two steps at one time), joining on the column `by`; None when `by` (a hash) matched an
+    event of another unit."""
     import polars as pl
 
     anchors = keyed.filter(
         (pl.col("mask") & 1 != 0) & (pl.col("time") >= lo) & (pl.col("time") < hi)
-    ).select("unit", "key", t1="time")
+    ).select("unit", "key", *extra, t1="time")
     size = anchors.height
     times = [anchors["t1"]]
     tie = pl.Series("tie", [False] * size, dtype=pl.Boolean)
@@ -101,7 +114,8 @@ def _attempts(
         if len(tied):
             tie = tie.scatter(tied, True)
         live = hit.select("idx", "unit", "key", "deadline", prev="t")
-    return pl.DataFrame([anchors["unit"], *times, tie]).with_columns(
+    carried = [anchors[c] for c in extra]
+    return pl.DataFrame([anchors["unit"], *carried, *times, tie]).with_columns(
         level=pl.sum_horizontal(pl.col(f"t{k}").is_not_null() for k in range(1, steps + 1))
     )
 
