@@ -118,6 +118,21 @@ def test_equal_times_order_by_event_id(
     assert reached(data_dir, query("A", "B"), engine) == [1, 0]
 
 
+def test_units_that_share_a_hash_are_joined_on_their_text(
+    data_dir: Path, write_rows: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import polars as pl
+
+    from trailcli.reports import funnel_chain
+
+    # u2's A comes after u1's and before u1's B: joined on a shared key it would take u1's B
+    write_rows("events", events_of("u1", "A0 B10 C20") + events_of("u2", "A5 C30"))
+    q = query("A", "B", "C")
+    assert reached(data_dir, q) == [2, 1, 1]
+    monkeypatch.setattr(funnel_chain, "unit_key", lambda: pl.lit(7, dtype=pl.UInt64))
+    assert reached(data_dir, q) == [2, 1, 1]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_exclusion_drops_the_unit_from_every_count(
     data_dir: Path, write_rows: Callable[..., None], engine: str

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 LEVEL_WEIGHT = 1 << 56
 
 
+def unit_key() -> pl.Expr:
+    """What the chain joins on first: a 64-bit hash of the unit (cheaper than its text)."""
+    import polars as pl
+
+    return pl.col("unit").hash()
+
+
 def chosen_times(
     events: pl.DataFrame, steps: int, window: timedelta, lo: datetime, hi: datetime
 ) -> pl.DataFrame:
@@ -35,7 +42,7 @@ def chosen_times(
     import polars as pl
 
     extra: list[str] = [c for c in ("event_id", "breakdown") if c in events.columns]
-    keyed = events.select("unit", "time", "mask", *extra, key=pl.col("unit").hash())
+    keyed = events.select("unit", "time", "mask", *extra, key=unit_key())
     found = _attempts(keyed, steps, window, lo, hi, "key", extra)
     if found is None:  # two units share a hash: join on the text itself
         found = _attempts(keyed, steps, window, lo, hi, "unit", extra)
