@@ -17,8 +17,9 @@ setup: $(BIN)/trail
 
 # What the tests drive from Debian: the browser for the interop tests, jq for the docs' examples,
 # PostgreSQL and MariaDB for `trail import ahoy`, Ruby with the Ahoy gem for docs/rails.md (and
-# the user-token one-liner of docs/collector.md). Installing needs root (apt-get).
-SYSTEM_PACKAGES := chromium jq postgresql mariadb-server ruby ruby-ahoy-matey
+# the user-token one-liner of docs/collector.md), redis-server for the cluster's tests (each
+# test starts its own on a free port). Installing needs root (apt-get).
+SYSTEM_PACKAGES := chromium jq postgresql mariadb-server ruby ruby-ahoy-matey redis-server
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

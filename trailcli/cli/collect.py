@@ -23,6 +23,13 @@ def collect(
         Path | None, typer.Option("--config", help="TOML file with options (flags and env win).")
     ] = None,
     node_id: Annotated[str | None, typer.Option(help="Stable id of this node.")] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(help="Join the cluster of this Redis URL (redis://host:6379/0) [none]."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes on one port, one node each (needs --redis) [1].")
+    ] = None,
     secret_file: Annotated[
         Path | None, typer.Option(help="File holding the secret (else $TRAIL_SECRET).")
     ] = None,
@@ -144,6 +151,7 @@ def collect(
         flags["bayeux_max_sessions_per_address"] = max_sessions_per_address
         flags["max_connections"] = max_connections
         flags["dashboard"] = dashboard
+        flags.update(redis=redis, workers=workers)
         if grace is not None:
             warn(
                 "--grace is deprecated and will be removed in the next release; use --transport-grace"

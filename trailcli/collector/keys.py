@@ -6,6 +6,8 @@ Each part keeps its own state under a key of its own module (`ahoy.AHOY`, `bayeu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from trailcli.collector.metrics import Metrics
@@ -17,3 +19,5 @@ METRICS = web.AppKey("metrics", Metrics)
 NODE_ID = web.AppKey("node_id", str)
 STARTED_AT = web.AppKey("started_at", float)  # time.time() at start
 WRITER = web.AppKey("writer", LogWriter)  # durable once `append_async`'s future is done
+# each returns None while its part is well, else the reason /health reports (503 "degraded")
+HEALTH_CHECKS = web.AppKey("health_checks", list[Callable[[], str | None]])

@@ -49,6 +49,17 @@ class Settings:
     node_id: str | None = field(
         default=None, metadata=_meta("Stable id of this node (default: kept in the data dir).")
     )
+    redis: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Redis URL of the cluster this node joins (redis://host:6379/0); none: one process.",
+            env="REDIS_URL",
+        ),
+    )
+    workers: int = field(
+        default=1,
+        metadata=_meta("Processes serving one port, each its own node (more than 1 needs redis)."),
+    )
     access_log: bool = field(default=True, metadata=_meta("Log one line per request on stderr."))
     header_timeout: float = field(
         default=10.0,
@@ -151,6 +162,13 @@ class Settings:
     flush_interval: float = field(
         default=2.0, metadata=_meta("How often the WAL is committed to the tables.", duration=True)
     )
+    disk_headroom: int = field(
+        default=16 * 1024 * 1024,
+        metadata=_meta(
+            "After a full disk: bytes that must be free again (once the WAL is committed) "
+            "before writes are accepted."
+        ),
+    )
     compact: bool = field(
         default=True, metadata=_meta("Bin-pack today hourly and compact closed days daily.")
     )
@@ -233,6 +251,7 @@ class Settings:
             "header_timeout",
             "keepalive_timeout",
             "max_connections",
+            "workers",
             *BAYEUX_LIMITS,
         )
         if self.port < 0:
@@ -242,6 +261,13 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UsageError(f"Invalid {name}: {getattr(self, name)}.", "use a positive number")
+
+        if self.workers > 1 and not self.redis:
+            raise UsageError(
+                f"--workers {self.workers} needs --redis: the workers are nodes of one cluster "
+                "and share Bayeux clients and live presence through Redis.",
+                "pass --redis redis://HOST:6379/0 (or $TRAIL_REDIS_URL), or run one worker",
+            )
 
     @property
     def cookieless(self) -> bool:
