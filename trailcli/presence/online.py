@@ -295,8 +295,8 @@ def _pages_at(
         if missing and earlier:
             found.update(snapshots.latest_pages(window.lake, missing, earlier, at))
         return found
-    since = snapshots.day_text(window.carry.instant)
-    dates = [d for d in window.lake.dates("events") if since <= d <= snapshots.day_text(at)]
+    carried_day = snapshots.day_text(window.carry.instant)
+    dates = [d for d in window.lake.dates("events") if carried_day <= d <= snapshots.day_text(at)]
     carried = {t: p for t, p in window.carry.pages.items() if t in tokens}
     return snapshots.merge_pages(carried, snapshots.latest_pages(window.lake, tokens, dates, at))
 
