@@ -31,9 +31,10 @@ from trailcli.collector.metrics import Metrics
 from trailcli.collector.presence_claims import REFUSAL_OF, UNSCOPED_ACCEPTED, binding_from
 from trailcli.collector.presence_recovery import Recovered, as_datetime, unclosed_sessions
 from trailcli.collector.settings import Settings
-from trailcli.errors import TrailError
+from trailcli.errors import DiskFull, TrailError
 from trailcli.presence.live import Binding, Change, LiveView
 from trailcli.store import erasure
+from trailcli.store.disk import QuietLog
 from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.presence")
@@ -140,6 +141,7 @@ class PresenceTracker(EngineObserver):
         # sessions that have not sent /meta/connect yet: what to do once they do
         self._unconnected: dict[str, list[Callable[[], Any]]] = {}
         self._erased = erasure.Erased()  # the data dir's erasure list, as last read
+        self._write_errors_log = QuietLog()  # one line a period while the disk is full
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -466,7 +468,14 @@ class PresenceTracker(EngineObserver):
             except Exception as exc:
                 self._rows = batch + self._rows
                 self.metrics.inc("presence_write_errors_total")
-                log.error("presence rows not written yet (%s); retrying", exc)
+                count = self._write_errors_log.due() if isinstance(exc, DiskFull) else 1
+                if count is not None:
+                    log.error(
+                        "presence rows not written yet (%s); retrying (%d failed attempt(s) "
+                        "since the last report)",
+                        exc,
+                        count,
+                    )
                 if self._stopping:
                     return
                 await asyncio.sleep(1.0)
@@ -520,5 +529,7 @@ def _micros(moment: datetime) -> int:
 async def _logged(work: Any, what: str) -> None:
     try:
         await work
+    except DiskFull:
+        pass  # refused on a full disk: the store counts and logs the refusals
     except Exception:
         log.exception("writing the %s failed", what)
