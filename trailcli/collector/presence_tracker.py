@@ -33,6 +33,7 @@ from trailcli.collector.presence_recovery import Recovered, as_datetime, unclose
 from trailcli.collector.settings import Settings
 from trailcli.errors import DiskFull, TrailError
 from trailcli.presence.live import Binding, Change, LiveView
+from trailcli.store import erasure
 from trailcli.store.disk import QuietLog
 from trailcli.store.wal import LogWriter
 
@@ -139,6 +140,7 @@ class PresenceTracker(EngineObserver):
         self._last_heartbeat = 0.0
         # sessions that have not sent /meta/connect yet: what to do once they do
         self._unconnected: dict[str, list[Callable[[], Any]]] = {}
+        self._erased = erasure.Erased()  # the data dir's erasure list, as last read
         self._write_errors_log = QuietLog()  # one line a period while the disk is full
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -314,7 +316,11 @@ class PresenceTracker(EngineObserver):
     # -- records the store has made durable (visits, events, identities) ------------------------
 
     def on_durable(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Feed the live view and `/trail/events` with records the store has just made durable."""
+        """Feed the live view and `/trail/events` with records the store has just made durable
+        (those of erased people are left out: their WAL commit drops them too)."""
+        erased = self._erased
+        if erased:
+            records = [r for r in records if not erased.record_erased(r)]
         if kind == "visits":
             for r in records:
                 if r.get("visit_token"):
@@ -339,6 +345,19 @@ class PresenceTracker(EngineObserver):
                 self._publish_later(EVENTS_CHANNEL, event_message(r, _properties_object(r)))
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _forget_erased(self, now: datetime) -> None:
+        """When the erasure list changed (`trail forget` ran), drop its people from the view."""
+        try:
+            current = erasure.load(self.settings.data_dir)
+        except OSError as exc:
+            log.warning("cannot read the erasure list: %s", exc)
+            return
+        if current is self._erased:
+            return
+        self._erased = current
+        if current:
+            self._announce(self.live.forget(_binding_erased(current), now))
 
     def _bind_user(self, binding: Binding, user_id: str | None, now: datetime) -> None:
         """A signed user token on a session bound to a visit: an identity row (source presence)."""
@@ -476,8 +495,20 @@ class PresenceTracker(EngineObserver):
             await asyncio.sleep(min(TICK_SECONDS, interval))
             now = self.clock()
             self._announce(self.live.due(now))
+            self._forget_erased(now)
             if _time.monotonic() - self._last_heartbeat >= interval:
                 self._heartbeat(now)
+
+
+def _binding_erased(erased: erasure.Erased) -> Callable[[Binding], bool]:
+    def check(b: Binding) -> bool:
+        return (
+            erased.matches("visitor_token", b.visitor_token)
+            or erased.matches("visit_token", b.visit_token)
+            or erased.matches("user_id", b.user_id)
+        )
+
+    return check
 
 
 def _runs(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from trailcli.errors import DiskFull, TrailError, UsageError
-from trailcli.store import layout, tables
+from trailcli.store import erase, erasure, layout, tables
 from trailcli.store.disk import DiskState, QuietLog, free_bytes, full_reason, is_disk_full
 from trailcli.store.group_commit import DurableListener, LoopCommits, SyncThread
 from trailcli.store.schema import KINDS
@@ -637,13 +637,19 @@ class LogWriter:
                 contents.dropped_bytes,
             )
         started = time.monotonic()
-        for kind in KINDS:
-            ndjson = contents.ndjson(kind)
-            table = self._convert(kind, ndjson, number) if ndjson else None
-            if table is not None and tables.append_once(
-                self.data_dir, kind, table, self.node_id, number
-            ):
-                self._commits += 1
+        # an erasure's list and rewrite happen wholly before or wholly after this commit
+        with erase.erasure_lock(self.data_dir, shared=True):
+            erased = erasure.load(self.data_dir)
+            for kind in KINDS:
+                ndjson = contents.ndjson(kind)
+                table = self._convert(kind, ndjson, number, erased) if ndjson else None
+                table = None if table is None else erased.drop_from(table)
+                if (
+                    table is not None
+                    and table.num_rows
+                    and tables.append_once(self.data_dir, kind, table, self.node_id, number)
+                ):
+                    self._commits += 1
         self._last_commit_seconds = time.monotonic() - started
         if contents.scan is not None and contents.scan.damaged:
             set_aside(path, contents.scan, contents.records())  # never deleted: kept for a look
@@ -651,10 +657,14 @@ class LogWriter:
         else:
             self._delete_segment(path)
 
-    def _convert(self, kind: str, ndjson: bytes, number: int) -> pa.Table | None:
+    def _convert(
+        self, kind: str, ndjson: bytes, number: int, erased: erasure.Erased
+    ) -> pa.Table | None:
         """The records as Arrow. Records the table cannot hold are set aside in a rejected file,
-        so one bad record never blocks the WAL (append checks records; this is the last guard)."""
+        so one bad record never blocks the WAL (append checks records; this is the last guard);
+        those of erased people are dropped."""
         table, bad = segment_table(kind, ndjson)
+        bad = [r for r in bad if not (isinstance(r, dict) and erased.record_erased(r))]
         if bad:
             rejected = self.wal_dir / f"rejected-{number:012d}-{kind}.ndjson"
             rejected.write_text("".join(json.dumps(r, default=str) + "\n" for r in bad))
