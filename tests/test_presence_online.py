@@ -350,3 +350,30 @@ def test_equal_time_rows_take_the_binding_of_the_earlier_seq(data_dir, log) -> N
     assert (person["user_id"], person["clients"], person["channels"]) == ("u1", 2, ["/chat"])
     (bucket,) = online.timeline(data_dir, t(0), t(60), timedelta(minutes=1), LATER)
     assert (bucket["peak_online"], bucket["peak_at"]) == (1, t(10))
+
+
+def test_last_page_from_days_long_before_the_session_and_the_latest_across_days(
+    data_dir, log, write_rows
+) -> None:
+    """Without a snapshot the days near the session are read first; a visit with no page there
+    still gets its page from earlier days, and a later page wins over an earlier day's."""
+    day = 86_400
+    log(
+        Log().beats(5 * day, 5 * day + 200)
+        .session("c1", 5 * day + 10, None, visitor="a", visit="va")
+        .session("c2", 5 * day + 10, None, visitor="b", visit="vb")
+    )  # fmt: skip
+    view = {"name": "$view"}
+    write_rows(
+        "events",
+        [
+            {"event_id": "a-old", "visit_token": "va", "time": t(10), "properties": {"page": "/old"},
+             **view},
+            {"event_id": "b-old", "visit_token": "vb", "time": t(10), "properties": {"page": "/x"},
+             **view},
+            {"event_id": "b-new", "visit_token": "vb", "time": t(5 * day + 20),
+             "properties": {"page": "/new"}, **view},
+        ],
+    )  # fmt: skip
+    rows = persons_at(data_dir, 5 * day + 60, use_snapshots=False)
+    assert {r["visitor_token"]: r["last_page"] for r in rows} == {"a": "/old", "b": "/new"}

@@ -412,3 +412,29 @@ def test_a_carried_session_whose_later_rows_name_no_person_still_ends(data_dir) 
         assert "c9" not in listed
     listed = {r["client_id"] for r in online.online_at(data_dir, t(140), t(10_000), clients)}
     assert "c9" in listed
+
+
+def test_a_later_day_without_snapshots_folds_from_the_newest_snapshot_before_it(data_dir) -> None:
+    """Days appended after the last snapshot (not compacted, nothing built there) are folded
+    from that snapshot instead of from the start of the log, with the same answer."""
+    write(data_dir, "presence", two_day_log())
+    assert snapshots.build_snapshots(data_dir) == ["2026-03-02"]
+    later = datetime(2026, 3, 4, 10, tzinfo=UTC)
+    ids = {"visit_token": "vc", "visitor_token": "c"}
+    rows = [
+        {"time": later + timedelta(seconds=s), "seq": 1000 + s, "node_id": "n1",
+         "transition": "heartbeat"}
+        for s in range(0, 600, 10)
+    ]  # fmt: skip
+    rows += [
+        {"time": later + timedelta(seconds=5), "seq": 2000, "node_id": "n1", "client_id": "c3",
+         "transition": "online", "reason": "handshake", **ids},
+    ]  # fmt: skip
+    write(data_dir, "presence", rows)
+    at, now = later + timedelta(seconds=300), later + timedelta(seconds=400)
+    window = online.load_window(data_dir, at, at, now, Options())
+    assert window.carry is not None and window.carry.instant == MIDNIGHT
+    got = online.online_at(data_dir, at, now)
+    assert [r["visitor_token"] for r in got] == ["c"]
+    assert got == online.online_at(data_dir, at, now, Options(use_snapshots=False))
+    assert online.online_at(data_dir, t(150), t(10_000))[0]["visitor_token"] == "a"

@@ -123,6 +123,25 @@ def test_duckdb_and_polars_read_the_same_rows(sample: tuple[Path, dict[str, Any]
     assert events == doc["counts"]["events"] + doc["counts"]["duplicates"]
 
 
+def test_tables_written_without_duplicates_are_marked_clean(
+    sample: tuple[Path, dict[str, Any]],
+) -> None:
+    """Visits, presence and identities have unique keys and are read as stored; events carry
+    the re-sent copies, so their partitions stay dirty until compaction."""
+    from trailcli.store.views import Lake
+
+    path, _ = sample
+    lake = Lake(path)
+    for kind in ("visits", "presence", "identities"):
+        assert lake.dates(kind) and lake.clean[kind] == set(lake.dates(kind)), kind
+        stored = lake.con.sql(
+            f"SELECT count(*), count(DISTINCT ({', '.join(['date', *KINDS[kind].key])})) "
+            f"FROM read_parquet({tables.file_list(path, kind)!r}, hive_partitioning = true)"
+        ).fetchall()
+        assert stored[0][0] == stored[0][1] == sum(lake.counts[kind].values()), kind
+    assert not lake.clean["events"]
+
+
 def test_partitions_hold_their_own_day(sample: tuple[Path, dict[str, Any]]) -> None:
     import pyarrow.compute as pc
 

@@ -65,6 +65,28 @@ def test_dirty_partitions_keep_the_earliest_receipt_of_each_key(
     assert rows == [("a", "original"), ("b", "x")]
 
 
+def test_reads_keep_what_the_plain_rule_keeps_with_repeats_within_and_across_files(
+    data_dir: Path, write_rows: Write
+) -> None:
+    """Only keys that repeat are ranked; the rows kept are exactly those of `keep_first`."""
+    second = dt.timedelta(seconds=1)
+    first_file = [ev(f"e{i}", T, T + i * second, name=f"one-{i}") for i in range(40)]
+    first_file += [ev("e3", T, T + 90 * second, name="repeat within the file")]
+    write_rows("events", first_file)
+    write_rows("events", [ev(f"e{i}", T, T - second, name=f"earlier-{i}") for i in range(0, 40, 7)])
+    write_rows("events", [ev("e5", T, T + 99 * second, name="later copy"), ev("z", T, T)])
+    con = views.connect(data_dir)
+    read = con.execute("SELECT event_id, name, received_at FROM raw_events ORDER BY 1").fetchall()
+    plain = views.keep_first(KINDS["events"], "SELECT * FROM raw_events_stored")
+    expected = con.execute(
+        f"SELECT event_id, name, received_at FROM ({plain}) ORDER BY 1"
+    ).fetchall()
+    assert read == expected
+    names = dict((r[0], r[1]) for r in read)
+    assert len(read) == 41
+    assert names["e3"] == "one-3" and names["e7"] == "earlier-7" and names["e5"] == "one-5"
+
+
 def test_a_duplicate_in_another_day_is_not_removed(data_dir: Path, write_rows: Write) -> None:
     write_rows("events", [ev("a", T, T)])
     write_rows("events", [ev("a", T + dt.timedelta(days=1), T + dt.timedelta(days=1))])

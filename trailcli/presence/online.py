@@ -246,8 +246,10 @@ def online_at(
         in_stretch = [s for s in unit.sessions if s.start <= at and s.ends() > stretch[0]]
         open_now = [s for s in in_stretch if _is_open(s, at, opts)]
         picked.append((unit, stretch, in_stretch or unit.sessions, open_now))
-    tokens = {s.visit_token for _, _, members, _ in picked for s in members if s.visit_token}
-    pages = _pages_at(window, tokens, at)
+    members_all = [s for _, _, members, _ in picked for s in members]
+    tokens = {s.visit_token for s in members_all if s.visit_token}
+    since = min((s.start for s in members_all if s.visit_token), default=at)
+    pages = _pages_at(window, tokens, at, since)
     reps = [_representative(open_now or members) for _, _, members, open_now in picked]
     fields = _visit_fields(window.lake, reps)
     rows = []
@@ -276,13 +278,25 @@ def online_at(
     return rows
 
 
-def _pages_at(window: Window, tokens: set[str], at: datetime) -> dict[str, snapshots.Page]:
-    """The latest `$view` page per visit at or before `at`."""
+def _pages_at(
+    window: Window, tokens: set[str], at: datetime, since: datetime
+) -> dict[str, snapshots.Page]:
+    """The latest `$view` page per visit at or before `at`.
+
+    Without a snapshot, the days from one before the visits' earliest session start (`since`)
+    to `at` are read first, and the earlier days only for visits with no page there: a page on
+    an earlier day is older than any page found in the later days.
+    """
     if window.carry is None:
         dates = [d for d in window.lake.dates("events") if d <= snapshots.day_text(at)]
-        return snapshots.latest_pages(window.lake, tokens, dates, at)
-    since = snapshots.day_text(window.carry.instant)
-    dates = [d for d in window.lake.dates("events") if since <= d <= snapshots.day_text(at)]
+        first = snapshots.day_text(since - VISIT_MARGIN)
+        found = snapshots.latest_pages(window.lake, tokens, [d for d in dates if d >= first], at)
+        missing, earlier = tokens - found.keys(), [d for d in dates if d < first]
+        if missing and earlier:
+            found.update(snapshots.latest_pages(window.lake, missing, earlier, at))
+        return found
+    carried_day = snapshots.day_text(window.carry.instant)
+    dates = [d for d in window.lake.dates("events") if carried_day <= d <= snapshots.day_text(at)]
     carried = {t: p for t, p in window.carry.pages.items() if t in tokens}
     return snapshots.merge_pages(carried, snapshots.latest_pages(window.lake, tokens, dates, at))
 

@@ -32,6 +32,7 @@ FINGERPRINT_KINDS = ("presence", "events", "identities")
 FORMAT_VERSION = 2
 SNAPSHOT_EVERY = timedelta(hours=3)  # within a closed day; the day's rows after M are read
 JUST_BEFORE = timedelta(microseconds=1)
+EARLIER_TRIES = 8  # snapshots before `at`'s day looked at; a late row makes all later ones stale
 NEAR_FUTURE = timedelta(minutes=2)  # live nodes heartbeat every 10 s: they show up in here
 Page = tuple[str, datetime]
 
@@ -111,13 +112,49 @@ def load(lake: Lake, instant: datetime) -> Carry | None:
 
 
 def load_latest(lake: Lake, at: datetime) -> Carry | None:
-    """The latest fresh snapshot at or before `at` within its day: at the instant before it, else
-    at its midnight (days still open when compacted have only that one)."""
+    """The latest fresh snapshot at or before `at`: at the instant before it, else at its
+    midnight (days still open when compacted have only that one), else the newest of the few
+    written before it (`at` after the last snapshot built, on days not compacted yet: the rows
+    since that snapshot are fewer than the whole log)."""
     latest = instant_of(at)
     carry = load(lake, latest)
     if carry is None and latest != midnight_of(at):
         carry = load(lake, midnight_of(at))
+    if carry is not None:
+        return carry
+    tried = {latest, midnight_of(at)}
+    for instant in [i for i in written_before(lake.data_dir, at) if i not in tried][:EARLIER_TRIES]:
+        carry = load(lake, instant)
+        if carry is not None:
+            break
     return carry
+
+
+def written_before(data_dir: Path, at: datetime) -> list[datetime]:
+    """The instants of the snapshots on disk at or before `at`, newest first."""
+    found = []
+    try:
+        names = os.listdir(layout.snapshot_dir(data_dir))
+    except OSError:
+        return []
+    for name in names:
+        stem, _dot, ext = name.partition(".")
+        if ext != "json":
+            continue
+        try:
+            instant = datetime.fromisoformat(stem if "T" not in stem else _stem_time(stem))
+        except ValueError:
+            continue
+        instant = instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant
+        if instant <= at:
+            found.append(instant)
+    return sorted(found, reverse=True)
+
+
+def _stem_time(stem: str) -> str:
+    """`YYYY-MM-DDTHHMMSS` (how `_paths` names a snapshot within a day) as ISO text."""
+    day, clock = stem.split("T", 1)
+    return f"{day}T{clock[0:2]}:{clock[2:4]}:{clock[4:6]}"
 
 
 def _still_fits(meta: dict[str, Any], stored_now: dict[str, dict[str, int]]) -> bool:

@@ -14,6 +14,12 @@ from trailcli.errors import UsageError
 
 CLEAN_FORMS = "PATTERN=NAME, e.g. '/users/*=/users/:id' ('*' is one path segment, '**' any text)"
 
+# What the report reads: events of the range's days and the visits' device types (bots). Events
+# before the range cannot change how the range's events group into sessions: the first of a
+# visitor's events in range starts a group either way, and every later one is compared with an
+# earlier event in range. User ids are never shown, so identities are not read.
+READS = ("events", "visits")
+
 
 @dataclass(frozen=True)
 class CleanRule:
@@ -85,8 +91,16 @@ def paths_report(data_dir: Path, query: PathsQuery) -> Any:
     from trailcli.reports.frames import fetch_arrow
     from trailcli.reports.sessions import use_timeout
     from trailcli.store import views
+    from trailcli.store.layout import Days
 
-    con = views.connect(data_dir, need=("events",), start=query.start, end=query.end)
+    con = views.connect(
+        data_dir,
+        need=("events",),
+        start=query.start,
+        end=query.end,
+        dates={"events": Days.covering(query.start, query.end)},
+        read=READS,
+    )
     use_timeout(con, query.session_timeout)
     params = {
         "since": query.start,

@@ -446,7 +446,12 @@ def referrers_report(
     # visits are partitioned by `started_at`, the column the range filters: only its days are read
     days = Days.covering(query.start, query.end)
     con = views.connect(
-        data_dir, need=("visits",), start=query.start, end=query.end, dates={"visits": days}
+        data_dir,
+        need=("visits",),
+        start=query.start,
+        end=query.end,
+        dates={"visits": days},
+        read=("visits", "identities", *(("events",) if query.goal else ())),  # no goal: no events
     )
     if query.goal:
         goal = [("--goal", parse_step(query.goal))]

@@ -11,13 +11,17 @@ import pyarrow.compute as pc
 
 from trailcli.sample import rows
 from trailcli.sample.presence import Plan
-from trailcli.store import tables
+from trailcli.store import maintenance, tables
 from trailcli.store.schema import KINDS
 
 # rows at equal (node, time): an end sorts before a start, a subscribe after its handshake
 _TRANSITION_ORDER = pa.array(
     ["offline", "unsubscribe", "heartbeat", "identify", "online", "subscribe"], pa.string()
 )
+
+# Written as clean (deduplicated) partitions: their keys are unique by construction and the tables
+# are new. Events are not: the generator re-sends some on purpose, as clients do.
+CLEAN_KINDS = frozenset(("visits", "presence", "identities"))
 
 
 class BatchWriter:
@@ -108,6 +112,9 @@ class BatchWriter:
     def _write(self, kind: str) -> None:
         table = pa.concat_tables(self.ready[kind])
         self.ready[kind] = []
-        tables.bulk_write(self.data_dir, kind, table)
+        if kind in CLEAN_KINDS:
+            maintenance.write_clean(self.data_dir, kind, table)
+        else:
+            tables.bulk_write(self.data_dir, kind, table)
         self.written[kind] += table.num_rows
         self.progress(f"wrote {table.num_rows:,} {kind} rows ({self.written[kind]:,} in all)")

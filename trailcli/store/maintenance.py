@@ -4,7 +4,8 @@ A partition is *clean* when every one of its current files was written by compac
 `layout.clean_file_name`). Compaction deduplicates a partition into such a file and swaps it for
 the old ones in one Delta commit, so a reader's file list tells it, with no further lookup, which
 partitions need deduplication. Any later append adds a file with another name, which makes the
-partition dirty again until the next compaction. Presence snapshots are built by the callers of
+partition dirty again until the next compaction. `write_clean` is the one other writer of clean
+files, for bulk writers whose rows are known to be unique (the sample generator). Presence snapshots are built by the callers of
 compaction (`trail compact`, the collector's daily task), which may use the presence layer.
 """
 
@@ -33,6 +34,7 @@ from trailcli.store.writable import require_writable
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
     from deltalake import DeltaTable
 
 ROW_GROUP_ROWS = 500_000
@@ -238,7 +240,7 @@ def _compact_partition(
     return rows_before, rows_after, 1
 
 
-def _order_by(kind: Kind) -> str:
+def sort_order(kind: Kind) -> str:
     """By visitor, so that one person's trail sits together; presence first by the hour, so that a
     question about an instant reads only the row groups of the hours it needs (its snapshots
     leave a few). Within the hour the visitor order keeps each client's rows together for the
@@ -249,7 +251,7 @@ def _order_by(kind: Kind) -> str:
     return ", ".join(dict.fromkeys(columns))
 
 
-def _row_group_rows(kind: Kind) -> int:
+def row_group_rows(kind: Kind) -> int:
     return PRESENCE_ROW_GROUP_ROWS if kind.name == "presence" else ROW_GROUP_ROWS
 
 
@@ -275,11 +277,9 @@ def _write_deduplicated(
             f"SELECT {tables.select_columns(con, kind.columns, files)} FROM ({files}) WHERE {kept}"
         )
         first = views.keep_first(kind, source, within_partition=False)
-        relation = con.sql(f"{first} ORDER BY {_order_by(kind)}", params=params or None)
+        relation = con.sql(f"{first} ORDER BY {sort_order(kind)}", params=params or None)
         target.parent.mkdir(parents=True, exist_ok=True)
-        relation.write_parquet(
-            str(target), compression="zstd", row_group_size=_row_group_rows(kind)
-        )
+        relation.write_parquet(str(target), compression="zstd", row_group_size=row_group_rows(kind))
     except duckdb.Error as exc:
         target.unlink(missing_ok=True)
         if not any(path in str(exc) for path in paths):
@@ -288,6 +288,63 @@ def _write_deduplicated(
             f"Cannot compact {kind.name}: {str(exc).splitlines()[0]}",
             "restore the named file from a backup; the partition was left as it was",
         ) from exc
+
+
+def write_clean(data_dir: Path, kind: str, table: pa.Table) -> None:
+    """Append an Arrow table (with `date`) to the kind's Delta table as clean partitions: one file
+    per partition, named as compaction names its own and laid out as it lays them out (sorted,
+    same row groups), added in one commit.
+
+    Only for a writer that knows no key of its rows occurs twice, in `table` or in the partitions
+    it writes to: the sample generator (new tables, keys unique by construction). Readers take
+    these partitions as deduplicated and compaction skips them.
+    """
+    import duckdb
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+    from deltalake.transaction import AddAction, RemoveAction
+
+    from trailcli.store import tables
+
+    k = KINDS[kind]
+    table = table.select([f.name for f in k.table_schema]).cast(k.table_schema)
+    if not tables.table_exists(data_dir, kind):
+        tables.bulk_write(data_dir, kind, k.table_schema.empty_table())
+    root = layout.table_path(data_dir, k.name)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    con = duckdb.connect()
+    con.register("clean_rows", table)
+    columns = ", ".join(c.name for c in k.columns)
+    actions: list[AddAction | RemoveAction] = []
+    for day in sorted(pc.unique(table.column(layout.PARTITION)).to_pylist()):
+        relative = f"{layout.partition_dir(day)}/{layout.clean_file_name(uuid.uuid4().hex)}"
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rows = con.sql(
+            f"SELECT {columns} FROM clean_rows WHERE {layout.PARTITION} = $day "
+            f"ORDER BY {sort_order(k)}",
+            params={"day": day},
+        )
+        rows.write_parquet(str(target), compression="zstd", row_group_size=row_group_rows(k))
+        count = con.execute(
+            f"SELECT count(*) FROM clean_rows WHERE {layout.PARTITION} = $day", {"day": day}
+        ).fetchall()[0][0]
+        actions.append(
+            AddAction(
+                path=relative,
+                size=target.stat().st_size,
+                partition_values={layout.PARTITION: day},
+                modification_time=now_ms,
+                data_change=True,
+                stats=json.dumps({"numRecords": count}),
+            )
+        )
+    con.close()
+    if actions:
+        delta = DeltaTable(str(root))
+        delta.create_write_transaction(
+            actions, mode="append", schema=delta.schema(), partition_by=[layout.PARTITION]
+        )
 
 
 def _parquet_rows(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> int:

@@ -212,7 +212,10 @@ def with_date(kind: Kind, table: pa.Table) -> pa.Table:
 
 
 def bulk_write(
-    data_dir: Path, kind: str, table: pa.Table, target_file_size: int | None = None
+    data_dir: Path,
+    kind: str,
+    table: pa.Table,
+    target_file_size: int | None = None,
 ) -> None:
     """Append an Arrow table to the kind's Delta table, skipping the WAL (sample generator, compaction)."""
     from deltalake import WriterProperties, write_deltalake

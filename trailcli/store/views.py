@@ -56,6 +56,33 @@ def keep_first(kind: Kind, select: str, within_partition: bool = True) -> str:
     )
 
 
+def key_hash(kind: Kind) -> str:
+    """One number per (partition, key) of the kind: equal keys hash alike."""
+    return f"hash({', '.join([layout.PARTITION, *kind.key])})"
+
+
+def repeated_hashes(kind: Kind, select: str) -> str:
+    """The key hashes that occur more than once among the rows of `select` (usually few or
+    none): one pass over the key columns only."""
+    hashed = key_hash(kind)
+    return f"SELECT {hashed} AS _key_hash FROM ({select}) GROUP BY _key_hash HAVING count(*) > 1"
+
+
+def keep_first_repeated(kind: Kind, select: str, repeated: str) -> str:
+    """`keep_first(kind, select)` (per partition) at the cost of the keys that can be duplicated.
+
+    `repeated` is a relation of `repeated_hashes(kind, select)`. Rows with any other hash are
+    unique and pass as stored; only the rows with a repeated hash go through `keep_first`. A hash
+    shared by two different keys just sends a few more rows through the exact rule, so the
+    result is `keep_first`'s. About twice a plain scan, where ranking every row costs five to
+    eight times one.
+    """
+    hashed = key_hash(kind)
+    unique = f"SELECT * FROM ({select}) WHERE {hashed} NOT IN (SELECT _key_hash FROM {repeated})"
+    ranked = f"SELECT * FROM ({select}) WHERE {hashed} IN (SELECT _key_hash FROM {repeated})"
+    return f"{unique} UNION ALL {keep_first(kind, ranked)}"
+
+
 class Lake:
     """One read of each table's current files (by partition date, with row counts and clean
     marks, from the Delta log: no data file is opened) and a DuckDB connection on which views
@@ -111,9 +138,14 @@ class Lake:
         dates: Iterable[str] | Days | None = None,
         name: str = "",
         as_stored: bool = False,
+        shared_repeats: bool = True,
     ) -> None:
         """Bind the view `name` (default: the kind's name) over the kind's partitions `dates` (a
         list, a span, or None: all), each key once per partition, user ids as stored.
+
+        The keys that repeat in dirty partitions are found here, once for every query over the
+        view (`<name>_repeated`), or with `shared_repeats=False` by each query: for views that may
+        not be read at all (`connect` binds every kind for `trail sql`).
 
         With `as_stored`, also `<name>_stored`: the same partitions with every row as stored,
         duplicates too, for questions duplicates cannot change (which event names occur).
@@ -133,11 +165,36 @@ class Lake:
             clean_rows = self._select(k, f"{name}_clean", clean) if clean else None
             dirty_rows = self._select(k, f"{name}_dirty", dirty) if dirty else None
         empty = tables.empty_select(k.table_columns)
-        first = [clean_rows, dirty_rows and keep_first(k, dirty_rows)]
+        deduplicated = None
+        if dirty_rows:
+            repeated = f"{name}_repeated"
+            if shared_repeats:  # found once here, for every query over the view
+                with reading():
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE {repeated} AS "
+                        f"{repeated_hashes(k, dirty_rows)}"
+                    )
+                deduplicated = keep_first_repeated(k, dirty_rows, repeated)
+            else:  # found by each query that reads the view
+                deduplicated = (
+                    f"SELECT * FROM (WITH {repeated} AS MATERIALIZED "
+                    f"({repeated_hashes(k, dirty_rows)}) "
+                    f"{keep_first_repeated(k, dirty_rows, repeated)})"
+                )
+        first = [clean_rows, deduplicated]
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {_union(first, empty)}")
         if as_stored:
             stored = _union([clean_rows, dirty_rows], empty)
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_stored AS {stored}")
+
+    def bind_empty(self, kind: str, name: str = "", as_stored: bool = False) -> None:
+        """Bind the view `name` (default: the kind's name) as the kind's columns and no rows,
+        without opening its log: for a kind the caller's queries do not read."""
+        name = name or kind
+        empty = tables.empty_select(KINDS[kind].table_columns)
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {empty}")
+        if as_stored:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_stored AS {empty}")
 
     def bind_pages(self, dates: Iterable[str] | Days | None = None) -> None:
         """Bind `events` over the partitions `dates` with the derived `page` (view_events.sql)
@@ -222,21 +279,34 @@ def connect(
     start: datetime | None = None,
     end: datetime | None = None,
     dates: Mapping[str, Days] | None = None,
+    read: Iterable[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with every view bound.
 
     Raises NoDataError (store/coverage.py) when none of the `need` tables exists, or, for a range
     `[start, end)`, when none of them has a partition overlapping it. `dates` bounds the
     partitions read of the kinds it names (the others are read whole): a report whose range
-    filters a kind on its partitioning time column reads only those days.
+    filters a kind on its partitioning time column reads only those days. `read` names the kinds
+    the caller's queries read (None: all); the others are bound as empty views and their logs
+    and files are never opened, which is most of a short report's fixed cost.
     """
-    lake = Lake(data_dir, con=con)
     needed = list(need)
+    reads = VIEW_ORDER if read is None else tuple(k for k in VIEW_ORDER if k in {*read, *needed})
+    lake = Lake(data_dir, kinds=reads, con=con)
     if needed:
         days = {k: set(lake.files[k]) if lake.exists[k] else None for k in needed}
         coverage.require(lake.data_dir, days, start, end)
     for kind in VIEW_ORDER:
-        lake.bind(kind, (dates or {}).get(kind), name=f"raw_{kind}", as_stored=True)
+        if kind in reads:
+            lake.bind(
+                kind,
+                (dates or {}).get(kind),
+                name=f"raw_{kind}",
+                as_stored=True,
+                shared_repeats=read is not None,
+            )
+        else:
+            lake.bind_empty(kind, name=f"raw_{kind}", as_stored=True)
     bind = lake.con.execute
     bind("CREATE OR REPLACE TEMP VIEW identities AS SELECT * FROM raw_identities")
     bind(f"CREATE OR REPLACE TEMP VIEW first_identity AS {sql.load('view_first_identity')}")
