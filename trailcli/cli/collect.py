@@ -173,4 +173,11 @@ def start(settings: object) -> None:
     from trailcli.collector.settings import Settings
 
     assert isinstance(settings, Settings)
+    if settings.workers > 1:
+        from trailcli.collector.workers import supervise
+
+        code = supervise(settings, reports=ReportsForDashboard())
+        if code:
+            raise typer.Exit(code)
+        return
     run(settings, reports=ReportsForDashboard())

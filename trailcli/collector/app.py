@@ -51,9 +51,11 @@ def create_app(settings: Settings, *, reports: Reports | None = None) -> web.App
     app[STARTED_AT] = time.time()
     app[HEALTH_CHECKS] = []
     if settings.redis:
+        from trailcli.collector.cluster import cluster_ctx
         from trailcli.collector.redis_link import redis_ctx
 
         app.cleanup_ctx.append(redis_ctx)  # first: what is shared through Redis needs it
+        app.cleanup_ctx.append(cluster_ctx)  # refused here when the node id is live
     tracker = PresenceTracker(settings=settings, metrics=app[METRICS], app=app)
     # the one subscription to durable records: the live view and /trail/events hear of them
     app.cleanup_ctx.append(_store_ctx(listeners=[tracker]))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from aiohttp import web
@@ -44,8 +45,14 @@ async def serve(
     stop: asyncio.Event,
     announce: TextIO = sys.stderr,
     reports: Reports | None = None,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store."""
+    """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store.
+
+    `reuse_port` listens with SO_REUSEPORT (a `--workers` worker); `on_ready` is called once
+    listening."""
     app = create_app(settings, reports=reports)
     guard = connection_guard(settings, app[METRICS])
     asyncio.get_running_loop().set_exception_handler(AcceptErrors(app[METRICS]))
@@ -62,7 +69,14 @@ async def serve(
     )
     await runner.setup()
     try:
-        site = GuardedSite(runner, guard, settings.host, settings.port, backlog=guard.backlog)
+        site = GuardedSite(
+            runner,
+            guard,
+            settings.host,
+            settings.port,
+            backlog=guard.backlog,
+            reuse_port=reuse_port,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -71,6 +85,8 @@ async def serve(
                 "pass another --port (0 picks a free one) or stop what is using it",
             ) from None
         print(startup_line(settings, runner, app), file=announce, flush=True)
+        if on_ready is not None:
+            on_ready()
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -104,7 +120,13 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run(settings: Settings, reports: Reports | None = None) -> None:
+def run(
+    settings: Settings,
+    reports: Reports | None = None,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT; returns normally after a clean stop."""
     configure_logging()
 
@@ -113,6 +135,6 @@ def run(settings: Settings, reports: Reports | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop, reports=reports)
+        await serve(settings, stop, reports=reports, reuse_port=reuse_port, on_ready=on_ready)
 
     asyncio.run(main())

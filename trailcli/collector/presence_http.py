@@ -8,6 +8,7 @@ from aiohttp import web
 
 from trailcli.collector import identity, keys
 from trailcli.collector.bayeux.engine import Engine
+from trailcli.collector.cluster import CLUSTER
 from trailcli.collector.http import json_error, request_fields
 from trailcli.collector.presence_claims import binding_from
 from trailcli.collector.presence_tracker import (
@@ -63,9 +64,16 @@ async def identify_session(request: web.Request) -> web.Response:
 async def online_now(request: web.Request) -> web.Response:
     """GET /api/online (API token): who is online now, as `trail online --at now --format json`."""
     identity.require_api_token(request)
-    rows = request.app[TRACKER].live.online()
-    for row in rows:
-        row["online_since"] = row["online_since"].isoformat()
+    tracker = request.app[TRACKER]
+    rows = tracker.online_rows()
+    cluster = request.app.get(CLUSTER)
+    if cluster is not None and cluster.link.up:
+        from redis.exceptions import RedisError
+
+        try:  # the whole cluster; this node's own rows alone while Redis is away
+            rows = await cluster.online(tracker.live.online())
+        except (RedisError, OSError) as exc:
+            cluster.link.failed(exc)
     return web.json_response(rows, headers={"Cache-Control": "no-store"})
 
 
@@ -92,7 +100,7 @@ def _tracker_ctx(
         metrics.gauge_fn("presence_persons", tracker.live.persons_count, "Persons online now.")
         for name, help in COUNTERS.items():
             metrics.describe(name, "counter", help)
-        await tracker.start(app[keys.WRITER], app[keys.NODE_ID], engine)
+        await tracker.start(app[keys.WRITER], app[keys.NODE_ID], engine, app.get(CLUSTER))
         yield
         await tracker.stop()
 

@@ -26,6 +26,7 @@ from trailcli import channels
 from trailcli.collector import identity
 from trailcli.collector.ahoy_payload import loads as payload_json
 from trailcli.collector.bayeux.engine import Engine, EngineObserver
+from trailcli.collector.cluster import Cluster, LostNode
 from trailcli.collector.live_guard import LiveChannelGuard, handshake_has_token
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.presence_claims import REFUSAL_OF, UNSCOPED_ACCEPTED, binding_from
@@ -126,6 +127,7 @@ class PresenceTracker(EngineObserver):
             timedelta(seconds=settings.transport_grace), max_visits=settings.visit_cache_size
         )
         self.engine: Engine | None = None
+        self.cluster: Cluster | None = None  # with --redis: the node's share of the cluster
         self.watchers: set[str] = set()
         self._seq = 0
         self._rows: list[tuple[str, dict[str, Any]]] = []
@@ -141,9 +143,17 @@ class PresenceTracker(EngineObserver):
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, writer: LogWriter, node_id: str, engine: Engine | None) -> None:
-        """Close what a crash left open, write the start heartbeat, then begin observing."""
-        self.writer, self.node_id = writer, node_id
+    async def start(
+        self,
+        writer: LogWriter,
+        node_id: str,
+        engine: Engine | None,
+        cluster: Cluster | None = None,
+    ) -> None:
+        """Close what a crash left open, write the start heartbeat, then begin observing.
+
+        In a cluster, sessions a survivor already ended (`node_lost`) are not closed again."""
+        self.writer, self.node_id, self.cluster = writer, node_id, cluster
         try:
             recovered = await asyncio.to_thread(
                 unclosed_sessions, self.settings.data_dir, self.node_id
@@ -154,6 +164,11 @@ class PresenceTracker(EngineObserver):
             recovered = Recovered([], None, 0)
         now = self.clock()
         self._seq = max(recovered.max_seq + 1, _micros(now))
+        if cluster is not None:
+            self._seq = max(self._seq, cluster.seq_floor)
+            recovered.sessions = [
+                s for s in recovered.sessions if s.client_id not in cluster.lost_ids
+            ]
         for session in recovered.sessions:
             self._enqueue(
                 "offline",
@@ -179,6 +194,8 @@ class PresenceTracker(EngineObserver):
             guard = LiveChannelGuard(engine, self.settings.api_token, self.watchers, self.metrics)
             engine.add_extension(guard)
             engine.add_observer(self)
+        if cluster is not None:
+            cluster.start(self)
 
     def shut_down(self) -> None:
         """The server is stopping (SIGTERM): every open session ends now with `server_shutdown`."""
@@ -232,6 +249,10 @@ class PresenceTracker(EngineObserver):
     ) -> None:
         self._enqueue("online", time=at, client_id=client_id, reason="handshake", binding=binding)
         self._announce(self.live.open(client_id, binding, at))
+        if self.cluster is not None:
+            self.cluster.session_opened(
+                client_id, self.live.session_binding(client_id) or binding, at
+            )
         self._bind_user(binding, user_id, at)
 
     def _deferred(self, client_id: str, step: Callable[[], Any]) -> bool:
@@ -286,6 +307,8 @@ class PresenceTracker(EngineObserver):
             binding=binding,
         )
         self._announce(self.live.close(client_id, last_alive, now))
+        if self.cluster is not None:
+            self.cluster.session_closed(client_id)
 
     # -- identify (POST /api/presence/identify) --------------------------------------------------
 
@@ -305,6 +328,8 @@ class PresenceTracker(EngineObserver):
         after = self.live.session_binding(client_id)
         if after != before:
             self._enqueue("identify", time=now, client_id=client_id, binding=after)
+            if self.cluster is not None and after is not None:
+                self.cluster.session_bound(client_id, after, now)
         self._announce(changes)
         self._bind_user(after or binding, user_id, now)
         return IDENTIFIED
@@ -313,6 +338,8 @@ class PresenceTracker(EngineObserver):
 
     def on_durable(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
         """Feed the live view and `/trail/events` with records the store has just made durable."""
+        if self.cluster is not None:
+            self.cluster.touched()
         if kind == "visits":
             for r in records:
                 if r.get("visit_token"):
@@ -376,16 +403,20 @@ class PresenceTracker(EngineObserver):
         reason: str | None = None,
         channel: str | None = None,
         binding: Binding | None = None,
+        node_id: str | None = None,
+        seq: int | None = None,
     ) -> None:
         if len(self._rows) >= MAX_PENDING_ROWS:
             self.metrics.inc("drops_total", {"reason": "presence_backlog"})
             return
         b = binding or Binding()
-        self._seq += 1
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
         row = {
             "time": time,
-            "seq": self._seq,
-            "node_id": self.node_id,
+            "seq": seq,
+            "node_id": node_id or self.node_id,
             "client_id": client_id,
             "transition": transition,
             "reason": reason,
@@ -404,11 +435,53 @@ class PresenceTracker(EngineObserver):
         self._enqueue("heartbeat", time=now)
 
     def _announce(self, changes: list[Change]) -> None:
+        for change in changes:
+            self.metrics.inc("presence_changes_total", {"type": change.type})
+        if self.cluster is not None and self.cluster.link.up:
+            self.cluster.changes(changes)  # announced by announce_cluster if cluster-wide
+        else:
+            self.announce_cluster(changes)
+
+    # -- the cluster's questions (trailcli.collector.cluster.Member) ------------------------------
+
+    def announce_cluster(self, changes: list[Change]) -> None:
         if changes and self._has_watchers(PRESENCE_CHANNEL):
             for change in changes:
                 self._publish_later(PRESENCE_CHANNEL, change.message())
-        for change in changes:
-            self.metrics.inc("presence_changes_total", {"type": change.type})
+
+    def cluster_state(self) -> tuple[list[tuple[str, Binding, datetime]], list[Change]]:
+        return self.live.sessions(), self.live.present()
+
+    def online_rows(self) -> list[dict[str, Any]]:
+        rows = self.live.online()
+        for row in rows:
+            row["online_since"] = row["online_since"].isoformat()
+        return rows
+
+    def end_lost(self, lost: LostNode) -> None:
+        """A dead node's sessions end at its last heartbeat, in rows under its node id (as its
+        own restart would have written them), with seqs the cluster reserved for this claim."""
+        now = self.clock()
+        for i, session in enumerate(lost.sessions):
+            self._enqueue(
+                "offline",
+                time=session.ended_at(lost.last_heartbeat),
+                detected_at=now,
+                client_id=session.client_id,
+                reason="node_lost",
+                binding=session.binding,
+                node_id=lost.node_id,
+                seq=lost.first_seq + i,
+            )
+        self.announce_cluster(lost.left)
+
+    def forget(self, client_ids: set[str]) -> None:
+        now = self.clock()
+        for client_id in client_ids:
+            self.watchers.discard(client_id)
+            self._unconnected.pop(client_id, None)
+            if self.live.has_session(client_id):
+                self._announce(self.live.close(client_id, now, now))
 
     def _publish_later(self, channel: str, data: dict[str, Any]) -> None:
         try:
@@ -444,6 +517,10 @@ class PresenceTracker(EngineObserver):
             try:
                 for kind, records in _runs(batch):
                     await self.writer.append_async(kind, records)
+                if self.cluster is not None:
+                    beats = [r["time"] for _, r in batch if r["transition"] == "heartbeat"]
+                    if beats:
+                        self.cluster.beat(max(beats))
             except Exception as exc:
                 self._rows = batch + self._rows
                 self.metrics.inc("presence_write_errors_total")

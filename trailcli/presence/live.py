@@ -230,6 +230,14 @@ class LiveView:
     def session_ids(self) -> list[str]:
         return list(self._sessions)
 
+    def sessions(self) -> list[tuple[str, Binding, datetime]]:
+        """Every open session: client id, binding, when it opened."""
+        return [(s.client_id, s.binding, s.opened_at) for s in self._sessions.values()]
+
+    def present(self) -> list[Change]:
+        """A `join` for every person online now (their state, as a cluster resync needs it)."""
+        return [self._change("join", p, p.online_since) for p in self._persons.values()]
+
     # visits and pages ---------------------------------------------------------------------
 
     def record_visit(self, visit_token: str, fields: Mapping[str, Any]) -> None:

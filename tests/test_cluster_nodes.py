@@ -1,0 +1,167 @@
+"""Several `trail collect` nodes as one cluster through a real redis-server: joining, presence
+seen from any node, a killed node's sessions ended once by a survivor."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from collector_support import BROWSER_UA, Daemon, stored
+from redis_support import RedisServer, redis_server  # noqa: F401 (fixture)
+
+TOKEN = "cluster-api-token"
+ENV = {"TRAIL_API_TOKEN": TOKEN, "TRAIL_FLUSH_INTERVAL": "0.2"}
+
+
+def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"User-Agent": BROWSER_UA, "Content-Type": "application/json",
+                   "Authorization": f"Bearer {TOKEN}"}  # fmt: skip
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+def open_session(port: int, visitor: str) -> str:
+    """A Bayeux session on the node at `port` bound to `visitor`: handshake and first connect."""
+    hello = {"channel": "/meta/handshake", "version": "1.0", "id": "1",
+             "supportedConnectionTypes": ["long-polling"],
+             "ext": {"trail": {"visitor_token": visitor, "visit_token": f"visit-{visitor}"}}}  # fmt: skip
+    status, (reply,) = call(port, "POST", "/faye", [hello])
+    assert status == 200 and reply["successful"], reply
+    client_id: str = reply["clientId"]
+    connect = {"channel": "/meta/connect", "clientId": client_id,
+               "connectionType": "long-polling", "advice": {"timeout": 0}}  # fmt: skip
+    status, (connected, *_) = call(port, "POST", "/faye", [connect])
+    assert connected["successful"], connected
+    return client_id
+
+
+def node(data_dir: Path, redis: RedisServer, node_id: str, *extra: str) -> Daemon:
+    return Daemon(data_dir, "--redis", redis.url, "--node-id", node_id,
+                  "--heartbeat-interval", "0.5s", *extra, env=ENV)  # fmt: skip
+
+
+def until(check: Callable[[], Any], what: str, seconds: float = 30.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.stop(signal.SIGKILL)
+
+
+def presence(data_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return stored(data_dir, "presence")
+    except Exception:
+        return []
+
+
+def test_a_node_id_live_in_the_cluster_is_refused(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    nodes.append(node(tmp_path / "a", redis_server, "same"))
+    cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect",
+           "--port", "0", "--host", "127.0.0.1", "--data-dir", str(tmp_path / "b"),
+           "--node-id", "same", "--redis", redis_server.url]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Node id 'same' is already live in the cluster" in result.stderr
+    assert not (tmp_path / "b" / "_wal").exists() or not any((tmp_path / "b").rglob("*.wal"))
+    assert nodes[0].stop() == 0
+    # stopped cleanly, the id is free again at once
+    nodes.append(node(tmp_path / "a", redis_server, "same"))
+
+
+def test_online_on_any_node_lists_the_cluster_and_a_person_once(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    a = node(tmp_path, redis_server, "a")
+    nodes.append(a)
+    b = node(tmp_path, redis_server, "b")
+    nodes.append(b)
+    open_session(a.port, "two-tabs")
+    open_session(b.port, "two-tabs")
+    open_session(b.port, "only-b")
+
+    def listing(port: int) -> dict[str, int] | None:
+        status, rows = call(port, "GET", "/api/online")
+        assert status == 200
+        seen = {r["visitor_token"]: r["clients"] for r in rows}
+        return seen if seen == {"two-tabs": 2, "only-b": 1} else None
+
+    until(lambda: listing(a.port), "node a to list the cluster")
+    until(lambda: listing(b.port), "node b to list the cluster")
+
+
+def test_a_killed_nodes_sessions_end_once_at_its_last_heartbeat(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    a = node(tmp_path, redis_server, "a")
+    nodes.append(a)
+    b = node(tmp_path, redis_server, "b")
+    nodes.append(b)
+    c = node(tmp_path, redis_server, "c")
+    nodes.append(c)
+    on_a = {open_session(a.port, "p1"), open_session(a.port, "p2")}
+    on_b = open_session(b.port, "p3")
+    time.sleep(1.5)  # a few heartbeats of node a reach the log
+    a.stop(signal.SIGKILL)
+
+    def lost() -> list[dict[str, Any]]:
+        rows = [r for r in presence(tmp_path) if r["reason"] == "node_lost"]
+        return rows if len(rows) >= len(on_a) else []
+
+    ended = until(lost, "a survivor to end node a's sessions")
+    assert {r["client_id"] for r in ended} == on_a
+    assert {r["node_id"] for r in ended} == {"a"}
+    beats = sorted(
+        r["time"]
+        for r in presence(tmp_path)
+        if r["node_id"] == "a" and r["transition"] == "heartbeat"
+    )
+    # the last heartbeat the cluster saw durable: the log's last, or (killed between the two
+    # writes) the one before it
+    assert {r["time"] for r in ended} <= set(beats[-2:])
+    assert len({r["time"] for r in ended}) == 1
+
+    # node a comes back: it finds its sessions ended by another node and writes no second row
+    again = node(tmp_path, redis_server, "a")
+    nodes.append(again)
+    _, rows = call(b.port, "GET", "/api/online")
+    assert {r["visitor_token"] for r in rows} <= {"p3"}
+    for daemon in (again, b, c):
+        assert daemon.stop() == 0
+    offline = [r for r in presence(tmp_path) if r["transition"] == "offline"]
+    for client_id in on_a:
+        assert [r["reason"] for r in offline if r["client_id"] == client_id] == ["node_lost"]
+    assert [r["reason"] for r in offline if r["client_id"] == on_b] == ["server_shutdown"]
