@@ -144,15 +144,6 @@ def test_a_killed_nodes_sessions_end_once_at_its_last_heartbeat(
     ended = until(lost, "a survivor to end node a's sessions")
     assert {r["client_id"] for r in ended} == on_a
     assert {r["node_id"] for r in ended} == {"a"}
-    beats = sorted(
-        r["time"]
-        for r in presence(tmp_path)
-        if r["node_id"] == "a" and r["transition"] == "heartbeat"
-    )
-    # the last heartbeat the cluster saw durable: the log's last, or (killed between the two
-    # writes) the one before it
-    assert {r["time"] for r in ended} <= set(beats[-2:])
-    assert len({r["time"] for r in ended}) == 1
 
     # node a comes back: it finds its sessions ended by another node and writes no second row
     again = node(tmp_path, redis_server, "a")
@@ -161,7 +152,50 @@ def test_a_killed_nodes_sessions_end_once_at_its_last_heartbeat(
     assert {r["visitor_token"] for r in rows} <= {"p3"}
     for daemon in (again, b, c):
         assert daemon.stop() == 0
-    offline = [r for r in presence(tmp_path) if r["transition"] == "offline"]
+    rows = presence(tmp_path)  # node a's WAL, recovered by its restart, included
+    restarted = min(
+        r["time"] for r in rows if r["node_id"] == "a" and r["seq"] > max(x["seq"] for x in ended)
+    )
+    beats = sorted(
+        r["time"]
+        for r in rows
+        if r["node_id"] == "a" and r["transition"] == "heartbeat" and r["time"] < restarted
+    )
+    # the last heartbeat the cluster saw durable: the log's last, or (killed between the two
+    # writes) the one before it
+    assert {r["time"] for r in ended} <= set(beats[-2:])
+    assert len({r["time"] for r in ended}) == 1
+    offline = [r for r in rows if r["transition"] == "offline"]
     for client_id in on_a:
         assert [r["reason"] for r in offline if r["client_id"] == client_id] == ["node_lost"]
     assert [r["reason"] for r in offline if r["client_id"] == on_b] == ["server_shutdown"]
+
+
+def test_workers_share_one_port_and_stop_with_the_parent(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    parent = Daemon(tmp_path, "--redis", redis_server.url, "--workers", "2", env=ENV)
+    nodes.append(parent)
+    until(lambda: sum("listening on" in line for line in parent.lines) == 2, "both workers")
+    seen: set[str] = set()
+    for _ in range(200):  # fresh connections: the kernel spreads them over both workers
+        status, body = call(parent.port, "GET", "/health")
+        assert status == 200
+        seen.add(body["node_id"])
+        if len(seen) == 2:
+            break
+    assert seen == {"daemon-test-1", "daemon-test-2"}, "".join(parent.lines)
+    # each worker is a node of the cluster: a second start with the same id is refused
+    cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect",
+           "--port", "0", "--data-dir", str(tmp_path), "--node-id", "daemon-test",
+           "--workers", "2", "--redis", redis_server.url]  # fmt: skip
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert "'daemon-test-1' is already live" in refused.stderr
+    assert parent.stop() == 0
+    # the parent returned once both workers had stopped cleanly and left the cluster
+    import redis
+
+    assert redis.Redis.from_url(redis_server.url).hkeys("trail:nodes") == []

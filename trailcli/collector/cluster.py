@@ -49,12 +49,12 @@ MAX_OPS = 100_000  # Redis updates waiting; beyond, they are dropped and the nex
 # A dead node's sessions and persons, taken at most once. KEYS: nodes, live, sessions, persons,
 # lost, seq floor. ARGV: node id, its incarnation, 1 to remember the client ids as closed by
 # another node, the first seq the claimer writes with, the person-set prefix, how long (s) the
-# closed ids and the seq floor are kept.
+# closed ids and the seq floor are kept, 1 when a node leaves itself (its live key still held).
 CLAIM = """
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 if not rec then return false end
 if cjson.decode(rec)['inc'] ~= ARGV[2] then return false end
-if redis.call('GET', KEYS[2]) == ARGV[2] then return false end
+if ARGV[7] ~= '1' and redis.call('GET', KEYS[2]) == ARGV[2] then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local sessions = redis.call('HGETALL', KEYS[3])
 redis.call('DEL', KEYS[3])
@@ -246,7 +246,7 @@ class Cluster:
         if previous is not None:  # this id's last run died: its sessions are ours to close
             old = orjson.loads(previous)["inc"]
             await self._claim(
-                keys=_keys(self.node_id), args=[self.node_id, old, 0, 0, PERSON, LOST_SECONDS]
+                keys=_keys(self.node_id), args=[self.node_id, old, 0, 0, PERSON, LOST_SECONDS, 0]
             )
         lost = await self.redis.smembers(f"{PREFIX}lost:{self.node_id}")
         self.lost_ids = {_text(x) for x in lost}
@@ -266,7 +266,7 @@ class Cluster:
             # the same script a survivor runs, on our own entry: persons lose this node
             await self._claim(
                 keys=_keys(self.node_id),
-                args=[self.node_id, self.incarnation, 0, 0, PERSON, LOST_SECONDS],
+                args=[self.node_id, self.incarnation, 0, 0, PERSON, LOST_SECONDS, 1],
             )
         with contextlib.suppress(Exception):
             await self.redis.delete(f"{PREFIX}online:{self.node_id}")
@@ -431,7 +431,7 @@ class Cluster:
         """End `node_id`'s sessions if this node is the first to claim it (else None)."""
         first_seq = _micros(datetime.now(UTC))
         taken = await self._claim(
-            keys=_keys(node_id), args=[node_id, incarnation, 1, first_seq, PERSON, LOST_SECONDS]
+            keys=_keys(node_id), args=[node_id, incarnation, 1, first_seq, PERSON, LOST_SECONDS, 0]
         )
         if not taken:
             return None
