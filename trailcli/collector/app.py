@@ -177,6 +177,19 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+@contextlib.asynccontextmanager
+async def _one_node_at_a_time(app: web.Application) -> AsyncIterator[bool]:
+    """In a cluster, the maintenance lock in Redis (renewed while held); alone, always True."""
+    if not app[SETTINGS].redis:
+        yield True
+        return
+    from trailcli.collector.maintenance_lock import held
+    from trailcli.collector.redis_link import REDIS
+
+    async with held(app[REDIS].client) as mine:
+        yield mine
+
+
 def _bin_pack(data_dir: Path) -> None:
     maintenance.bin_pack_today(data_dir)
 
@@ -195,7 +208,11 @@ async def _every(
         await asyncio.sleep(interval)
         started = time.monotonic()
         try:
-            await asyncio.to_thread(run, app[SETTINGS].data_dir)
+            async with _one_node_at_a_time(app) as mine:
+                if not mine:
+                    app[METRICS].inc("maintenance_skipped_total", {"job": job})
+                    continue  # another node of the cluster is at it
+                await asyncio.to_thread(run, app[SETTINGS].data_dir)
         except NoDataError:
             continue  # no table yet: nothing to pack
         except Exception as exc:  # keep collecting; the next round retries
