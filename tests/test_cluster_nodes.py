@@ -199,3 +199,45 @@ def test_workers_share_one_port_and_stop_with_the_parent(
     import redis
 
     assert redis.Redis.from_url(redis_server.url).hkeys("trail:nodes") == []
+
+
+def test_redis_lost_mid_run_loses_and_doubles_nothing(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    a = node(tmp_path, redis_server, "a")
+    nodes.append(a)
+    b = node(tmp_path, redis_server, "b")
+    nodes.append(b)
+    sessions = {open_session(a.port, "p1"), open_session(b.port, "p2")}
+
+    def lists(port: int, people: set[str]) -> bool:
+        status, rows = call(port, "GET", "/api/online")
+        return status == 200 and {r["visitor_token"] for r in rows} == people
+
+    until(lambda: lists(b.port, {"p1", "p2"}), "the cluster's listing")
+    redis_server.stop()
+    until(lambda: call(a.port, "GET", "/health")[0] == 503, "node a to report Redis lost")
+    status, body = call(a.port, "GET", "/health")
+    assert body["status"] == "degraded" and "redis" in body["reasons"][0]
+    # the tracking API does not need Redis; Bayeux sessions open on the node they reach
+    event = {"visit_token": "v-x", "visitor_token": "u-x",
+             "events": [{"name": "during", "id": "ev-during-outage", "time": time.time()}]}  # fmt: skip
+    assert call(a.port, "POST", "/ahoy/events", event)[0] == 200
+    sessions.add(open_session(a.port, "p3"))
+    time.sleep(2.0)  # longer than the live keys' TTL: no node may be taken for dead
+    redis_server.start()  # empty, as a restarted Redis without persistence is
+    for daemon in (a, b):
+        until(lambda d=daemon: call(d.port, "GET", "/health")[0] == 200, "health back")
+    until(lambda: lists(b.port, {"p1", "p2", "p3"}), "the cluster's state rewritten")
+    for daemon in (a, b):
+        assert daemon.stop() == 0
+    rows = presence(tmp_path)
+    for client_id in sessions:
+        mine = [r["transition"] for r in rows if r["client_id"] == client_id]
+        assert sorted(mine) == ["offline", "online"], (client_id, mine)
+    assert not [r for r in rows if r["reason"] == "node_lost"]
+    assert [r["event_id"] for r in stored(tmp_path, "events")] == ["ev-during-outage"]
+    assert any("lost Redis" in line for line in a.lines)
+    assert sum("lost Redis" in line for line in a.lines) == 1  # logged once, not per request
