@@ -241,3 +241,52 @@ def test_redis_lost_mid_run_loses_and_doubles_nothing(
     assert [r["event_id"] for r in stored(tmp_path, "events")] == ["ev-during-outage"]
     assert any("lost Redis" in line for line in a.lines)
     assert sum("lost Redis" in line for line in a.lines) == 1  # logged once, not per request
+
+
+def watcher(port: int) -> str:
+    hello = {"channel": "/meta/handshake", "version": "1.0", "id": "1",
+             "supportedConnectionTypes": ["long-polling"], "ext": {"trail": {"token": TOKEN}}}  # fmt: skip
+    _, (reply,) = call(port, "POST", "/faye", [hello])
+    client_id: str = reply["clientId"]
+    subscribe = {"channel": "/meta/subscribe", "clientId": client_id,
+                 "subscription": "/trail/presence"}  # fmt: skip
+    connect = {"channel": "/meta/connect", "clientId": client_id,
+               "connectionType": "long-polling", "advice": {"timeout": 0}}  # fmt: skip
+    _, replies = call(port, "POST", "/faye", [connect, subscribe])
+    assert all(r["successful"] for r in replies), replies
+    return client_id
+
+
+def heard(port: int, client_id: str) -> list[dict[str, Any]]:
+    connect = {"channel": "/meta/connect", "clientId": client_id,
+               "connectionType": "long-polling", "advice": {"timeout": 300}}  # fmt: skip
+    _, replies = call(port, "POST", "/faye", [connect])
+    return [r["data"] for r in replies if r.get("channel") == "/trail/presence"]
+
+
+def test_a_person_on_two_nodes_joins_and_leaves_once(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    a = node(tmp_path, redis_server, "a", "--transport-grace", "1s")
+    nodes.append(a)
+    b = node(tmp_path, redis_server, "b", "--transport-grace", "1s")
+    nodes.append(b)
+    watchers = [(a.port, watcher(a.port)), (b.port, watcher(b.port))]
+    tabs = [(a.port, open_session(a.port, "both")), (b.port, open_session(b.port, "both"))]
+    messages: list[dict[str, Any]] = []
+
+    def listen() -> list[dict[str, Any]]:
+        for port, client_id in watchers:
+            messages.extend(heard(port, client_id))
+        return [m for m in messages if m["visitor_token"] == "both"]
+
+    until(lambda: any(m["type"] == "join" for m in listen()), "the join")
+    for port, client_id in tabs:
+        bye = {"channel": "/meta/disconnect", "clientId": client_id}
+        assert call(port, "POST", "/faye", [bye])[0] == 200
+    until(lambda: any(m["type"] == "leave" for m in listen()), "the leave")
+    for _ in range(3):  # a few more rounds: nothing else comes
+        listen()
+    assert [m["type"] for m in listen()] == ["join", "leave"]
