@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ MOUNT = "/faye"
 BAYEUX_ENGINE = web.AppKey("bayeux_engine", Engine)
 BAYEUX_ENDPOINT = web.AppKey("bayeux_endpoint", FayeEndpoint)
 WATCH_PERIOD = 0.1  # seconds between checks for held long-polls whose client went away
+log = logging.getLogger("trail.bayeux")
 DEFAULT_CLIENT_JS = Path("node_modules/faye/client/faye-browser-min.js")
 
 
@@ -47,7 +49,14 @@ def config_from_settings(settings: Settings) -> EngineConfig:
 def mount(app: web.Application, settings: Settings, metrics: Metrics | None = None) -> Engine:
     """Serve Bayeux at `/faye` on `app`; the engine is `app[BAYEUX_ENGINE]`, its counters go to
     `metrics` when given."""
-    engine = Engine(config_from_settings(settings))
+    engine: Engine
+    if settings.redis:
+        from trailcli.collector.bayeux.cluster import ClusterEngine
+
+        engine = ClusterEngine(config_from_settings(settings), node_id=settings.node_id or "node")
+        app.cleanup_ctx.append(_clustered)
+    else:
+        engine = Engine(config_from_settings(settings))
     client_js = settings.faye_client_js or DEFAULT_CLIENT_JS
     endpoint = FayeEndpoint(
         engine,
@@ -131,10 +140,26 @@ async def _sweeping(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _clustered(app: web.Application) -> AsyncIterator[None]:
+    """A cluster node's engine: attached to the node's Redis link (opened before), hearing the
+    cluster's events while the app runs."""
+    from trailcli.collector.bayeux.cluster import ClusterEngine
+    from trailcli.collector.redis_link import REDIS
+
+    engine = app[BAYEUX_ENGINE]
+    assert isinstance(engine, ClusterEngine)
+    engine.attach(app[REDIS])
+    task = asyncio.create_task(engine.hear_events())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _end_sessions(app: web.Application) -> None:
     """On shutdown (before in-flight requests are awaited): every session ends with
     `server_shutdown`, held connects are answered and sockets closed."""
-    app[BAYEUX_ENGINE].shutdown()
+    await app[BAYEUX_ENGINE].stop()
     await app[BAYEUX_ENDPOINT].close_sockets()
 
 
@@ -148,4 +173,7 @@ async def _sweep_forever(engine: Engine, endpoint: FayeEndpoint) -> None:
         since_sweep += watch
         if since_sweep >= period:
             since_sweep = 0.0
-            engine.sweep()
+            try:
+                await engine.upkeep()
+            except Exception:
+                log.exception("Bayeux upkeep failed")

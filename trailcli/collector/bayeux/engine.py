@@ -103,11 +103,23 @@ class Extension(Protocol):
 class Delivery:
     """One published message as subscribers receive it, encoded once for every recipient."""
 
-    __slots__ = ("_text", "message")
+    __slots__ = ("_message", "_text")
 
-    def __init__(self, message: Message) -> None:
-        self.message = message
-        self._text: str | None = None
+    def __init__(self, message: Message | None = None, text: str | None = None) -> None:
+        self._message = message
+        self._text = text
+
+    @classmethod
+    def from_text(cls, text: str) -> Delivery:
+        """A delivery already encoded (as a cluster's queue holds it); decoded only if read."""
+        return cls(None, text)
+
+    @property
+    def message(self) -> Message:
+        if self._message is None:
+            assert self._text is not None
+            self._message = json.loads(self._text)
+        return self._message
 
     def text(self) -> str:
         if self._text is None:
@@ -147,6 +159,7 @@ class Client:
     ended: bool = False
     address_key: str | None = None  # what per-address limits count it under
     connected: bool = False  # has sent a successful /meta/connect
+    gen: int = 0  # cluster mode: the number of the client's latest connect served here
 
 
 @dataclass
@@ -228,7 +241,14 @@ def _reply(message: Message) -> Message:
 
 class EngineObserver(Protocol):
     """Hears of session changes, synchronously on the loop (it must not block). Each method does
-    nothing unless overridden, so an observer subclasses this and implements what it needs."""
+    nothing unless overridden, so an observer subclasses this and implements what it needs.
+
+    In a cluster (`cluster.ClusterEngine`, one per node) each session's `client_opened`,
+    `client_connected` and `client_closed` fire exactly once cluster-wide: on the node that
+    served the handshake, the node that served the first successful connect, and the node that
+    removed the session from Redis (a disconnect or the reaper; a node stopping ends none of
+    its sessions). `client_active`, `client_subscribed`/`client_unsubscribed` (only when the
+    subscription changed) and `client_published` fire on the node serving the request."""
 
     def client_opened(self, client_id: str, ext: dict[str, Any], now: datetime) -> None:
         """A handshake opened a session (`ext` without secrets)."""
@@ -391,6 +411,23 @@ class Engine:
     # ---- /meta/handshake ----------------------------------------------------------------
 
     def _handshake(self, message: Message, context: Context, now: datetime) -> Message:
+        reply, problem, wait, key = self._handshake_checks(message, context, now)
+        if problem is None and len(self.clients) >= self.config.max_clients:
+            self.stats["refused_clients"] += 1
+            problem = error(
+                503, None, f"Too many clients on this node (limit {self.config.max_clients})"
+            )
+            wait = SESSIONS_RETRY_SECONDS
+        if problem:
+            return self._refused(reply, problem, wait)
+        client = self._open(strip_secrets(message.get("ext") or {}), now, key)
+        return self._opened(reply, client)
+
+    def _handshake_checks(
+        self, message: Message, context: Context, now: datetime
+    ) -> tuple[Message, str | None, float, str | None]:
+        """The handshake's reply skeleton, what is wrong with it (None: nothing), how long to
+        wait before trying again, and the address key its session counts under."""
         reply = _reply(message)
         reply["version"] = BAYEUX_VERSION
         reply["supportedConnectionTypes"] = CONNECTION_TYPES
@@ -405,24 +442,23 @@ class Engine:
             problem = error(301, [str(t) for t in types], "Connection types not supported")
         elif key is not None:
             problem, wait = self._address_problem(key, now)
-        if problem is None and len(self.clients) >= self.config.max_clients:
-            self.stats["refused_clients"] += 1
-            problem = error(
-                503, None, f"Too many clients on this node (limit {self.config.max_clients})"
-            )
-            wait = SESSIONS_RETRY_SECONDS
-        if problem:
-            reply["error"] = problem
-            reply["successful"] = False
-            if wait:
-                # "retry", not "handshake": the Faye client then handshakes again after its own
-                # `retry` delay, keeping the subscribes it deferred; "handshake" would make it
-                # start a second handshake of its own, which drops them if that one gets in first
-                reply["advice"] = {"reconnect": "retry", "interval": int(wait * 1000)}
-            else:
-                reply["advice"] = {"reconnect": "handshake"}
-            return reply
-        client = self._open(strip_secrets(message.get("ext") or {}), now, key)
+        return reply, problem, wait, key
+
+    def _refused(self, reply: Message, problem: str, wait: float) -> Message:
+        """A refused handshake's reply."""
+        reply["error"] = problem
+        reply["successful"] = False
+        if wait:
+            # "retry", not "handshake": the Faye client then handshakes again after its own
+            # `retry` delay, keeping the subscribes it deferred; "handshake" would make it
+            # start a second handshake of its own, which drops them if that one gets in first
+            reply["advice"] = {"reconnect": "retry", "interval": int(wait * 1000)}
+        else:
+            reply["advice"] = {"reconnect": "handshake"}
+        return reply
+
+    def _opened(self, reply: Message, client: Client) -> Message:
+        """A successful handshake's reply."""
         reply["clientId"] = client.id
         reply["successful"] = True
         reply["advice"] = self._advice()
@@ -633,14 +669,9 @@ class Engine:
         return reply
 
     def _subscribe_one(self, client: Client, channel: Any, now: datetime) -> str | None:
-        if not isinstance(channel, str):
-            return error(405, str(channel), "Invalid channel")
-        if channels.is_valid(channel) and (
-            channels.is_meta(channel) or channels.is_service(channel)
-        ):
-            return error(403, channel, "Forbidden channel")
-        if not channels.is_valid(channel):
-            return error(405, channel, "Invalid channel")
+        problem = subscription_problem(channel)
+        if problem:
+            return problem
         if channel in client.subscriptions:
             return None
         if len(client.subscriptions) >= self.config.max_subscriptions:
@@ -732,6 +763,19 @@ class Engine:
                 ended.append((client.id, TIMEOUT))
         return ended
 
+    async def upkeep(self) -> None:
+        """The periodic work of the sweeper task (a cluster engine does more)."""
+        self.sweep()
+
+    async def stop(self) -> None:
+        """The node is stopping (the app's shutdown): end its sessions."""
+        self.shutdown()
+
+    async def fill(self, client: Client) -> None:
+        """Bring what is queued for `client` elsewhere into `client.queue` (a socket about to
+        send calls it; one node's engine has everything here already)."""
+        return None
+
     def shutdown(self, now: datetime | None = None) -> None:
         """End every session with `server_shutdown` (SIGTERM): holds answered, sockets closed."""
         now = now or self.clock()
@@ -741,9 +785,22 @@ class Engine:
     # ---- publishing ---------------------------------------------------------------------
 
     def _publish(self, message: Message, context: Context, now: datetime) -> Message:
+        reply, delivery = self._publish_checked(message, context)
+        if delivery is not None:
+            channel = message["channel"]
+            self._fan_out(channel, delivery)
+            sender = message.get("clientId")
+            self._notify(lambda o: o.client_published(sender, channel, now))
+        return reply
+
+    def _publish_checked(
+        self, message: Message, context: Context
+    ) -> tuple[Message, Delivery | None]:
+        """A publish's reply and, when it may go out, its delivery (counted as published)."""
         reply = _reply(message)
         channel = message.get("channel")
         problem = self._publish_problem(message, context)
+        delivery = None
         if problem is None:
             delivery = Delivery(_delivered_form(message))
             size = len(delivery.text().encode())
@@ -755,16 +812,13 @@ class Engine:
                     str(channel),
                     f"Failed to publish: {size} bytes is over the {limit}-byte limit",
                 )
+                delivery = None
             else:
                 self.stats["publishes"] += 1
-                assert isinstance(channel, str)
-                self._fan_out(channel, delivery)
-                sender = message.get("clientId")
-                self._notify(lambda o: o.client_published(sender, channel, now))
         if problem:
             reply["error"] = problem
         reply["successful"] = problem is None
-        return reply
+        return reply, delivery
 
     def _publish_problem(self, message: Message, context: Context) -> str | None:
         channel = message.get("channel")
@@ -872,6 +926,17 @@ class Engine:
         if not self._has_hook("outgoing"):
             return list(items)
         return await self._outgoing_replies(list(items), [], context)
+
+
+def subscription_problem(channel: Any) -> str | None:
+    """Why a client may not subscribe to `channel` (None: it may)."""
+    if not isinstance(channel, str):
+        return error(405, str(channel), "Invalid channel")
+    if channels.is_valid(channel) and (channels.is_meta(channel) or channels.is_service(channel)):
+        return error(403, channel, "Forbidden channel")
+    if not channels.is_valid(channel):
+        return error(405, channel, "Invalid channel")
+    return None
 
 
 def _delivered_form(message: Message) -> Message:

@@ -385,6 +385,8 @@ class SocketSession:
                     await self.ws.close()
                 return
             client = self.client
+            if client is not None and client.socket is self:
+                await self.engine.fill(client)
             if client is None or client.socket is not self or not client.queue:
                 continue  # nothing queued, or the client moved to another socket
             items = await self.engine.outgoing_deliveries(self.engine.take(client), self.context)
@@ -427,6 +429,7 @@ class EventStream:
             self._wake.clear()
             if self.closing or client.socket is not self:
                 return
+            await self.engine.fill(client)
             if not client.queue:
                 await response.write(b":\r\n\r\n")
                 continue
