@@ -30,11 +30,9 @@ LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 def start_redis(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(work)],  # fmt: skip
-        stdout=subprocess.DEVNULL,
-    )
+    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(work)]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
     import socket
 
     deadline = time.monotonic() + 20

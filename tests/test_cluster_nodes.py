@@ -221,15 +221,15 @@ def test_redis_lost_mid_run_loses_and_doubles_nothing(
     until(lambda: call(a.port, "GET", "/health")[0] == 503, "node a to report Redis lost")
     _, body = call(a.port, "GET", "/health")
     assert body["status"] == "degraded" and "redis" in body["reasons"][0]
-    # the tracking API does not need Redis; Bayeux sessions open on the node they reach
+    # the tracking API does not need Redis
     event = {"visit_token": "v-x", "visitor_token": "u-x",
              "events": [{"name": "during", "id": "ev-during-outage", "time": time.time()}]}  # fmt: skip
     assert call(a.port, "POST", "/ahoy/events", event)[0] == 200
-    sessions.add(open_session(a.port, "p3"))
     time.sleep(2.0)  # longer than the live keys' TTL: no node may be taken for dead
     redis_server.start()  # empty, as a restarted Redis without persistence is
     for daemon in (a, b):
         until(lambda d=daemon: call(d.port, "GET", "/health")[0] == 200, "health back")
+    sessions.add(open_session(a.port, "p3"))
     until(lambda: lists(b.port, {"p1", "p2", "p3"}), "the cluster's state rewritten")
     for daemon in (a, b):
         assert daemon.stop() == 0
@@ -275,18 +275,75 @@ def test_a_person_on_two_nodes_joins_and_leaves_once(
     nodes.append(b)
     watchers = [(a.port, watcher(a.port)), (b.port, watcher(b.port))]
     tabs = [(a.port, open_session(a.port, "both")), (b.port, open_session(b.port, "both"))]
-    messages: list[dict[str, Any]] = []
+    heard_by: dict[str, list[str]] = {client_id: [] for _, client_id in watchers}
 
-    def listen() -> list[dict[str, Any]]:
+    def listen() -> dict[str, list[str]]:
         for port, client_id in watchers:
-            messages.extend(heard(port, client_id))
-        return [m for m in messages if m["visitor_token"] == "both"]
+            got = heard(port, client_id)
+            heard_by[client_id] += [m["type"] for m in got if m["visitor_token"] == "both"]
+        return heard_by
 
-    until(lambda: any(m["type"] == "join" for m in listen()), "the join")
+    until(lambda: all("join" in h for h in listen().values()), "the join")
     for port, client_id in tabs:
         bye = {"channel": "/meta/disconnect", "clientId": client_id}
         assert call(port, "POST", "/faye", [bye])[0] == 200
-    until(lambda: any(m["type"] == "leave" for m in listen()), "the leave")
+    until(lambda: all("leave" in h for h in listen().values()), "the leave")
     for _ in range(3):  # a few more rounds: nothing else comes
         listen()
-    assert [m["type"] for m in listen()] == ["join", "leave"]
+    # a watcher on either node hears the person's one join and one leave, from whichever node
+    assert list(heard_by.values()) == [["join", "leave"], ["join", "leave"]]
+
+
+def test_a_session_whose_requests_go_to_three_nodes_has_its_rows_written_once(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    a, b, c = (node(tmp_path, redis_server, n) for n in ("a", "b", "c"))
+    nodes.extend((a, b, c))
+    # a watcher that showed the token at its handshake on a may subscribe on b
+    hello = {"channel": "/meta/handshake", "version": "1.0", "id": "1",
+             "supportedConnectionTypes": ["long-polling"], "ext": {"trail": {"token": TOKEN}}}  # fmt: skip
+    _, (reply,) = call(a.port, "POST", "/faye", [hello])
+    watching = reply["clientId"]
+    subscribe = {"channel": "/meta/subscribe", "clientId": watching,
+                 "subscription": "/trail/presence"}  # fmt: skip
+    connect = {"channel": "/meta/connect", "clientId": watching,
+               "connectionType": "long-polling", "advice": {"timeout": 0}}  # fmt: skip
+    _, replies = call(b.port, "POST", "/faye", [connect, subscribe])
+    assert all(r["successful"] for r in replies), replies
+
+    hello = {"channel": "/meta/handshake", "version": "1.0", "id": "1",
+             "supportedConnectionTypes": ["long-polling"],
+             "ext": {"trail": {"visitor_token": "roamer", "visit_token": "visit-roamer"}}}  # fmt: skip
+    _, (reply,) = call(a.port, "POST", "/faye", [hello])
+    roamer = reply["clientId"]
+    first = {"channel": "/meta/connect", "clientId": roamer,
+             "connectionType": "long-polling", "advice": {"timeout": 0}}  # fmt: skip
+    assert call(b.port, "POST", "/faye", [first])[1][0]["successful"]
+    chat = {"channel": "/meta/subscribe", "clientId": roamer, "subscription": "/chat/1"}
+    assert call(c.port, "POST", "/faye", [chat])[1][0]["successful"]
+
+    def listed(port: int) -> bool:
+        _, rows = call(port, "GET", "/api/online")
+        return [(r["visitor_token"], r["clients"]) for r in rows] == [("roamer", 1)]
+
+    for daemon in (a, b, c):
+        until(lambda d=daemon: listed(d.port), "every node to list the roamer once")
+    heard_join = until(
+        lambda: [m for m in heard(c.port, watching) if m["visitor_token"] == "roamer"],
+        "the watcher to hear the join",
+    )
+    assert [m["type"] for m in heard_join] == ["join"]
+    bye = {"channel": "/meta/disconnect", "clientId": roamer}
+    assert call(c.port, "POST", "/faye", [bye])[0] == 200
+    until(lambda: not listed(b.port), "the roamer to be gone")  # gone after the grace
+    for daemon in (a, b, c):
+        assert daemon.stop() == 0
+    rows = [r for r in presence(tmp_path) if r["client_id"] == roamer]
+    assert [(r["node_id"], r["transition"]) for r in sorted(rows, key=lambda r: r["seq"])] == [
+        ("a", "online"),
+        ("a", "subscribe"),
+        ("a", "offline"),
+    ]
+    assert max(rows, key=lambda r: r["seq"])["reason"] == "disconnect"

@@ -49,7 +49,8 @@ MAX_OPS = 100_000  # Redis updates waiting; beyond, they are dropped and the nex
 # A dead node's sessions and persons, taken at most once. KEYS: nodes, live, sessions, persons,
 # lost, seq floor. ARGV: node id, its incarnation, 1 to remember the client ids as closed by
 # another node, the first seq the claimer writes with, the person-set prefix, how long (s) the
-# closed ids and the seq floor are kept, 1 when a node leaves itself (its live key still held).
+# closed ids and the seq floor are kept, 1 when a node leaves itself (its live key still held),
+# the owner-key prefix (the sessions' owner keys go with them).
 CLAIM = """
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 if not rec then return false end
@@ -58,6 +59,7 @@ if ARGV[7] ~= '1' and redis.call('GET', KEYS[2]) == ARGV[2] then return false en
 redis.call('HDEL', KEYS[1], ARGV[1])
 local sessions = redis.call('HGETALL', KEYS[3])
 redis.call('DEL', KEYS[3])
+for i = 1, #sessions, 2 do redis.call('DEL', ARGV[8] .. sessions[i]) end
 if ARGV[3] == '1' and #sessions > 0 then
   for i = 1, #sessions, 2 do redis.call('SADD', KEYS[5], sessions[i]) end
   redis.call('EXPIRE', KEYS[5], ARGV[6])
@@ -131,6 +133,11 @@ def _keys(node_id: str) -> list[str]:
 
 
 PERSON = PREFIX + "person:"
+OWNER = PREFIX + "owner:"  # client id -> the node that opened the session (writes its rows)
+INBOX = PREFIX + "presence-to:"  # + node id: the session events other nodes forward to it
+WATCHER = PREFIX + "watcher:"  # client id -> 1: its handshake showed the API token
+OWNER_SECONDS = 7 * 86400  # a bound for owner keys nobody deleted (sessions end long before)
+FORWARD_TRIES, FORWARD_WAIT = 4, 0.05  # an owner key may be a moment behind its handshake
 
 
 def _text(value: bytes | str) -> str:
@@ -187,6 +194,14 @@ class Member(Protocol):
         """Drop sessions another node already ended (this node was declared lost)."""
         ...
 
+    def forwarded(self, event: list[Any]) -> None:
+        """A session event another node's engine heard for a session this node opened."""
+        ...
+
+    def live_channels(self) -> dict[str, tuple[str, ...]]:
+        """The live channels and the subscriptions that receive each."""
+        ...
+
 
 def _binding_json(binding: Binding, at: datetime) -> bytes:
     return _dumps([binding.visit_token, binding.visitor_token, binding.user_id, at.isoformat()])
@@ -220,6 +235,9 @@ class Cluster:
         self.seq_floor = 0
         self.lost_ids: set[str] = set()
         self._ops: asyncio.Queue[Callable[[], Awaitable[object]]] = asyncio.Queue(MAX_OPS)
+        self._forwards: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue(MAX_OPS)
+        self.watched: dict[str, bool] = {}  # channel -> whether any node's client subscribed
+        self.forward_drops = 0
         self._resync = False
         self._online_dirty = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -246,7 +264,8 @@ class Cluster:
         if previous is not None:  # this id's last run died: its sessions are ours to close
             old = orjson.loads(previous)["inc"]
             await self._claim(
-                keys=_keys(self.node_id), args=[self.node_id, old, 0, 0, PERSON, LOST_SECONDS, 0]
+                keys=_keys(self.node_id),
+                args=[self.node_id, old, 0, 0, PERSON, LOST_SECONDS, 0, OWNER],
             )
         lost = await self.redis.smembers(f"{PREFIX}lost:{self.node_id}")
         self.lost_ids = {_text(x) for x in lost}
@@ -266,7 +285,7 @@ class Cluster:
             # the same script a survivor runs, on our own entry: persons lose this node
             await self._claim(
                 keys=_keys(self.node_id),
-                args=[self.node_id, self.incarnation, 0, 0, PERSON, LOST_SECONDS, 1],
+                args=[self.node_id, self.incarnation, 0, 0, PERSON, LOST_SECONDS, 1, OWNER],
             )
         with contextlib.suppress(Exception):
             await self.redis.delete(f"{PREFIX}online:{self.node_id}")
@@ -277,6 +296,8 @@ class Cluster:
         self._tasks = [
             asyncio.create_task(self._apply_loop(), name="cluster-updates"),
             asyncio.create_task(self._watch_loop(), name="cluster-watch"),
+            asyncio.create_task(self._forward_loop(), name="cluster-forwards"),
+            asyncio.create_task(self._inbox_loop(), name="cluster-inbox"),
         ]
 
     # -- updates from the tracker (synchronous, never blocking) --------------------------------
@@ -308,6 +329,94 @@ class Cluster:
 
     def touched(self) -> None:
         self._online_dirty = True
+
+    def own(self, client_id: str, watcher: bool) -> None:
+        """This node opened the session: events of it heard elsewhere are forwarded here."""
+        key, node = OWNER + client_id, self.node_id
+        self._queue(lambda: self.redis.set(key, node, ex=OWNER_SECONDS))
+        if watcher:
+            mark = WATCHER + client_id
+            self._queue(lambda: self.redis.set(mark, 1, ex=OWNER_SECONDS))
+
+    def disown(self, client_id: str) -> None:
+        keys = [OWNER + client_id, WATCHER + client_id]
+        self._queue(lambda: self.redis.delete(*keys))
+
+    def forward(self, client_id: str, event: list[Any]) -> None:
+        """Send a session event heard here to the node that opened the session (in order)."""
+        try:
+            self._forwards.put_nowait((client_id, event))
+        except asyncio.QueueFull:
+            self.forward_drops += 1
+
+    async def is_watcher(self, client_id: str) -> bool:
+        """Whether the session's handshake (on any node) showed the API token."""
+        from redis.exceptions import RedisError
+
+        try:
+            return bool(await self.redis.exists(WATCHER + client_id))
+        except (RedisError, OSError) as exc:
+            self.link.failed(exc)
+            return False
+
+    async def has_owner(self, client_id: str) -> bool:
+        return await self._owner(client_id) is not None
+
+    async def _owner(self, client_id: str) -> str | None:
+        for attempt in range(FORWARD_TRIES):
+            owner = await self.redis.get(OWNER + client_id)
+            if owner is not None:
+                return _text(owner)
+            if attempt + 1 < FORWARD_TRIES:
+                await asyncio.sleep(FORWARD_WAIT)
+        return None
+
+    async def _forward_loop(self) -> None:
+        from redis.exceptions import RedisError
+
+        while True:
+            client_id, event = await self._forwards.get()
+            try:
+                owner = await self._owner(client_id)
+                if owner is None:
+                    self.forward_drops += 1  # ended, or opened by a node that died
+                elif owner == self.node_id:
+                    if self.member is not None:
+                        self.member.forwarded(event)
+                else:
+                    await self.redis.publish(INBOX + owner, _dumps(event))
+            except (RedisError, OSError) as exc:
+                self.forward_drops += 1
+                self.link.failed(exc)
+
+    async def _inbox_loop(self) -> None:
+        """Hear the events other nodes forward to this node (re-subscribing after a loss)."""
+        from redis.exceptions import RedisError
+
+        while True:
+            await self.link.wait_up()
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(INBOX + self.node_id)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message" and self.member is not None:
+                        with contextlib.suppress(ValueError, TypeError):
+                            self.member.forwarded(orjson.loads(message["data"]))
+            except (RedisError, OSError) as exc:
+                self.link.failed(exc)
+                await asyncio.sleep(0.2)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _refresh_watched(self, channels_: dict[str, tuple[str, ...]]) -> None:
+        """Whether any session of the cluster is subscribed to each live channel (or a pattern
+        covering it), as the cluster's Bayeux engine keeps its subscriber sets."""
+        from trailcli.collector.bayeux.cluster import PREFIX as BAYEUX
+
+        for channel, patterns in channels_.items():
+            found = await self.redis.exists(*[f"{BAYEUX}ch:{p}" for p in patterns])
+            self.watched[channel] = bool(found)
 
     async def _person_change(self, change: Change) -> None:
         script = self._join if change.type == "join" else self._leave_script
@@ -381,6 +490,8 @@ class Cluster:
                     await self._resync_all()
                 if self._online_dirty:
                     await self._publish_online()
+                if self.member is not None:
+                    await self._refresh_watched(self.member.live_channels())
                 if _time.monotonic() - last_sweep >= self.heartbeat:
                     last_sweep = _time.monotonic()
                     await self._sweep()
@@ -431,7 +542,8 @@ class Cluster:
         """End `node_id`'s sessions if this node is the first to claim it (else None)."""
         first_seq = _micros(datetime.now(UTC))
         taken = await self._claim(
-            keys=_keys(node_id), args=[node_id, incarnation, 1, first_seq, PERSON, LOST_SECONDS, 0]
+            keys=_keys(node_id),
+            args=[node_id, incarnation, 1, first_seq, PERSON, LOST_SECONDS, 0, OWNER],
         )
         if not taken:
             return None

@@ -49,11 +49,9 @@ async def identify_session(request: web.Request) -> web.Response:
         raise json_error(
             400, "visit_token is required.", "ahoy.js keeps it in the ahoy_visit cookie"
         )
-    outcome = tracker.identify(client_id, binding, user_id)
+    outcome = await tracker.identify_anywhere(client_id, binding, user_id)
     if outcome == UNKNOWN_CLIENT:
-        raise json_error(
-            404, "No open session with this client_id on this node.", "handshake first"
-        )
+        raise json_error(404, "No open session with this client_id.", "handshake first")
     if outcome == OTHER_VISIT:
         raise json_error(
             409, "This session is already bound to another visit.", "handshake a new session"

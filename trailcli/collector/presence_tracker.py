@@ -138,6 +138,7 @@ class PresenceTracker(EngineObserver):
         self._side_writes: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._last_heartbeat = 0.0
+        self._from_peer = False  # handling an event another node forwarded (never forward it)
         # sessions that have not sent /meta/connect yet: what to do once they do
         self._unconnected: dict[str, list[Callable[[], Any]]] = {}
 
@@ -191,7 +192,13 @@ class PresenceTracker(EngineObserver):
         ]
         if engine is not None:
             self.engine = engine
-            guard = LiveChannelGuard(engine, self.settings.api_token, self.watchers, self.metrics)
+            guard = LiveChannelGuard(
+                engine,
+                self.settings.api_token,
+                self.watchers,
+                self.metrics,
+                remote=cluster.is_watcher if cluster is not None else None,
+            )
             engine.add_extension(guard)
             engine.add_observer(self)
         if cluster is not None:
@@ -225,11 +232,14 @@ class PresenceTracker(EngineObserver):
     # -- engine observer --------------------------------------------------------------------------
 
     def client_opened(self, client_id: str, ext: dict[str, Any], now: datetime) -> None:
-        if handshake_has_token.get():
+        watcher = handshake_has_token.get()
+        if watcher:
             handshake_has_token.set(False)
             self.watchers.add(client_id)
         if self._stopping:
             return
+        if self.cluster is not None:  # this node writes the session's rows, wherever it goes
+            self.cluster.own(client_id, watcher)
         binding, ignored, user_id = binding_from(
             ext, self.settings.secret, self.settings.accept_unscoped_user_tokens
         )
@@ -241,7 +251,11 @@ class PresenceTracker(EngineObserver):
 
     def client_connected(self, client_id: str, now: datetime) -> None:
         """The session's first connect: it was online from its handshake; write what it did."""
-        for step in self._unconnected.pop(client_id, ()):
+        steps = self._unconnected.pop(client_id, None)
+        if steps is None:
+            self._to_owner(client_id, ["connected", client_id, now.isoformat()])
+            return
+        for step in steps:
             step()
 
     def _open_session(
@@ -271,7 +285,10 @@ class PresenceTracker(EngineObserver):
         later = functools.partial(self.client_subscribed, client_id, channel, now)
         if self._deferred(client_id, later):
             return
-        if self._stopping or not self.live.has_session(client_id):
+        if not self.live.has_session(client_id):
+            self._to_owner(client_id, ["subscribed", client_id, channel, now.isoformat()])
+            return
+        if self._stopping:
             return
         self.live.subscribe(client_id, channel)
         binding = self.live.session_binding(client_id)
@@ -281,7 +298,10 @@ class PresenceTracker(EngineObserver):
         later = functools.partial(self.client_unsubscribed, client_id, channel, now)
         if self._deferred(client_id, later):
             return
-        if self._stopping or not self.live.has_session(client_id):
+        if not self.live.has_session(client_id):
+            self._to_owner(client_id, ["unsubscribed", client_id, channel, now.isoformat()])
+            return
+        if self._stopping:
             return
         self.live.unsubscribe(client_id, channel)
         binding = self.live.session_binding(client_id)
@@ -294,10 +314,14 @@ class PresenceTracker(EngineObserver):
     ) -> None:
         self.watchers.discard(client_id)
         if self._unconnected.pop(client_id, None) is not None:
+            if self.cluster is not None:
+                self.cluster.disown(client_id)
             return  # never connected, so never online: nothing was written, nothing is
         binding = self.live.session_binding(client_id)
-        if binding is None:
-            return  # never seen, or already closed (e.g. by shut_down)
+        if binding is None:  # opened on another node, or already closed (e.g. by shut_down)
+            event = ["closed", client_id, reason, last_alive.isoformat(), now.isoformat()]
+            self._to_owner(client_id, event)
+            return
         self._enqueue(
             "offline",
             time=last_alive,
@@ -309,6 +333,54 @@ class PresenceTracker(EngineObserver):
         self._announce(self.live.close(client_id, last_alive, now))
         if self.cluster is not None:
             self.cluster.session_closed(client_id)
+            self.cluster.disown(client_id)
+
+    # -- sessions opened on another node of the cluster ------------------------------------------
+
+    def _to_owner(self, client_id: str, event: list[Any]) -> None:
+        """An event of a session this node does not hold: to the node that opened it."""
+        if self.cluster is not None and not self._from_peer and not self._stopping:
+            self.cluster.forward(client_id, event)
+
+    def forwarded(self, event: list[Any]) -> None:
+        """Handle an event another node heard for a session opened here, as if heard here."""
+        kind, client_id, *args = event
+        self._from_peer = True
+        try:
+            if kind == "connected":
+                self.client_connected(client_id, datetime.fromisoformat(args[0]))
+            elif kind == "subscribed":
+                self.client_subscribed(client_id, args[0], datetime.fromisoformat(args[1]))
+            elif kind == "unsubscribed":
+                self.client_unsubscribed(client_id, args[0], datetime.fromisoformat(args[1]))
+            elif kind == "closed":
+                last, now = datetime.fromisoformat(args[1]), datetime.fromisoformat(args[2])
+                self.client_closed(client_id, args[0], last, now)
+            elif kind == "identify":
+                visit, visitor, user, user_id = args
+                self.identify(client_id, Binding(visit, visitor, user), user_id)
+        finally:
+            self._from_peer = False
+
+    def live_channels(self) -> dict[str, tuple[str, ...]]:
+        return {c: _patterns(c) for c in (PRESENCE_CHANNEL, EVENTS_CHANNEL)}
+
+    async def identify_anywhere(self, client_id: str, binding: Binding, user_id: str | None) -> str:
+        """`identify`, handed to the node that opened the session when it is not this one."""
+        outcome = self.identify(client_id, binding, user_id)
+        if outcome != UNKNOWN_CLIENT or self.cluster is None or self._stopping:
+            return outcome
+        from redis.exceptions import RedisError
+
+        try:
+            if not await self.cluster.has_owner(client_id):
+                return UNKNOWN_CLIENT
+        except (RedisError, OSError) as exc:
+            self.cluster.link.failed(exc)
+            return UNKNOWN_CLIENT
+        fields = [binding.visit_token, binding.visitor_token, binding.user_id, user_id]
+        self.cluster.forward(client_id, ["identify", client_id, *fields])
+        return IDENTIFIED
 
     # -- identify (POST /api/presence/identify) --------------------------------------------------
 
@@ -492,6 +564,12 @@ class PresenceTracker(EngineObserver):
     def _has_watchers(self, channel: str) -> bool:
         if self.engine is None:
             return False
+        if self.cluster is not None and (
+            channel == PRESENCE_CHANNEL or self.cluster.watched.get(channel)
+        ):
+            # a session on some node of the cluster: joins and leaves are few, always published;
+            # each event is published only while the cluster has a watcher (checked each tick)
+            return True
         patterns = _patterns(channel)  # Bayeux subscribers, then in-process listeners
         return any(map(self.engine.subscribers.get, patterns)) or any(
             map(self.engine.listeners.get, patterns)
