@@ -98,7 +98,15 @@ def _tracker_ctx(
         metrics.gauge_fn("presence_persons", tracker.live.persons_count, "Persons online now.")
         for name, help in COUNTERS.items():
             metrics.describe(name, "counter", help)
-        await tracker.start(app[keys.WRITER], app[keys.NODE_ID], engine, app.get(CLUSTER))
+        cluster = app.get(CLUSTER)
+        if cluster is not None:
+            metrics.gauge_fn(
+                "presence_forwards_dropped",
+                lambda: cluster.forward_drops,
+                "Session events for another node that found no owner (the session had ended, or "
+                "its node died) or were lost with Redis.",
+            )
+        await tracker.start(app[keys.WRITER], app[keys.NODE_ID], engine, cluster)
         yield
         await tracker.stop()
 
