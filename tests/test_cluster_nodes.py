@@ -347,3 +347,38 @@ def test_a_session_whose_requests_go_to_three_nodes_has_its_rows_written_once(
         ("a", "offline"),
     ]
     assert max(rows, key=lambda r: r["seq"])["reason"] == "disconnect"
+
+
+def test_a_session_outlives_its_node_stopping_cleanly_and_is_taken_over(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    a = node(tmp_path, redis_server, "a")
+    nodes.append(a)
+    b = node(tmp_path, redis_server, "b")
+    nodes.append(b)
+    mover = open_session(a.port, "mover")
+    chat = {"channel": "/meta/subscribe", "clientId": mover, "subscription": "/chat/1"}
+    assert call(a.port, "POST", "/faye", [chat])[1][0]["successful"]
+    assert a.stop() == 0  # a rolling restart: the client goes on with node b
+    connect = {"channel": "/meta/connect", "clientId": mover,
+               "connectionType": "long-polling", "advice": {"timeout": 0}}  # fmt: skip
+    assert call(b.port, "POST", "/faye", [connect])[1][0]["successful"]
+
+    def listed() -> bool:
+        _, rows = call(b.port, "GET", "/api/online")
+        return [(r["visitor_token"], r["channels"]) for r in rows] == [("mover", ["/chat/1"])]
+
+    until(listed, "node b to take the session over")
+    assert b.stop() == 0
+    rows = sorted(
+        (r for r in presence(tmp_path) if r["client_id"] == mover), key=lambda r: r["seq"]
+    )
+    steps = [(r["node_id"], r["transition"], r["reason"] or r["channel"]) for r in rows]
+    assert sorted(steps) == sorted([
+        ("a", "online", "handshake"), ("a", "subscribe", "/chat/1"),
+        ("a", "offline", "server_shutdown"),
+        ("b", "online", "handover"), ("b", "subscribe", "/chat/1"),
+        ("b", "offline", "server_shutdown"),
+    ])  # fmt: skip

@@ -136,6 +136,9 @@ PERSON = PREFIX + "person:"
 OWNER = PREFIX + "owner:"  # client id -> the node that opened the session (writes its rows)
 INBOX = PREFIX + "presence-to:"  # + node id: the session events other nodes forward to it
 WATCHER = PREFIX + "watcher:"  # client id -> 1: its handshake showed the API token
+HANDOVER = PREFIX + "handover:"  # client id -> its state, left by a node that stopped cleanly
+HANDOVER_SECONDS = 3600  # a session not heard of again within this is not taken over
+KNOWN_SECONDS = 10.0  # how long a node trusts that a session it does not hold has an owner
 OWNER_SECONDS = 7 * 86400  # a bound for owner keys nobody deleted (sessions end long before)
 FORWARD_TRIES, FORWARD_WAIT = 4, 0.05  # an owner key may be a moment behind its handshake
 
@@ -202,6 +205,10 @@ class Member(Protocol):
         """The live channels and the subscriptions that receive each."""
         ...
 
+    def take_over(self, client_id: str, state: list[Any], now: datetime) -> None:
+        """Hold a session whose node stopped cleanly while its client went on with another."""
+        ...
+
 
 def _binding_json(binding: Binding, at: datetime) -> bytes:
     return _dumps([binding.visit_token, binding.visitor_token, binding.user_id, at.isoformat()])
@@ -238,6 +245,7 @@ class Cluster:
         self._forwards: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue(MAX_OPS)
         self.watched: dict[str, bool] = {}  # channel -> whether any node's client subscribed
         self.forward_drops = 0
+        self._owned_elsewhere: dict[str, float] = {}  # client id -> monotonic time last checked
         self._resync = False
         self._online_dirty = True
         self._tasks: list[asyncio.Task[None]] = []
@@ -338,6 +346,24 @@ class Cluster:
             mark = WATCHER + client_id
             self._queue(lambda: self.redis.set(mark, 1, ex=OWNER_SECONDS))
 
+    def hand_over(self, client_id: str, state: list[Any]) -> None:
+        """This node stops: the session (still alive in the cluster's Bayeux engine) may be taken
+        over by the node its client reaches next (`take_over`)."""
+        key, value = HANDOVER + client_id, _dumps(state)
+        self._queue(lambda: self.redis.set(key, value, ex=HANDOVER_SECONDS))
+
+    def active_elsewhere(self, client_id: str, now: datetime) -> None:
+        """A request of a session this node does not hold: take it over if its node handed it
+        over (checked at most every KNOWN_SECONDS per session)."""
+        at = _time.monotonic()
+        last = self._owned_elsewhere.get(client_id)
+        if last is not None and at - last < KNOWN_SECONDS:
+            return
+        if len(self._owned_elsewhere) > MAX_OPS:
+            self._owned_elsewhere.clear()
+        self._owned_elsewhere[client_id] = at
+        self.forward(client_id, ["active", client_id, now.isoformat()])
+
     def disown(self, client_id: str) -> None:
         keys = [OWNER + client_id, WATCHER + client_id]
         self._queue(lambda: self.redis.delete(*keys))
@@ -362,14 +388,29 @@ class Cluster:
     async def has_owner(self, client_id: str) -> bool:
         return await self._owner(client_id) is not None
 
-    async def _owner(self, client_id: str) -> str | None:
-        for attempt in range(FORWARD_TRIES):
+    async def _owner(self, client_id: str, tries: int | None = None) -> str | None:
+        tries = tries or FORWARD_TRIES
+        for attempt in range(tries):
             owner = await self.redis.get(OWNER + client_id)
             if owner is not None:
                 return _text(owner)
-            if attempt + 1 < FORWARD_TRIES:
+            if attempt + 1 < tries:
                 await asyncio.sleep(FORWARD_WAIT)
         return None
+
+    async def _unowned(self, client_id: str, event: list[Any]) -> None:
+        """An event of a session no node holds: take it over if its node handed it over (one
+        node gets it: GETDEL), else it had ended or its node died (dropped, counted)."""
+        state = await self.redis.getdel(HANDOVER + client_id)
+        if state is None:
+            if event[0] != "active":
+                self.forward_drops += 1
+            return
+        if event[0] == "closed" or self.member is None:
+            return  # it ended before coming back: its rows were closed at the handover
+        self.member.take_over(client_id, orjson.loads(state), datetime.now(UTC))
+        if event[0] != "active":
+            self.member.forwarded(event)
 
     async def _forward_loop(self) -> None:
         from redis.exceptions import RedisError
@@ -377,9 +418,9 @@ class Cluster:
         while True:
             client_id, event = await self._forwards.get()
             try:
-                owner = await self._owner(client_id)
+                owner = await self._owner(client_id, tries=1 if event[0] == "active" else None)
                 if owner is None:
-                    self.forward_drops += 1  # ended, or opened by a node that died
+                    await self._unowned(client_id, event)
                 elif owner == self.node_id:
                     if self.member is not None:
                         self.member.forwarded(event)

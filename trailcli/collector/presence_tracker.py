@@ -205,10 +205,18 @@ class PresenceTracker(EngineObserver):
             cluster.start(self)
 
     def shut_down(self) -> None:
-        """The server is stopping (SIGTERM): every open session ends now with `server_shutdown`."""
+        """The server is stopping (SIGTERM): every open session ends now with `server_shutdown`.
+
+        In a cluster the sessions live on in the Bayeux engine: each is also handed over, so
+        the node its client reaches next takes it over (a new stretch under that node's id)."""
         now = self.clock()
         self._unconnected.clear()
         for client_id in self.live.session_ids():
+            if self.cluster is not None:
+                binding = self.live.session_binding(client_id) or Binding()
+                channels_ = sorted(self.live.session_channels(client_id))
+                state = [binding.visit_token, binding.visitor_token, binding.user_id, channels_]
+                self.cluster.hand_over(client_id, state)
             self.client_closed(client_id, "server_shutdown", now, now)
         self._stopping = True
 
@@ -364,6 +372,33 @@ class PresenceTracker(EngineObserver):
 
     def live_channels(self) -> dict[str, tuple[str, ...]]:
         return {c: _patterns(c) for c in (PRESENCE_CHANNEL, EVENTS_CHANNEL)}
+
+    def client_active(self, client_id: str, now: datetime) -> None:
+        if (
+            self.cluster is not None
+            and not self._stopping
+            and client_id not in self._unconnected
+            and not self.live.has_session(client_id)
+        ):
+            self.cluster.active_elsewhere(client_id, now)
+
+    def take_over(self, client_id: str, state: list[Any], now: datetime) -> None:
+        """A session whose node stopped cleanly goes on here: a new stretch (`online`, reason
+        `handover`) under this node's id, with the binding and subscriptions it had."""
+        if self._stopping or self.live.has_session(client_id):
+            return
+        visit, visitor, user, channels_ = state
+        binding = Binding(visit, visitor, user)
+        assert self.cluster is not None
+        self.cluster.own(client_id, False)
+        self._enqueue("online", time=now, client_id=client_id, reason="handover", binding=binding)
+        self._announce(self.live.open(client_id, binding, now))
+        self.cluster.session_opened(client_id, self.live.session_binding(client_id) or binding, now)
+        for channel in channels_:
+            self.live.subscribe(client_id, channel)
+            self._enqueue(
+                "subscribe", time=now, client_id=client_id, channel=channel, binding=binding
+            )
 
     async def identify_anywhere(self, client_id: str, binding: Binding, user_id: str | None) -> str:
         """`identify`, handed to the node that opened the session when it is not this one."""

@@ -224,6 +224,10 @@ class LiveView:
         session = self._sessions.get(client_id)
         return session.binding if session else None
 
+    def session_channels(self, client_id: str) -> set[str]:
+        session = self._sessions.get(client_id)
+        return set(session.channels) if session else set()
+
     def has_session(self, client_id: str) -> bool:
         return client_id in self._sessions
 
