@@ -382,3 +382,37 @@ def test_a_session_outlives_its_node_stopping_cleanly_and_is_taken_over(
         ("b", "online", "handover"), ("b", "subscribe", "/chat/1"),
         ("b", "offline", "server_shutdown"),
     ])  # fmt: skip
+
+
+def test_the_parent_restarts_a_worker_that_died(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+    nodes: list[Daemon],
+) -> None:
+    import os
+
+    parent = Daemon(tmp_path, "--redis", redis_server.url, "--workers", "2",
+                    "--heartbeat-interval", "0.5s", env=ENV)  # fmt: skip
+    nodes.append(parent)
+    until(lambda: sum("listening on" in line for line in parent.lines) == 2, "both workers")
+    children = Path(f"/proc/{parent.proc.pid}/task/{parent.proc.pid}/children").read_text()
+    workers = [  # (the spawn start method also starts a resource tracker)
+        int(pid)
+        for pid in children.split()
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    # it comes back (under its id, once the cluster forgot the dead one) and serves again
+    try:
+        until(lambda: sum("listening on" in line for line in parent.lines) == 3, "the restart", 30)
+    except AssertionError:
+        print("".join(x for x in parent.lines if "aiohttp.access" not in x))
+        raise
+    seen: set[str] = set()
+    for _ in range(200):
+        seen.add(call(parent.port, "GET", "/health")[1]["node_id"])
+        if len(seen) == 2:
+            break
+    assert seen == {"daemon-test-1", "daemon-test-2"}
+    assert parent.stop() == 0

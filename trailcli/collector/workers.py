@@ -78,6 +78,7 @@ class Supervisor:
         base = resolve_node_id(settings.data_dir, settings.node_id)
         self.ids = worker_ids(base, settings.workers)
         self.procs: dict[str, BaseProcess] = {}
+        self.ready: dict[str, MpEvent] = {}  # kept: the child unpickles it after start() returns
         self.stopping = False
         self.port = settings.port
 
@@ -88,7 +89,7 @@ class Supervisor:
             target=_worker, args=(one, self.reports, ready), name=f"trail-{node_id}"
         )
         proc.start()
-        self.procs[node_id] = proc
+        self.procs[node_id], self.ready[node_id] = proc, ready
         return proc, ready
 
     def _stop_all(self, sig: int = signal.SIGTERM) -> None:
