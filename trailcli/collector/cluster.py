@@ -559,6 +559,8 @@ class Cluster:
             pipe.delete(skey)
             if sessions:
                 pipe.hset(skey, mapping={c: _binding_json(b, at) for c, b, at in sessions})
+            for client_id, _, _ in sessions:  # events heard elsewhere find this node again
+                pipe.set(OWNER + client_id, self.node_id, ex=OWNER_SECONDS)
             await pipe.execute()
         present = {change.person for change in persons}
         for key in await self.redis.hkeys(pkey):
