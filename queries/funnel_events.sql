@@ -2,7 +2,8 @@
 -- the steps it satisfies (bit k-1 for step k); with details, also its event id, whether it
 -- matches an --exclude step, its breakdown value and (for --dropped-at) who it was. The lean form
 -- (no details) is what the ordered fast path reads when counts alone are asked for; it keeps
--- events that satisfy no step (relevant slot empty), for the chain filters on the mask bits. The
+-- events that satisfy no step (relevant slot empty): its reader drops them after materializing
+-- the scan, so no step predicate is evaluated twice. The
 -- double-brace slots are filled by trailcli/reports/funnel.py from allow-listed names and fixed
 -- fragments (trailcli/reports/steps.py); every value in them is bound.
 -- returns: unit, time, mask, then with details event_id, excluded, breakdown, visitor_token,

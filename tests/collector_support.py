@@ -163,10 +163,12 @@ class Daemon:
         *args: str,
         env: dict[str, str] | None = None,
         open_files: tuple[int, int] | None = None,
+        prefix: tuple[str, ...] = (),
     ) -> None:
         """Start it with `args`; `env` adds variables, `open_files` sets its (soft, hard)
-        RLIMIT_NOFILE before it starts."""
-        cmd = [sys.executable, "-c", "from trailcli.cli import main; main()", "collect", "--host", "127.0.0.1", "--port", "0",
+        RLIMIT_NOFILE before it starts, `prefix` runs it through another command that execs it
+        (`nsenter ...`)."""
+        cmd = [*prefix, sys.executable, "-c", "from trailcli.cli import main; main()", "collect", "--host", "127.0.0.1", "--port", "0",
                "--data-dir", str(data_dir), "--node-id", "daemon-test", "--no-compact", *args]  # fmt: skip
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
 

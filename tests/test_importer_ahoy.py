@@ -225,6 +225,20 @@ def test_since_limits_visits_by_start_and_events_by_time(ahoy_pg_main: Any, tmp_
     }
 
 
+def test_people_erased_from_the_data_dir_are_not_imported_again(
+    ahoy_pg_main: Any, tmp_path: Path
+) -> None:
+    from trailcli.store import erasure
+
+    url, data, _data_dir, _result, _ = ahoy_pg_main
+    gone = data.visits[0]["visitor_token"]
+    erasure.add(tmp_path, {"visitor_token": [gone]})
+    import_ahoy(tmp_path, AhoyImport(url))
+    visits = {r["visit_token"] for r in stored(tmp_path, "visits")}
+    assert visits == {v["visit_token"] for v in data.visits if v["visitor_token"] != gone}
+    assert all(e["visitor_token"] != gone for e in stored(tmp_path, "events"))
+
+
 def test_non_utf8_bytes_become_replacement_characters(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:

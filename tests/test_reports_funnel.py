@@ -118,6 +118,21 @@ def test_equal_times_order_by_event_id(
     assert reached(data_dir, query("A", "B"), engine) == [1, 0]
 
 
+def test_units_that_share_a_hash_are_joined_on_their_text(
+    data_dir: Path, write_rows: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import polars as pl
+
+    from trailcli.reports import funnel_chain
+
+    # u2's A comes after u1's and before u1's B: joined on a shared key it would take u1's B
+    write_rows("events", events_of("u1", "A0 B10 C20") + events_of("u2", "A5 C30"))
+    q = query("A", "B", "C")
+    assert reached(data_dir, q) == [2, 1, 1]
+    monkeypatch.setattr(funnel_chain, "unit_key", lambda: pl.lit(7, dtype=pl.UInt64))
+    assert reached(data_dir, q) == [2, 1, 1]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_exclusion_drops_the_unit_from_every_count(
     data_dir: Path, write_rows: Callable[..., None], engine: str
@@ -357,6 +372,20 @@ def test_breakdown_takes_the_value_at_the_first_step_of_the_chosen_attempt(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_breakdown_of_simultaneous_first_steps_is_the_lowest_event_ids(
+    data_dir: Path, write_rows: Callable[..., None], engine: str
+) -> None:
+    rows = events_of("u", "A0 A0 B10")
+    rows[0]["event_id"], rows[1]["event_id"] = "u-5", "u-1"  # the second A sorts first
+    rows[0]["properties"] = json.dumps({"plan": "free"})
+    rows[1]["properties"] = json.dumps({"plan": "pro"})
+    write_rows("events", rows)
+    frame = funnel(data_dir, query("A", "B", breakdown="plan"), engine)
+    assert frame["breakdown"].to_list() == ["pro", "pro"]
+    assert frame["reached"].to_list() == [1, 1]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_dropped_at_lists_units_that_stopped(
     data_dir: Path, write_rows: Callable[..., None], engine: str
 ) -> None:
@@ -382,6 +411,26 @@ def test_dropped_at_lists_units_that_stopped(
             "reached_at": T0 + 30 * MIN,
         },
     ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_strict_dropped_at_leaves_out_chains_an_exclusion_broke(
+    data_dir: Path, write_rows: Callable[..., None], engine: str
+) -> None:
+    write_rows(
+        "events",
+        events_of("u1", "A0 B10 X15 C20", user_id="x1")
+        + events_of("u2", "A0 B10 C20")
+        + events_of("u3", "A0 E5 B10")
+        + events_of("u4", "A0 A3 E4 B10"),
+    )
+    q = query("A", "B", "C", order="strict", exclude=tuple(parse_steps(["E"])))
+    # u3 is left out (E broke its chain); u4's first attempt (A0, broken by A3) is chosen
+    assert reached(data_dir, q, engine) == [3, 2, 1]
+    rows = dropped_at(data_dir, q, 2, engine).to_pylist()
+    assert [(r["visitor_token"], r["reached_at"]) for r in rows] == [("u1", T0 + 10 * MIN)]
+    rows = dropped_at(data_dir, q, 1, engine).to_pylist()
+    assert [(r["visitor_token"], r["reached_at"]) for r in rows] == [("u4", T0)]
 
 
 def test_dropped_at_must_be_a_step_before_the_last(
@@ -454,7 +503,9 @@ MODES = [
     ("ordered", "first", "match"),
     ("ordered", "prior", "auto"),
     ("strict", "first", "auto"),
+    ("strict", "first", "match"),
     ("strict", "prior", "auto"),
+    ("strict", "prior", "match"),
     ("any", "first", "auto"),
 ]
 
@@ -593,6 +644,6 @@ def test_matcher_reads_units_in_slices(
         rows += events_of(f"u{i:02d}", spec)
     write_rows("events", rows)
     q = query("A", "B", "C", order="strict")
-    whole = reached(data_dir, q)
+    whole = reached(data_dir, q, "match")
     monkeypatch.setattr(funnel_module, "CHUNK_ROWS", 2)
-    assert reached(data_dir, q) == whole == [15, 9, 6]
+    assert reached(data_dir, q, "match") == reached(data_dir, q) == whole == [15, 9, 6]

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trailcli.errors import TrailError, UsageError
+from trailcli.errors import DiskFull, TrailError, UsageError
 from trailcli.store import layout, tables, views, wal, wal_scan
 from trailcli.store.schema import KINDS
 from trailcli.store.wal import LogWriter
@@ -225,9 +225,12 @@ def test_a_failed_write_leaves_no_partial_frame(
     writer = open_writer(data_dir)
     writer.append("events", [event("before")])
     monkeypatch.setattr(wal.os, "write", half_then_full)
-    with pytest.raises(TrailError, match="No space left"):
+    with pytest.raises(DiskFull, match="is full; nothing was stored"):
         writer.append("events", [event("lost", T0)] * 3)
     monkeypatch.undo()
+    with pytest.raises(DiskFull):  # refused until the WAL is committed
+        writer.append("events", [event("refused")])
+    writer.flush()
     writer.append("events", [event("after")])
     writer.close()
     assert sorted(event_ids(data_dir)) == ["after", "before"]

@@ -42,3 +42,14 @@ class CorruptDataError(TrailError):
     """A stored file cannot be read; the message names it."""
 
     exit_code = ExitCode.RUNTIME
+
+
+class DiskFull(TrailError):
+    """A write found no space left on its device (ENOSPC, or a quota): nothing of it was
+    acknowledged; `retry_after` is when trying again makes sense, in seconds."""
+
+    exit_code = ExitCode.RUNTIME
+
+    def __init__(self, message: str, hint: str | None = None, retry_after: float = 5.0) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from trailcli import __version__
-from trailcli.cli import collect, compact, sql_cmd
+from trailcli.cli import collect, compact, export, forget, sql_cmd
 from trailcli.cli import publish as publish_cmd
 from trailcli.cli import sample as sample_cmd
 from trailcli.cli.import_cmd import import_app
@@ -57,6 +57,8 @@ report_app.command("pages")(pages)
 app.command("sql")(sql_cmd.sql)
 app.command("publish")(publish_cmd.publish)
 app.command("compact")(compact.compact)
+app.command("forget")(forget.forget)
+app.command("export")(export.export)
 app.add_typer(import_app, name="import")
 app.command("sample")(sample_cmd.sample)
 app.add_typer(wal_app, name="wal")

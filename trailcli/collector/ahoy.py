@@ -15,10 +15,11 @@ from aiohttp import web
 
 from trailcli.collector import ahoy_payload as payload
 from trailcli.collector import claims, enrich, identity
-from trailcli.collector.http import Reply, read_body
+from trailcli.collector.http import Reply, read_body, unavailable
 from trailcli.collector.keys import METRICS, SETTINGS, WRITER
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
+from trailcli.errors import DiskFull
 from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.collect.ahoy")
@@ -198,6 +199,8 @@ async def post_visit(request: web.Request) -> web.StreamResponse:
         return await _visit(request)
     except Reply as reply:
         return reply.response()
+    except DiskFull as exc:
+        return unavailable(exc)
 
 
 async def _visit(request: web.Request) -> web.Response:
@@ -295,6 +298,9 @@ async def post_events(request: web.Request) -> web.StreamResponse:
     if storing is not None:
         try:
             await storing.durable
+        except DiskFull as exc:
+            _unmark(state, storing.records, storing.new_visit)
+            return unavailable(exc)
         except BaseException:
             _unmark(state, storing.records, storing.new_visit)
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -26,9 +27,10 @@ from trailcli.collector.keys import (
 from trailcli.collector.metrics import Metrics, Series
 from trailcli.collector.presence_tracker import PresenceTracker
 from trailcli.collector.settings import Settings
-from trailcli.errors import NoDataError, TrailError
+from trailcli.errors import DiskFull, NoDataError, TrailError
 from trailcli.presence import snapshots
 from trailcli.store import maintenance
+from trailcli.store.disk import is_disk_full
 from trailcli.store.group_commit import DurableListener
 from trailcli.store.wal import LogWriter
 
@@ -94,9 +96,21 @@ def _store_ctx(
         try:
             node_id = resolve_node_id(settings.data_dir, settings.node_id)
             writer = await asyncio.to_thread(
-                LogWriter.open, settings.data_dir, node_id, flush_interval=settings.flush_interval
+                functools.partial(
+                    LogWriter.open,
+                    settings.data_dir,
+                    node_id,
+                    flush_interval=settings.flush_interval,
+                    disk_headroom=settings.disk_headroom,
+                )
             )
         except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(
+                    f"The disk holding the data dir {settings.data_dir} is full: "
+                    f"{exc.strerror or exc}.",
+                    "free space on that disk and start again",
+                ) from None
             raise TrailError(
                 f"Cannot write to the data dir {settings.data_dir}: {exc.strerror or exc}.",
                 "check that it exists or can be created and is writable, or pass --data-dir",
@@ -105,6 +119,7 @@ def _store_ctx(
             writer.subscribe(listener)
         app[NODE_ID] = node_id
         app[WRITER] = writer
+        app[HEALTH_CHECKS].append(functools.partial(disk_health, writer))
         _writer_gauges(app[METRICS], writer)
         yield
         await writer.drain()
@@ -113,12 +128,27 @@ def _store_ctx(
     return store
 
 
+def disk_health(writer: LogWriter) -> str | None:
+    """The /health reason while a full disk refuses writes (None otherwise)."""
+    disk = writer.disk
+    if not disk.full:
+        return None
+    return (
+        f"disk full: writes refused for {disk.full_for():.0f}s ({disk.reason}) until the WAL is "
+        f"committed and {writer.disk_headroom} bytes are free"
+    )
+
+
 def _writer_gauges(m: Metrics, writer: LogWriter) -> None:
     m.describe("wal_bytes", "gauge", "Bytes in the write-ahead log not yet committed.")
     m.describe("wal_lag_seconds", "gauge", "Age of the oldest uncommitted record.")
     m.describe("records_written", "gauge", "Records made durable in the WAL, by kind.")
     m.describe("commits", "gauge", "Commits of the WAL to the tables.")
     m.describe("commit_seconds", "gauge", "Duration of the last commit of the WAL.")
+    m.describe("disk_full", "gauge", "1 while writes are refused after a full disk, else 0.")
+    m.describe("disk_full_seconds", "gauge", "How long the current full-disk episode has lasted.")
+    m.describe("disk_full_episodes_total", "counter", "Times the disk was found full.")
+    m.describe("writes_refused_total", "counter", "Writes refused (answered 503) on a full disk.")
 
     def scrape(m: Metrics) -> None:
         stats = writer.stats()
@@ -127,6 +157,10 @@ def _writer_gauges(m: Metrics, writer: LogWriter) -> None:
             ("wal_lag_seconds", "wal_lag_seconds"),
             ("commits", "commits"),
             ("commit_seconds", "last_commit_seconds"),
+            ("disk_full", "disk_full"),
+            ("disk_full_seconds", "disk_full_seconds"),
+            ("disk_full_episodes_total", "disk_full_episodes"),
+            ("writes_refused_total", "writes_refused"),
         ):
             m.set(name, float(stats.get(key) or 0.0))
         written = stats.get("records_written") or {}
@@ -254,10 +288,13 @@ def _route_name(request: web.Request) -> str:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /health: node id, uptime and WAL lag; 503 "degraded" with the reasons of any part."""
+    """GET /health: node id, uptime and WAL lag; 503 "degraded" with the reasons of any part
+    (and Retry-After while a full disk refuses writes)."""
     app = request.app
-    stats = app[WRITER].stats() if WRITER in app else {}
+    writer = app.get(WRITER)
+    stats = writer.stats() if writer is not None else {}
     reasons = [reason for check in app[HEALTH_CHECKS] if (reason := check())]
+    full = writer is not None and writer.disk.full
     return web.json_response(
         {
             "status": "degraded" if reasons else "ok",
@@ -268,6 +305,7 @@ async def health(request: web.Request) -> web.Response:
             "wal_bytes": stats.get("wal_bytes"),
         },
         status=503 if reasons else 200,
+        headers={"Retry-After": str(writer.retry_after)} if writer is not None and full else None,
     )
 
 

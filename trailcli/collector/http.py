@@ -14,10 +14,12 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from trailcli.collector.keys import SETTINGS
 from trailcli.collector.untrusted import known_charset
+from trailcli.errors import DiskFull
 
 TOO_LARGE = "Payload too large\n"
 BAD_BODY = "Unreadable request body\n"
 SLOW_BODY = "Request body timeout\n"
+DISK_FULL = "Service unavailable: storage full, retry later\n"
 
 
 class Reply(Exception):
@@ -30,6 +32,33 @@ class Reply(Exception):
 
     def response(self) -> web.Response:
         return web.Response(status=self.status, text=self.text, content_type="text/plain")
+
+
+def unavailable(exc: DiskFull) -> web.Response:
+    """503 with Retry-After for a write the store refused on a full disk (Ahoy's plain text;
+    nothing about the server's files goes to a browser). The store logs the refusals."""
+    return web.Response(
+        status=503,
+        text=DISK_FULL,
+        content_type="text/plain",
+        headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+    )
+
+
+def unavailable_json(exc: DiskFull) -> web.Response:
+    """The same for the app server's JSON API: `{"error", "hint"}`."""
+    text = json.dumps(
+        {
+            "error": "The collector's disk is full; nothing of this request was stored.",
+            "hint": f"send it again after Retry-After ({max(1, round(exc.retry_after))} s)",
+        }
+    )
+    return web.Response(
+        status=503,
+        text=text,
+        content_type="application/json",
+        headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+    )
 
 
 def json_error(status: int, message: str, hint: str) -> web.HTTPException:

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from trailcli.collector import claims
 from trailcli.collector.ahoy_payload import loads, sanitize_token
-from trailcli.collector.http import Reply, json_error, read_body
+from trailcli.collector.http import Reply, json_error, read_body, unavailable_json
 from trailcli.collector.keys import METRICS, NODE_ID, SETTINGS, WRITER
 from trailcli.collector.lru import LRU
 from trailcli.collector.settings import Settings
+from trailcli.errors import DiskFull
 
 MAX_USER_ID = 255
 
@@ -152,7 +153,10 @@ async def identify(request: web.Request) -> web.Response:
             f"user_id: 1-{MAX_USER_ID} characters",
         )
     visitor = sanitize_token(body.get("visitor_token"))
-    bound = await bind(request.app, visit_token, user_id, "api", visitor)
+    try:
+        bound = await bind(request.app, visit_token, user_id, "api", visitor)
+    except DiskFull as exc:
+        return unavailable_json(exc)
     winner = request.app[BINDINGS].users.get(visit_token) or user_id
     return web.json_response({"visit_token": visit_token, "user_id": winner, "bound": bound})
 

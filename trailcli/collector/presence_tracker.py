@@ -32,8 +32,10 @@ from trailcli.collector.metrics import Metrics
 from trailcli.collector.presence_claims import REFUSAL_OF, UNSCOPED_ACCEPTED, binding_from
 from trailcli.collector.presence_recovery import Recovered, as_datetime, unclosed_sessions
 from trailcli.collector.settings import Settings
-from trailcli.errors import TrailError
+from trailcli.errors import DiskFull, TrailError
 from trailcli.presence.live import Binding, Change, LiveView
+from trailcli.store import erasure
+from trailcli.store.disk import QuietLog
 from trailcli.store.wal import LogWriter
 
 log = logging.getLogger("trail.presence")
@@ -141,6 +143,8 @@ class PresenceTracker(EngineObserver):
         self._from_peer = False  # handling an event another node forwarded (never forward it)
         # sessions that have not sent /meta/connect yet: what to do once they do
         self._unconnected: dict[str, list[Callable[[], Any]]] = {}
+        self._erased = erasure.Erased()  # the data dir's erasure list, as last read
+        self._write_errors_log = QuietLog()  # one line a period while the disk is full
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -444,9 +448,13 @@ class PresenceTracker(EngineObserver):
     # -- records the store has made durable (visits, events, identities) ------------------------
 
     def on_durable(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Feed the live view and `/trail/events` with records the store has just made durable."""
+        """Feed the live view and `/trail/events` with records the store has just made durable
+        (those of erased people are left out: their WAL commit drops them too)."""
         if self.cluster is not None:
             self.cluster.touched()
+        erased = self._erased
+        if erased:
+            records = [r for r in records if not erased.record_erased(r)]
         if kind == "visits":
             for r in records:
                 if r.get("visit_token"):
@@ -471,6 +479,19 @@ class PresenceTracker(EngineObserver):
                 self._publish_later(EVENTS_CHANNEL, event_message(r, _properties_object(r)))
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _forget_erased(self, now: datetime) -> None:
+        """When the erasure list changed (`trail forget` ran), drop its people from the view."""
+        try:
+            current = erasure.load(self.settings.data_dir)
+        except OSError as exc:
+            log.warning("cannot read the erasure list: %s", exc)
+            return
+        if current is self._erased:
+            return
+        self._erased = current
+        if current:
+            self._announce(self.live.forget(_binding_erased(current), now))
 
     def _bind_user(self, binding: Binding, user_id: str | None, now: datetime) -> None:
         """A signed user token on a session bound to a visit: an identity row (source presence)."""
@@ -637,7 +658,14 @@ class PresenceTracker(EngineObserver):
             except Exception as exc:
                 self._rows = batch + self._rows
                 self.metrics.inc("presence_write_errors_total")
-                log.error("presence rows not written yet (%s); retrying", exc)
+                count = self._write_errors_log.due() if isinstance(exc, DiskFull) else 1
+                if count is not None:
+                    log.error(
+                        "presence rows not written yet (%s); retrying (%d failed attempt(s) "
+                        "since the last report)",
+                        exc,
+                        count,
+                    )
                 if self._stopping:
                     return
                 await asyncio.sleep(1.0)
@@ -657,8 +685,20 @@ class PresenceTracker(EngineObserver):
             await asyncio.sleep(min(TICK_SECONDS, interval))
             now = self.clock()
             self._announce(self.live.due(now))
+            self._forget_erased(now)
             if _time.monotonic() - self._last_heartbeat >= interval:
                 self._heartbeat(now)
+
+
+def _binding_erased(erased: erasure.Erased) -> Callable[[Binding], bool]:
+    def check(b: Binding) -> bool:
+        return (
+            erased.matches("visitor_token", b.visitor_token)
+            or erased.matches("visit_token", b.visit_token)
+            or erased.matches("user_id", b.user_id)
+        )
+
+    return check
 
 
 def _runs(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -679,5 +719,7 @@ def _micros(moment: datetime) -> int:
 async def _logged(work: Any, what: str) -> None:
     try:
         await work
+    except DiskFull:
+        pass  # refused on a full disk: the store counts and logs the refusals
     except Exception:
         log.exception("writing the %s failed", what)

@@ -18,8 +18,10 @@ from aiohttp import web
 from trailcli.collector import ahoy, enrich, identity
 from trailcli.collector import ahoy_payload as payload
 from trailcli.collector.ahoy import AHOY, AhoyState, Client, Reply
+from trailcli.collector.http import unavailable_json
 from trailcli.collector.keys import METRICS, WRITER
 from trailcli.collector.settings import Settings
+from trailcli.errors import DiskFull
 
 # without a user agent (a job, an API client) a request is not taken for a bot
 NO_AGENT = enrich.Device(browser=None, os=None, device_type="Other", is_bot=False)
@@ -89,6 +91,9 @@ async def post_events(request: web.Request) -> web.StreamResponse:
     if storing is not None:
         try:
             await storing.durable
+        except DiskFull as exc:
+            ahoy._unmark(state, storing.records, storing.new_visit)
+            return unavailable_json(exc)
         except BaseException:
             ahoy._unmark(state, storing.records, storing.new_visit)
             raise
@@ -100,6 +105,13 @@ async def post_events(request: web.Request) -> web.StreamResponse:
 async def post_visits(request: web.Request) -> web.StreamResponse:
     """POST /api/visits: Ahoy's visit data (`track_visit(data)`): tokens, `user_id`,
     `started_at`, `ip`, `user_agent`, `referrer`, `landing_page`, UTM tags, platform, ..."""
+    try:
+        return await _post_visits(request)
+    except DiskFull as exc:
+        return unavailable_json(exc)
+
+
+async def _post_visits(request: web.Request) -> web.StreamResponse:
     identity.require_secret(request)
     app, state = request.app, request.app[AHOY]
     settings = state.settings

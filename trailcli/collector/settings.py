@@ -162,6 +162,13 @@ class Settings:
     flush_interval: float = field(
         default=2.0, metadata=_meta("How often the WAL is committed to the tables.", duration=True)
     )
+    disk_headroom: int = field(
+        default=16 * 1024 * 1024,
+        metadata=_meta(
+            "After a full disk: bytes that must be free again (once the WAL is committed) "
+            "before writes are accepted."
+        ),
+    )
     compact: bool = field(
         default=True, metadata=_meta("Bin-pack today hourly and compact closed days daily.")
     )

@@ -24,7 +24,7 @@ from trailcli.errors import TrailError, UsageError
 from trailcli.importer import ahoy_schema
 from trailcli.importer.ahoy_schema import TablePlan
 from trailcli.importer.source_url import POSTGRES, DatabaseURL, parse_database_url
-from trailcli.store import layout, tables
+from trailcli.store import erase, erasure, layout, tables
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -270,7 +270,12 @@ def _last_id(batch: pa.Table) -> int:
 
 
 def _commit(data_dir: Path, kind: str, table: pa.Table | None, app: str, version: int) -> int:
-    """Append `table` as the transaction (`app`, `version`) unless that is done; rows written."""
+    """Append `table` as the transaction (`app`, `version`) unless that is done; rows written.
+    Rows of people erased from the data dir are dropped (docs/privacy.md)."""
     if table is None or table.num_rows == 0:
         return 0
-    return table.num_rows if tables.append_once(data_dir, kind, table, app, version) else 0
+    with erase.erasure_lock(data_dir, shared=True):
+        table = erasure.load(data_dir).drop_from(table)
+        if table.num_rows == 0:
+            return 0
+        return table.num_rows if tables.append_once(data_dir, kind, table, app, version) else 0

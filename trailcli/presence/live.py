@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,6 +153,8 @@ class LiveView:
         self._visits = _Bounded(max_visits)  # visit_token -> visit fields
         self._visit_users = _Bounded(max_visits)  # visit_token -> first bound user id
         self._pages = _Bounded(max_visits)  # visit_token -> (time, page)
+        # erased people (docs/privacy.md): their sessions are tracked but belong to nobody
+        self._erased: Callable[[Binding], bool] = lambda _b: False
 
     # sessions -----------------------------------------------------------------------------
 
@@ -242,6 +244,27 @@ class LiveView:
         """A `join` for every person online now (their state, as a cluster resync needs it)."""
         return [self._change("join", p, p.online_since) for p in self._persons.values()]
 
+    def forget(self, erased: Callable[[Binding], bool], now: datetime) -> list[Change]:
+        """Drop every person a binding of whom `erased` names, with what the view remembers of
+        their visits, and keep their sessions bound to nobody from now on (a tab still open
+        never shows them again). Returns their leaves."""
+        self._erased = erased
+        changes = []
+        for key, person in list(self._persons.items()):
+            bindings = [person.last_binding, *(self._sessions[c].binding for c in person.clients)]
+            if any(erased(b) for b in bindings):
+                del self._persons[key]
+                changes.append(self._change("leave", person, now))
+        for session in self._sessions.values():
+            if erased(session.binding):
+                for store in (self._visits, self._visit_users, self._pages):
+                    store.pop(session.binding.visit_token or "", None)
+                session.binding = Binding()
+        return changes
+
+    def is_erased(self, binding: Binding) -> bool:
+        return self._erased(binding)
+
     # visits and pages ---------------------------------------------------------------------
 
     def record_visit(self, visit_token: str, fields: Mapping[str, Any]) -> None:
@@ -316,7 +339,7 @@ class LiveView:
         self, session: _Session, now: datetime, since: datetime | None = None
     ) -> list[Change]:
         key = session.binding.person
-        if key is None:
+        if key is None or self._erased(session.binding):
             return []
         person = self._persons.get(key)
         if person is None:

@@ -24,7 +24,7 @@ from trailcli import sql
 from trailcli.errors import CorruptDataError
 from trailcli.presence.intervals import FOREVER, Membership, Session, fold, settle
 from trailcli.presence.rules import DEFAULT_GRACE, merge_stretches
-from trailcli.store import layout
+from trailcli.store import erase, layout
 from trailcli.store.layout import Days
 from trailcli.store.views import EPOCH, Lake
 
@@ -457,6 +457,14 @@ def build_snapshots(
     Returns the instants written (a date for a midnight). Snapshots whose days are unchanged
     are kept as they are.
     """
+    # read and written wholly before or after an erasure, never keeping an erased person
+    with erase.erasure_lock(data_dir, shared=True):
+        return _build_snapshots(data_dir, progress, today)
+
+
+def _build_snapshots(
+    data_dir: Path, progress: Callable[[str], None] | None, today: date | None
+) -> list[str]:
     lake = Lake(data_dir)
     dates = lake.dates("presence")
     if not dates:

@@ -1,8 +1,8 @@
 """Conversion funnels over the event log (`trail report funnel`): counts, timings, drop-outs.
 
 Events are read once (queries/funnel_events.sql) with the bit mask of the steps each satisfies.
-Ordered funnels with the window from the first step run as an ASOF-join chain in DuckDB
-(queries/funnel_ordered.sql); when only counts are asked for (no --exclude, --breakdown or
+Ordered funnels with the window from the first step run as a chain of Polars `join_asof`s
+(funnel_chain.py) over the step events DuckDB reads; when only counts are asked for (no --exclude, --breakdown or
 --dropped-at) the chain reads the events straight from the scan, with no event ids and no
 `_funnel_events` table, as a hand-written query would. Every other mode materializes
 `_funnel_events` and runs the pure matcher of `funnel_match` over each unit's events. All give
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from trailcli import sql
 from trailcli.errors import UsageError
-from trailcli.reports import event_names, funnel_match, sessions, steps
+from trailcli.reports import event_names, funnel_chain, funnel_match, sessions, steps
 from trailcli.reports.frames import fetch_arrow
 from trailcli.reports.steps import Params, Step
 from trailcli.store import views
@@ -71,14 +71,6 @@ _NO_EXCLUDED = (
 )
 _AMBIGUOUS_UNITS_LIST = "SELECT unit FROM _funnel_chosen_times WHERE ambiguous"
 _AMBIGUOUS_UNITS = f"AND unit IN ({_AMBIGUOUS_UNITS_LIST})"
-# one step of the ASOF chain; `s.time <= j.deadline` (deadline = t1 + $window) is the window rule
-# of funnel_match.in_window
-_CHAIN_STEP = (
-    "j{k} AS (SELECT j.*, CASE WHEN s.time <= j.deadline THEN s.time END AS t{k} "
-    "FROM j{p} AS j ASOF LEFT JOIN "
-    "(SELECT unit, time FROM ev WHERE mask & {bit} <> 0) AS s "
-    "ON j.unit = s.unit AND j.t{p} <= s.time)"
-)
 
 
 @dataclass(frozen=True)
@@ -175,7 +167,7 @@ def _events_sql(
 
     Without `people` the visitor, visit and user columns stay empty (cheaper to read); without
     `details` only unit, time and mask are read (for counts without exclusions or breakdowns),
-    and events that satisfy no step are left for the reader's `mask & bit` filters to drop.
+    and events that satisfy no step are left for the reader (_chosen_times) to drop.
     `units` is a fixed fragment that narrows the units read, or empty.
     """
     needs_visit = any(s.needs_visit for s in (*query.steps, *query.exclude)) or (
@@ -186,8 +178,9 @@ def _events_sql(
         extra = _details_sql(query, params, people)
         relevant = "" if query.order == "strict" else "AND (mask <> 0 OR excluded)"
     else:
-        # the chain's own `mask & bit` filters select the step events; a `mask <> 0` filter here
-        # would be pushed below the projection and evaluate every step predicate twice
+        # the chain's reader (_chosen_times) drops the events of no step after materializing the
+        # scan; a `mask <> 0` filter here would be pushed below the projection and evaluate every
+        # step predicate twice
         extra, relevant = "", ""
     return fill(
         sql.load("funnel_events"),
@@ -250,10 +243,10 @@ def _ordered_units(
     con: duckdb.DuckDBPyConnection,
     query: FunnelQuery,
     need_events: bool,
-    events: str = "SELECT unit, time, mask FROM _funnel_events",
+    events: str = "SELECT unit, time, mask, event_id, breakdown FROM _funnel_events",
     events_params: dict[str, Any] | None = None,
 ) -> None:
-    """The fast path: `_funnel_units` by an ASOF-join chain; units with equal-time steps
+    """The fast path: `_funnel_units` by the `join_asof` chain of funnel_chain; units with equal-time steps
     (rare outside tests) are left for the pure matcher. `events` is the statement of the step
     events (unit, time, mask) with its bound values; `need_events` looks up the events of each
     chosen attempt in `_funnel_events` (for exclusions, breakdowns and drop-outs)."""
@@ -264,26 +257,36 @@ def _ordered_units(
 def _chosen_times(
     con: duckdb.DuckDBPyConnection, query: FunnelQuery, events: str, events_params: dict[str, Any]
 ) -> None:
-    """`_funnel_chosen_times`: each unit's chosen attempt by the ASOF-join chain over `events`."""
-    n = len(query.steps)
-    chain = ",\n".join(_CHAIN_STEP.format(k=k, p=k - 1, bit=1 << (k - 1)) for k in range(2, n + 1))
-    level = "1 + " + " + ".join(f"(t{k} IS NOT NULL)::INT" for k in range(2, n + 1))
-    text = fill(
-        sql.load("funnel_ordered"),
-        events=events,
-        chain=chain,
-        level=level,
-        chosen_times=", ".join(f"arg_min(t{k}, best)" for k in range(1, n + 1)),
-        tie=" OR ".join(f"t{k} = t{k - 1}" for k in range(2, n + 1)),
-        last=f"j{n}",
+    """`_funnel_chosen_times`: each unit's chosen attempt by the `join_asof` chain of
+    funnel_chain over the step events of `events` (unit, time, mask; with a breakdown also
+    event_id and breakdown, for the value of each chosen attempt's first step)."""
+    import polars as pl
+
+    columns = "unit, time, mask" + (", event_id, breakdown" if query.breakdown else "")
+    with views.reading():
+        table = con.sql(
+            # materialized: a `mask <> 0` filter pushed into the scan would evaluate every step
+            # predicate twice (in the filter and in the projection)
+            f"WITH ev AS MATERIALIZED ({events}) SELECT {columns} FROM ev WHERE mask <> 0",
+            params=events_params,
+        ).to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    chosen = funnel_chain.chosen_times(
+        frame,
+        len(query.steps),
+        query.window,
+        query.start or EARLIEST,
+        query.end or LATEST,
     )
-    params = {
-        **events_params,
-        "window": query.window,
-        "anchor_from": query.start or EARLIEST,
-        "anchor_to": query.end or LATEST,
-    }
-    views.run(con, f"CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS {text}", params)
+    con.register("_funnel_chosen_arrow", chosen.to_arrow())
+    views.run(
+        con,
+        "CREATE OR REPLACE TEMP TABLE _funnel_chosen_times AS SELECT unit, level, "
+        f"[{', '.join(f't{k}' for k in range(1, len(query.steps) + 1))}][1:level] AS times, "
+        "ambiguous, breakdown FROM _funnel_chosen_arrow",
+    )
+    con.unregister("_funnel_chosen_arrow")
 
 
 def _units_from_chosen(
@@ -308,12 +311,13 @@ def _units_from_chosen(
 def _lean_ordered_units(
     con: duckdb.DuckDBPyConnection, query: FunnelQuery, scan: dict[str, Any]
 ) -> None:
-    """The fast path for counts alone: the ASOF chain reads unit, time and mask straight from the
-    scan (no event ids, no `_funnel_events`), and `_funnel_units` stays a view over its result;
-    only the units with equal-time steps are read again, with their event ids, for the pure
-    matcher."""
+    """The fast path for counts alone (with or without a breakdown): the chain reads unit, time
+    and mask straight from the scan (no `_funnel_events`; with a breakdown, also each event's id
+    and breakdown value, for the value of each chosen attempt's first step), and `_funnel_units`
+    stays a view over its result; only the units with equal-time steps are read again, with their
+    event ids, for the pure matcher."""
     params = Params()
-    events = _events_sql(query, params, people=False, details=False)
+    events = _events_sql(query, params, people=False, details=query.breakdown is not None)
     _chosen_times(con, query, events, {**params.values, **scan})
     ambiguous = views.run(con, "SELECT count(*) FROM _funnel_chosen_times WHERE ambiguous")
     if ambiguous.fetchone()[0] == 0:
@@ -461,7 +465,7 @@ def prepare(
     fast path applies (ordered, window from the first step, no exclusions, breakdowns or
     `need_events`).
 
-    `engine` "auto" takes the ASOF fast path where it applies; "match" forces the pure matcher.
+    `engine` "auto" takes the `join_asof` fast path where it applies; "match" forces the pure matcher.
     Without `need_events` the fast path may leave the event ids of `_funnel_units` empty.
     `on_absent` gets the steps and exclusions whose event does not occur (event_names.check).
     """
@@ -473,7 +477,7 @@ def prepare(
     sessions.use_timeout(con, query.session_timeout)
     scan = _scan_bounds(query)
     fast = engine == "auto" and query.fast_path
-    if fast and not need_events and not query.needs_event_details:
+    if fast and not need_events and not query.exclude:
         _lean_ordered_units(con, query, scan)
         return con
     params = Params()
@@ -486,9 +490,39 @@ def prepare(
     if fast:
         _ordered_units(con, query, need_events or query.needs_event_details)
         _matched_units(con, query, only=_AMBIGUOUS_UNITS_LIST)
+    elif engine == "auto" and query.order == "strict":
+        _strict_units(con, query)
     else:
         _matched_units(con, query)
     return con
+
+
+def _strict_units(con: duckdb.DuckDBPyConnection, query: FunnelQuery) -> None:
+    """`_funnel_units` of a strict funnel by funnel_chain.strict_units over `_funnel_events`."""
+    import polars as pl
+
+    with views.reading():
+        table = con.sql(
+            "SELECT unit, time, event_id, mask, excluded, breakdown FROM _funnel_events "
+            "ORDER BY unit, time, event_id"
+        ).to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    units = funnel_chain.strict_units(
+        frame,
+        len(query.steps),
+        query.window,
+        query.window_from == "prior",
+        query.start or EARLIEST,
+        query.end or LATEST,
+    )
+    con.register("_funnel_units_arrow", units.to_arrow())
+    views.run(
+        con,
+        "CREATE OR REPLACE TEMP TABLE _funnel_units AS "
+        f"SELECT {', '.join(_units_schema().names)} FROM _funnel_units_arrow",
+    )
+    con.unregister("_funnel_units_arrow")
 
 
 def funnel(

@@ -37,8 +37,8 @@ def in_window(elapsed: int, window: int) -> bool:
     """The funnel window (docs/reports.md: closed): a step counts when the time since the attempt's
     first step (with `--window-from prior`, since the previous step) is at most the window.
 
-    The SQL fast path states the same as `time <= t1 + $window` (queries/funnel_ordered.sql and
-    the chain steps of funnel.py); tests/test_reports_funnel.py runs every case through both.
+    The fast path states the same as `t <= t1 + window` (funnel_chain.py, in Polars);
+    tests/test_reports_funnel.py runs every case through both.
     """
     return elapsed <= window
 

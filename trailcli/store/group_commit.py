@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from trailcli.errors import UsageError
+
 log = logging.getLogger("trail.store.wal")
 
 Records = list[dict[str, Any]]
@@ -102,8 +104,9 @@ class LoopCommits:
     its end, one frame per kind (at most `max_records` records each), and each caller's future
     is done once the sync thread has synced past its frame.
 
-    A frame the WAL refuses (a bad record) is written again caller by caller, so one bad request
-    never fails the others.
+    A frame the WAL refuses for a bad record (UsageError) is written again caller by caller, so
+    one bad request never fails the others; any other failure (a full disk) fails the frame's
+    callers at once.
     """
 
     def __init__(
@@ -177,7 +180,7 @@ class LoopCommits:
         try:
             position = self._wal.write(kind, rows)
         except Exception as exc:
-            if len(frame) == 1:
+            if len(frame) == 1 or not isinstance(exc, UsageError):
                 _settle(frame, exc)
             else:
                 for waiter in frame:

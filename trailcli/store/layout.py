@@ -127,3 +127,8 @@ class Days:
 def day_of(moment: datetime) -> str:
     """The partition date of an instant (its UTC date)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def erasure_dir(data_dir: Path) -> Path:
+    """The erasure list, its salt, the audit log and the erasure lock (docs/privacy.md)."""
+    return Path(data_dir) / "_erasure"

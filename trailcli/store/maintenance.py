@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from trailcli.errors import CorruptDataError, NoDataError, TrailError, UsageError
-from trailcli.store import layout
+from trailcli.store import erase, erasure, layout
 from trailcli.store.schema import KINDS, Kind
 from trailcli.store.writable import require_writable
 
@@ -132,7 +132,7 @@ def compact(
     before = closed_before(older_than or datetime.now(UTC))
     summary = CompactSummary(kinds=present)
     require_writable(data_dir)
-    with _compaction_lock(data_dir):
+    with _compaction_lock(data_dir), erase.erasure_lock(data_dir, shared=True):
         for name in present:
             _compact_table(data_dir, KINDS[name], before, summary, say)
             summary.files_vacuumed += _vacuum(data_dir, name, retention, say)
@@ -196,7 +196,9 @@ def _compact_table(
     summary.partitions_skipped += len(closed) - len(todo)
     for i, (day, files) in enumerate(sorted(todo.items()), 1):
         say(f"{kind.name} {day}: {len(files)} file(s) ({i}/{len(todo)})")
-        rows_before, rows_after, new_files = _compact_partition(table, root, kind, day, files)
+        rows_before, rows_after, new_files = _compact_partition(
+            table, root, kind, day, files, erasure.load(data_dir)
+        )
         summary.partitions_compacted += 1
         summary.files_before += len(files)
         summary.files_after += new_files
@@ -205,7 +207,12 @@ def _compact_table(
 
 
 def _compact_partition(
-    table: DeltaTable, root: Path, kind: Kind, day: str, files: list[PartitionFile]
+    table: DeltaTable,
+    root: Path,
+    kind: Kind,
+    day: str,
+    files: list[PartitionFile],
+    erased: erasure.Erased,
 ) -> tuple[int, int, int]:
     """Rewrite one partition as a deduplicated, sorted clean file and swap it in, atomically."""
     import duckdb
@@ -217,7 +224,7 @@ def _compact_partition(
     try:
         con.execute("SET temp_directory = $dir", {"dir": spill.name})  # sorts larger than memory
         paths = [root / unquote(f.path) for f in files]  # the log percent-encodes paths
-        _write_deduplicated(con, kind, [str(p) for p in paths], target)
+        _write_deduplicated(con, kind, [str(p) for p in paths], target, erased)
         rows_before = _rows_in(con, paths, files)
         rows_after = _parquet_rows(con, [target])
     finally:
@@ -247,9 +254,14 @@ def _row_group_rows(kind: Kind) -> int:
 
 
 def _write_deduplicated(
-    con: duckdb.DuckDBPyConnection, kind: Kind, paths: list[str], target: Path
+    con: duckdb.DuckDBPyConnection,
+    kind: Kind,
+    paths: list[str],
+    target: Path,
+    erased: erasure.Erased | None = None,
 ) -> None:
-    """Write the rows of `paths` to `target`, each key once (docs/storage.md: the earliest wins), sorted."""
+    """Write the rows of `paths` to `target`, each key once (docs/storage.md: the earliest wins),
+    sorted, without the rows of erased people."""
     import duckdb
 
     from trailcli.store import tables, views
@@ -257,9 +269,13 @@ def _write_deduplicated(
     con.execute("SET VARIABLE compact_files = $files", {"files": paths})
     files = "SELECT * FROM read_parquet(getvariable('compact_files'), union_by_name = true)"
     try:
-        source = f"SELECT {tables.select_columns(con, kind.columns, files)} FROM ({files})"
+        params: dict[str, Any] = {}
+        kept = (erased or erasure.Erased()).sql_filter(params, kind.column_names)
+        source = (
+            f"SELECT {tables.select_columns(con, kind.columns, files)} FROM ({files}) WHERE {kept}"
+        )
         first = views.keep_first(kind, source, within_partition=False)
-        relation = con.sql(f"{first} ORDER BY {_order_by(kind)}")
+        relation = con.sql(f"{first} ORDER BY {_order_by(kind)}", params=params or None)
         target.parent.mkdir(parents=True, exist_ok=True)
         relation.write_parquet(
             str(target), compression="zstd", row_group_size=_row_group_rows(kind)
@@ -377,8 +393,9 @@ def bin_pack_today(
     for name in KINDS:
         if not tables.table_exists(data_dir, name):
             continue
-        table = DeltaTable(str(layout.table_path(data_dir, name)))
-        metrics[name] = table.optimize.compact(
-            partition_filters=[("date", "=", today)], target_size=target_size
-        )
+        with erase.erasure_lock(data_dir, shared=True):  # never over files an erasure replaces
+            table = DeltaTable(str(layout.table_path(data_dir, name)))
+            metrics[name] = table.optimize.compact(
+                partition_filters=[("date", "=", today)], target_size=target_size
+            )
     return metrics

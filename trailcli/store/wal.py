@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from trailcli.errors import TrailError, UsageError
-from trailcli.store import layout, tables
+from trailcli.errors import DiskFull, TrailError, UsageError
+from trailcli.store import erase, erasure, layout, tables
+from trailcli.store.disk import DiskState, QuietLog, free_bytes, full_reason, is_disk_full
 from trailcli.store.group_commit import DurableListener, LoopCommits, SyncThread
 from trailcli.store.schema import KINDS
 from trailcli.store.wal_scan import HEADER as _FRAME
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("trail.store.wal")
 
 LOCK_FILE = "LOCK"
+# free space a full disk must have again (once the WAL is committed) before writes are accepted
+DISK_HEADROOM = 16 * 1024 * 1024
 _SEGMENT = re.compile(r"^(\d{12})\.wal$")
 
 
@@ -213,16 +218,29 @@ class LogWriter:
     next one (group commit, `trailcli.store.group_commit`). Every `flush_interval` seconds or
     `flush_rows` rows the open segment is closed and committed to each kind's Delta table as the
     application transaction (node id, segment number), then deleted.
+
+    A full disk (see `trailcli.store.disk`): from the first write or commit that finds no space
+    until the WAL is committed and `disk_headroom` bytes are free again, every write is refused
+    with DiskFull (nothing of it acknowledged); the committer keeps retrying meanwhile.
     """
 
     def __init__(
-        self, data_dir: Path, node_id: str, flush_interval: float, flush_rows: int
+        self,
+        data_dir: Path,
+        node_id: str,
+        flush_interval: float,
+        flush_rows: int,
+        disk_headroom: int = DISK_HEADROOM,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.node_id = layout.check_node_id(node_id)
         self.wal_dir = layout.wal_dir(self.data_dir, node_id)
         self.flush_interval = flush_interval
         self.flush_rows = flush_rows
+        self.disk_headroom = disk_headroom
+        self.disk = DiskState()
+        self._refusals_log = QuietLog()
+        self._commit_errors_log = QuietLog()
         self._lock_fd: int | None = None
         self._write_lock = threading.Lock()  # guards the open segment and its counters
         self._sync_lock = threading.Lock()  # one sync or segment rotation at a time
@@ -246,6 +264,7 @@ class LogWriter:
         self._last_commit_seconds = 0.0
         self._last_error: str | None = None
         self._broken: str | None = None  # set when an fsync failed: nothing more is acknowledged
+        self._broken_full = False  # ... for lack of space
 
     # -- opening and recovery -------------------------------------------------------------
 
@@ -257,27 +276,40 @@ class LogWriter:
         *,
         flush_interval: float = 2.0,
         flush_rows: int = 50_000,
+        disk_headroom: int = DISK_HEADROOM,
     ) -> LogWriter:
         """Lock the node's WAL, commit what it still holds (exactly once), start the committer."""
-        if flush_interval <= 0 or flush_rows <= 0:
+        if flush_interval <= 0 or flush_rows <= 0 or disk_headroom < 0:
             raise UsageError(
-                f"Invalid WAL flush settings: interval {flush_interval}s, {flush_rows} rows.",
-                "use a positive flush interval and row count",
+                f"Invalid WAL settings: flush interval {flush_interval}s, {flush_rows} rows, "
+                f"disk headroom {disk_headroom} bytes.",
+                "use a positive flush interval and row count, and a headroom of 0 or more",
             )
-        writer = cls(data_dir, node_id, flush_interval, flush_rows)
+        writer = cls(data_dir, node_id, flush_interval, flush_rows, disk_headroom)
         writer._lock()
         try:
             last = writer._recover()
             writer._segment = writer._new_segment(last + 1)
             writer._configure_tables()
-        except BaseException:
+        except BaseException as exc:
             writer._unlock()
+            if is_disk_full(exc):
+                raise writer._full_at_start(exc) from None
             raise
         writer._committer = threading.Thread(
             target=writer._commit_loop, name=f"trail-wal-{node_id}", daemon=True
         )
         writer._committer.start()
         return writer
+
+    def _full_at_start(self, exc: BaseException) -> DiskFull:
+        held = segment_numbers(self.wal_dir)
+        kept = f"; its {len(held)} segment(s) stay in {self.wal_dir}" if held else ""
+        return DiskFull(
+            f"The disk holding {self.data_dir} is full: cannot start the WAL of node "
+            f"{self.node_id!r} ({full_reason(exc)}){kept}.",
+            "free space on that disk and start again: the WAL is committed first, nothing is lost",
+        )
 
     def _lock(self) -> None:
         self.wal_dir.mkdir(parents=True, exist_ok=True)
@@ -292,8 +324,15 @@ class LogWriter:
                 f"writer (pid {holder}).",
                 "stop the other 'trail collect' for this node, or give this one its own --node-id",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        mine = f"{os.getpid()}\n".encode()
+        try:  # over the previous holder's pid (its block is reused: this works on a full disk)
+            os.pwrite(fd, mine.ljust(os.fstat(fd).st_size), 0)
+            os.ftruncate(fd, len(mine))
+        except OSError as exc:
+            if not is_disk_full(exc):
+                os.close(fd)
+                raise
+            # the pid only names the holder in another writer's error; the lock itself holds
         self._lock_fd = fd
 
     def _unlock(self) -> None:
@@ -324,11 +363,18 @@ class LogWriter:
     # -- appending ------------------------------------------------------------------------
 
     def _new_segment(self, number: int) -> _Segment:
+        """Create the next segment file, its header synced; on failure (a full disk) no file of
+        it is left behind."""
         path = segment_path(self.wal_dir, number)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        _write_all(fd, MAGIC)
-        os.fsync(fd)
-        _fsync_dir(self.wal_dir)
+        try:
+            _write_all(fd, MAGIC)
+            os.fsync(fd)
+            _fsync_dir(self.wal_dir)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
         return _Segment(number=number, fd=fd, size=len(MAGIC))
 
     def append(self, kind: str, records: list[dict[str, Any]]) -> None:
@@ -368,24 +414,67 @@ class LogWriter:
             self._check_usable()
             seg = self._segment
             assert seg is not None
-            try:
-                _write_all(seg.fd, frame)
-            except OSError as exc:
-                os.ftruncate(seg.fd, seg.size)  # no partial frame before later ones
-                raise TrailError(
-                    f"Cannot write to the WAL at {self.wal_dir}: {exc}",
-                    "free disk space or fix the folder's permissions; nothing was acknowledged",
-                ) from exc
-            seg.size += len(frame)
-            seg.rows += len(records)
-            seg.first_append = seg.first_append or time.monotonic()
-            self._written += len(frame)
-            self._unsynced_records[kind] += len(records)
+            failed = self._write_frame(seg, frame)
+            if failed is None:
+                seg.size += len(frame)
+                seg.rows += len(records)
+                seg.first_append = seg.first_append or time.monotonic()
+                self._written += len(frame)
+                self._unsynced_records[kind] += len(records)
             position = self._written
             full = seg.rows >= self.flush_rows
+        if failed is not None:
+            raise self._refused(failed == "began")
         if full:
             self._wake.set()
         return position
+
+    def _write_frame(self, seg: _Segment, frame: bytes) -> str | None:
+        """Under the write lock: append the frame, unless the disk is full (then the write is
+        refused and counted). None when written; else "refused", or "began" when this write
+        found the disk full; raises TrailError for a failure that is not a full disk."""
+        if self.disk.full:
+            self.disk.refuse()
+            return "refused"
+        try:
+            _write_all(seg.fd, frame)
+        except OSError as exc:
+            os.ftruncate(seg.fd, seg.size)  # no partial frame before later ones
+            if not is_disk_full(exc):
+                raise TrailError(
+                    f"Cannot write to the WAL at {self.wal_dir}: {exc}",
+                    "fix the folder's permissions; nothing was acknowledged",
+                ) from exc
+            began = self.disk.note_full(full_reason(exc))
+            self.disk.refuse()
+            return "began" if began else "refused"
+        return None
+
+    def _refused(self, began: bool) -> DiskFull:
+        """The error a refused write raises (outside the write lock): the episode's first line
+        if it began it, else a line about refusals at most every LOG_EVERY seconds."""
+        if began:
+            self._log_episode_start()
+        else:
+            count = self._refusals_log.due()
+            if count is not None:
+                log.warning(
+                    "refused %d write(s) to the WAL of node %s since the last report: the disk "
+                    "holding it is full (%s); nothing of them was acknowledged",
+                    count,
+                    self.node_id,
+                    self.disk.reason,
+                )
+        return DiskFull(
+            f"The disk holding the WAL of node {self.node_id!r} is full; nothing was stored.",
+            "free space on that disk; writes are accepted again once the WAL is committed",
+            retry_after=self.retry_after,
+        )
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until the next commit attempt: when asking again may succeed."""
+        return max(1, math.ceil(self.flush_interval))
 
     def wait_durable(self, position: int) -> None:
         """Block until the WAL is synced up to `position` (from `write`). Raises TrailError when
@@ -438,7 +527,8 @@ class LogWriter:
         if self._closed or self._segment is None:
             raise TrailError(f"The WAL writer of node {self.node_id!r} is closed.")
         if self._broken:
-            raise TrailError(
+            error = DiskFull if self._broken_full else TrailError
+            raise error(
                 f"The WAL of node {self.node_id!r} failed to sync ({self._broken}); "
                 "no further records are accepted.",
                 "restart 'trail collect': it recovers every record the WAL still holds",
@@ -462,6 +552,7 @@ class LogWriter:
                 # report success for data that is gone, so this writer acknowledges nothing more
                 with self._synced_cond:
                     self._broken = str(exc)
+                    self._broken_full = is_disk_full(exc)
                     self._synced_cond.notify_all()
                 self._check_usable()
             self._count_durable(covered)
@@ -517,10 +608,13 @@ class LogWriter:
     # -- committing -----------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Commit everything appended so far to the tables now."""
+        """Commit everything appended so far to the tables now; after a full disk, accept
+        writes again if the disk has room."""
         with self._commit_lock:
             self._rotate()
             self._commit_closed()
+        if self.disk.full:
+            self._end_episode()
 
     def _commit_closed(self) -> None:
         while self._closed_segments:
@@ -543,13 +637,19 @@ class LogWriter:
                 contents.dropped_bytes,
             )
         started = time.monotonic()
-        for kind in KINDS:
-            ndjson = contents.ndjson(kind)
-            table = self._convert(kind, ndjson, number) if ndjson else None
-            if table is not None and tables.append_once(
-                self.data_dir, kind, table, self.node_id, number
-            ):
-                self._commits += 1
+        # an erasure's list and rewrite happen wholly before or wholly after this commit
+        with erase.erasure_lock(self.data_dir, shared=True):
+            erased = erasure.load(self.data_dir)
+            for kind in KINDS:
+                ndjson = contents.ndjson(kind)
+                table = self._convert(kind, ndjson, number, erased) if ndjson else None
+                table = None if table is None else erased.drop_from(table)
+                if (
+                    table is not None
+                    and table.num_rows
+                    and tables.append_once(self.data_dir, kind, table, self.node_id, number)
+                ):
+                    self._commits += 1
         self._last_commit_seconds = time.monotonic() - started
         if contents.scan is not None and contents.scan.damaged:
             set_aside(path, contents.scan, contents.records())  # never deleted: kept for a look
@@ -557,10 +657,14 @@ class LogWriter:
         else:
             self._delete_segment(path)
 
-    def _convert(self, kind: str, ndjson: bytes, number: int) -> pa.Table | None:
+    def _convert(
+        self, kind: str, ndjson: bytes, number: int, erased: erasure.Erased
+    ) -> pa.Table | None:
         """The records as Arrow. Records the table cannot hold are set aside in a rejected file,
-        so one bad record never blocks the WAL (append checks records; this is the last guard)."""
+        so one bad record never blocks the WAL (append checks records; this is the last guard);
+        those of erased people are dropped."""
         table, bad = segment_table(kind, ndjson)
+        bad = [r for r in bad if not (isinstance(r, dict) and erased.record_erased(r))]
         if bad:
             rejected = self.wal_dir / f"rejected-{number:012d}-{kind}.ndjson"
             rejected.write_text("".join(json.dumps(r, default=str) + "\n" for r in bad))
@@ -583,12 +687,80 @@ class LogWriter:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            try:
-                self.flush()
-                self._last_error = None
-            except Exception as exc:  # keep the segment; the next round retries it
-                self._last_error = str(exc)
+            self._commit_round()
+
+    def _commit_round(self) -> None:
+        """One round of the committer: commit what the WAL holds. On a full disk the commit is
+        tried only once there is room again (until then it could only fail); the episode ends
+        once everything is committed with room to spare (`flush`)."""
+        if self.disk.full and not self._room():
+            self._still_full()
+            return
+        try:
+            self.flush()
+        except Exception as exc:  # keep the segment; the next round retries it
+            self._last_error = str(exc)
+            if not is_disk_full(exc):
                 log.warning("WAL commit of node %s failed, will retry: %s", self.node_id, exc)
+            elif self.disk.note_full(full_reason(exc)):
+                self._log_episode_start()
+            else:
+                self._still_full()
+            return
+        self._last_error = None
+
+    def _room(self) -> bool:
+        """Whether the disk has `disk_headroom` bytes free (True when that cannot be told)."""
+        free = free_bytes(self.wal_dir)
+        return free is None or free >= self.disk_headroom
+
+    def _log_episode_start(self) -> None:
+        self._refusals_log.mark()
+        self._commit_errors_log.mark()
+        log.error(
+            "the disk holding %s is full (%s): refusing writes (answered 'retry later') until "
+            "the WAL of node %s is committed and %d bytes are free; nothing acknowledged is lost",
+            self.data_dir,
+            self.disk.reason,
+            self.node_id,
+            self.disk_headroom,
+        )
+
+    def _still_full(self) -> None:
+        count = self._commit_errors_log.due()
+        if count is None:
+            return
+        with self._write_lock:
+            held = sum(s.rows for s in [*self._closed_segments, self._segment] if s is not None)
+        log.warning(
+            "the disk holding %s is still full (%s; %s bytes free, %d wanted): %d record(s) wait "
+            "in the WAL of node %s, %d write(s) refused so far",
+            self.data_dir,
+            self.disk.reason,
+            free_bytes(self.wal_dir),
+            self.disk_headroom,
+            held,
+            self.node_id,
+            self.disk.refused,
+        )
+
+    def _end_episode(self) -> None:
+        """The WAL is committed: accept writes again once the disk has the headroom."""
+        if not self._room():
+            self._still_full()
+            return
+        ended = self.disk.note_drained()
+        if ended is None:
+            return
+        self._refusals_log.reset()
+        self._commit_errors_log.reset()
+        log.warning(
+            "disk space is back: the WAL of node %s is committed; accepting writes again after "
+            "%.1fs (%d write(s) refused)",
+            self.node_id,
+            ended[0],
+            ended[1],
+        )
 
     # -- closing and stats ----------------------------------------------------------------
 
@@ -606,11 +778,33 @@ class LogWriter:
                     self._closed = True
                 self._rotate()
                 self._drop_empty_segment()
+                if self._closed_segments and self.disk.full and not self._room():
+                    # committing could only fail: leave the WAL as it is for the next start
+                    raise self._full_at_close(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
                 self._commit_closed()
+        except DiskFull:
+            raise
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise self._full_at_close(exc) from None
+            raise
         finally:
             if self._syncer is not None:
                 self._syncer.stop()  # after the rotation synced everything
             self._unlock()
+
+    def _full_at_close(self, exc: BaseException) -> DiskFull:
+        with self._write_lock:
+            held = [*self._closed_segments, *([self._segment] if self._segment else [])]
+        records = sum(s.rows for s in held)
+        files = ", ".join(segment_path(self.wal_dir, s.number).name for s in held if s.rows)
+        return DiskFull(
+            f"The disk holding {self.data_dir} is full ({full_reason(exc)}): {records} record(s) of "
+            f"node {self.node_id!r} stay in its WAL ({files or 'no segment'} in {self.wal_dir}), "
+            "not yet in the tables.",
+            "free space on that disk and start 'trail collect' again: it commits them first, "
+            "nothing is lost",
+        )
 
     def _drop_empty_segment(self) -> None:
         with self._write_lock:
@@ -640,4 +834,8 @@ class LogWriter:
             "last_commit_seconds": self._last_commit_seconds,
             "fsyncs": self._fsyncs,
             "last_error": self._last_error,
+            "disk_full": self.disk.full,
+            "disk_full_seconds": self.disk.full_for(),
+            "disk_full_episodes": self.disk.episodes,
+            "writes_refused": self.disk.refused_total,
         }
