@@ -129,6 +129,7 @@ async def nodes(
         node.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await node.task
+        await node.engine.close()
         await node.link.close()
 
 
@@ -329,3 +330,82 @@ async def test_keys_of_abandoned_sessions_expire_and_churn_leaves_redis_flat(nod
     await r.aclose()
     assert left == [[], [], [], []]
     assert max(memory[1:]) <= memory[0] * 1.1
+
+
+async def test_a_stopping_node_leaves_its_sessions_the_grace_to_move(nodes: Any) -> None:
+    a, b = await nodes(2)
+    moving, staying = await a.handshake(), await a.handshake()
+    await a.subscribe(moving, "/m")
+    held = [asyncio.create_task(a.connect(cid, hold=5)) for cid in (moving, staying)]
+    await asyncio.sleep(0.2)
+    await a.engine.stop()
+    assert all(r[0]["successful"] for r in await asyncio.wait_for(asyncio.gather(*held), 2))
+    assert not a.heard.of("closed")  # a node stopping ends none of its sessions
+    nodes.clock.advance(0.5)
+    await b.publish("/m", "still here")
+    assert (await b.connect(moving, hold=1))[1:] == ["still here"]
+    nodes.clock.advance(0.6)
+    await b.engine.upkeep()
+    assert [c[:3] for c in b.heard.of("closed")] == [("closed", staying, "transport_closed")]
+
+
+async def test_a_node_stops_at_once_when_redis_is_gone(nodes: Any) -> None:
+    (a,) = await nodes(1)
+    client_id = await a.handshake()
+    task = asyncio.create_task(a.connect(client_id, hold=5))
+    await asyncio.sleep(0.2)
+    nodes.redis.stop()
+    a.link.failed(ConnectionError("gone"))
+    await asyncio.wait_for(a.engine.stop(), 3)
+    await asyncio.wait_for(task, 2)
+
+
+async def test_sessions_redis_lost_end_once_even_if_their_clients_never_return(
+    nodes: Any,
+) -> None:
+    a, b = await nodes(2)
+    client_id = await a.handshake()
+    await b.connect(client_id, hold=0)  # both nodes have served it
+    await a.link.client.flushdb()  # as a restart without persistence leaves it
+    await asyncio.gather(a.engine.upkeep(), b.engine.upkeep())
+    closed = a.heard.of("closed") + b.heard.of("closed")
+    assert [c[:3] for c in closed] == [("closed", client_id, "timeout")]
+    assert client_id not in a.engine.clients and client_id not in b.engine.clients
+
+
+class FakeStream:
+    """An EventSource stream bound on one node (as transports.EventStream is)."""
+
+    takes_for_any_connect = True
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def close(self) -> None:
+        return None
+
+
+async def test_an_eventsource_stream_gets_messages_while_its_connects_go_elsewhere(
+    nodes: Any,
+) -> None:
+    a, b = await nodes(2)
+    client_id = await b.handshake()
+    await b.subscribe(client_id, "/es")
+    stream = FakeStream()
+    await a.engine.load(client_id)  # as the stream's request does
+    client = a.engine.bind_socket(client_id, stream)
+    assert client is not None
+    batch = await b.engine.handle(
+        [{"channel": "/meta/connect", "clientId": client_id, "connectionType": "eventsource"}],
+        Context(),
+    )  # the heartbeat connect lands on the other node
+    assert batch.connect is not None
+    await b.engine.hold(batch.connect)
+    stream.woken.clear()
+    await b.publish("/es", "pushed")
+    await asyncio.wait_for(stream.woken.wait(), 2)
+    await a.engine.fill(client)
+    assert [d.message["data"] for d in a.engine.take(client)] == ["pushed"]

@@ -1,4 +1,6 @@
 // One load script for both servers: raw Bayeux clients over WebSocket or long-polling.
+// URL may be several, comma-separated (the nodes of a cluster): client i uses URL i mod n, the
+// publisher the first; latency is also reported for subscribers on another node than it.
 // Usage: node load.js URL ws|lp fanout SUBSCRIBERS MESSAGES
 //        node load.js URL ws|lp latency SUBSCRIBERS RATE SECONDS
 //        node load.js URL ws|lp idle CLIENTS          (prints "ready", holds until stdin closes)
@@ -7,13 +9,13 @@ const http = require('http');
 const WebSocket = require('faye-websocket');
 
 const [url, mode, test, ...rest] = process.argv.slice(2);
-const target = new URL(url);
+const urls = url.split(',');
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 const CHANNEL = '/bench/fan';
 let nextId = 0;
 const errors = { connect: 0, publish: 0 };
 
-function post(messages) {
+function post(target, messages) {
   const body = JSON.stringify(messages);
   return new Promise((resolve, reject) => {
     const req = http.request({
@@ -32,10 +34,13 @@ function post(messages) {
 }
 
 class BayeuxClient {
-  constructor(onData) { this.onData = onData; this.pending = new Map(); }
+  constructor(onData, index = 0) {
+    this.onData = onData; this.pending = new Map();
+    this.node = index % urls.length; this.url = urls[this.node]; this.target = new URL(this.url);
+  }
 
   async handshake() {
-    const [reply] = await post([{ channel: '/meta/handshake', version: '1.0',
+    const [reply] = await post(this.target, [{ channel: '/meta/handshake', version: '1.0',
       supportedConnectionTypes: ['websocket', 'long-polling'], id: String(++nextId) }]);
     if (!reply.successful) throw new Error('handshake: ' + reply.error);
     this.id = reply.clientId;
@@ -44,7 +49,7 @@ class BayeuxClient {
   async open() {
     await this.handshake();
     if (mode === 'ws') {
-      this.ws = new WebSocket.Client(url.replace(/^http/, 'ws'));
+      this.ws = new WebSocket.Client(this.url.replace(/^http/, 'ws'));
       this.ws.on('message', (event) => this.receive(JSON.parse(event.data)));
       await new Promise((resolve, reject) => { this.ws.on('open', resolve); this.ws.on('error', reject); });
     }
@@ -59,13 +64,13 @@ class BayeuxClient {
       this.ws.send(JSON.stringify([message]));
       return done;
     }
-    return post([message]).then((replies) => { this.receive(replies); return replies[0]; });
+    return post(this.target, [message]).then((replies) => { this.receive(replies); return replies[0]; });
   }
 
   connect() {
     const message = { channel: '/meta/connect', clientId: this.id, connectionType: mode === 'ws' ? 'websocket' : 'long-polling' };
     if (mode === 'ws') { this.ws.send(JSON.stringify([message])); return; }
-    post([message]).then((replies) => { this.receive(replies); }, () => {
+    post(this.target, [message]).then((replies) => { this.receive(replies); }, () => {
       errors.connect += 1;
       if (!this.closed) setTimeout(() => this.connect(), 100);
     });
@@ -95,7 +100,7 @@ async function openMany(count, onData) {
   for (let i = 0; i < count; i += 50) {
     const batch = [];
     for (let j = i; j < Math.min(count, i + 50); j++) {
-      const c = new BayeuxClient(onData);
+      const c = new BayeuxClient((m) => onData(m, c), j);
       batch.push(c.open().then(() => c.subscribe(CHANNEL)).then((ack) => {
         if (!ack.successful) throw new Error('subscribe: ' + ack.error);
         return c;
@@ -137,7 +142,12 @@ async function fanout(subscribers, messages) {
 
 async function latency(subscribers, rate, seconds) {
   const samples = [];
-  await openMany(subscribers, (m) => samples.push(Number(process.hrtime.bigint() - BigInt(m.data.t)) / 1e6));
+  const cross = [];
+  await openMany(subscribers, (m, c) => {
+    const ms = Number(process.hrtime.bigint() - BigInt(m.data.t)) / 1e6;
+    samples.push(ms);
+    if (c.node !== 0) cross.push(ms);
+  });
   const publisher = new BayeuxClient(() => {});
   await publisher.open();
   await new Promise((r) => setTimeout(r, 300));
@@ -148,8 +158,11 @@ async function latency(subscribers, rate, seconds) {
   }
   await new Promise((r) => setTimeout(r, 1000));
   samples.sort((a, b) => a - b);
+  cross.sort((a, b) => a - b);
   return { test: 'latency', mode, subscribers, seconds, published: total, received: samples.length,
-    expected: total * subscribers, p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99) };
+    expected: total * subscribers, p50_ms: percentile(samples, 0.5), p99_ms: percentile(samples, 0.99),
+    cross_p50_ms: cross.length ? percentile(cross, 0.5) : null,
+    cross_p99_ms: cross.length ? percentile(cross, 0.99) : null };
 }
 
 async function idle(count) {

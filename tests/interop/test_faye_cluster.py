@@ -23,6 +23,7 @@ pytestmark = pytest.mark.interop
 
 HERE = Path(__file__).resolve().parent / "faye"
 MODES = ["websocket", "long-polling"]
+CLIENT_JS = str(HERE.parent / "node_modules/faye/client/faye-browser-min.js")
 
 
 class Cluster:
@@ -33,7 +34,7 @@ class Cluster:
         self.nodes: list[Daemon] = []
         for i in range(count):
             args = ["--redis", self.redis.url, "--node-id", f"bus-{i}", "--open-publish"]
-            args += ["--timeout", "3", "--transport-grace", "1"]
+            args += ["--timeout", "3", "--transport-grace", "1", "--faye-client-js", CLIENT_JS]
             self.nodes.append(Daemon(tmp_path / f"node{i}", *args))
 
     def url(self, i: int) -> str:
@@ -219,3 +220,32 @@ def test_clients_recover_by_themselves_when_redis_restarts(
     assert after[0] != first_id  # it handshook again and subscribed again by itself
     with urllib.request.urlopen(c.nodes[0].url("/health"), timeout=5) as response:
         assert json.loads(response.read())["status"] == "ok"
+
+
+def test_the_browser_client_long_polling_across_two_nodes(
+    tmp_path: Path, scripts: Any, cluster: Any
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    c = cluster(2)
+    backends = [c.url(0)[:-5], c.url(1)[:-5]]
+    proxy = scripts(sys.executable, str(HERE / "round_robin.py"), "--page", str(HERE / "page.html"),
+                    *backends)  # fmt: skip
+    port = proxy.wait_line("listening").split()[1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/?disable=websocket,eventsource")
+            page.wait_for_function("window.result !== null", timeout=20_000)
+            result = page.evaluate("window.result")
+        finally:
+            browser.close()
+    assert "error" not in result, result
+    assert result["received"] == [{"channel": "/chat/lobby", "data": {"text": "from the browser"}}]
+    assert result["trail"]["trail"] == 403
+    assert result["transport"] == "long-polling"

@@ -154,6 +154,7 @@ async def _clustered(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await engine.close()
 
 
 async def _end_sessions(app: web.Application) -> None:

@@ -86,6 +86,10 @@ PREFIX = "trail:bayeux:"
 EVENTS = PREFIX + "events"
 REAP_BATCH = 200  # sessions one reaper call ends at most
 RETRY_MS = 1000  # advice.interval while Redis is unreachable
+POOL_SIZE = 64  # connections to Redis a node's engine uses at most
+COMMAND_TIMEOUT = 10.0  # seconds a command (or the wait for a connection) may take
+CHECK_SECONDS = 5.0  # how often a node checks that the sessions it caches still exist
+STOP_SECONDS = 2.0  # how long a stopping node spends telling Redis its transports closed
 
 # ARGV: prefix, id, ext, now, deadline, max clients, address key, max per address, ttl ms, node
 _HANDSHAKE = """
@@ -106,7 +110,8 @@ return 0
 """
 
 # A request from a session: it is alive. ARGV: prefix, id, now, silence s, ttl ms, connect?, node
-# Returns nil for an unknown session, else {ext, opened, gen, first connect?}.
+# Returns nil for an unknown session, else {ext, opened, gen, first connect?, connected, queue}:
+# a connect takes the queue at once (one round trip for a long-poll answered at once).
 _ENTER = """
 local p, cid, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local key = p..'c:'..cid
@@ -130,9 +135,15 @@ elseif why == 'transport_closed' then
 end
 redis.call('PEXPIRE', key, ttl)
 redis.call('PEXPIRE', p..'s:'..cid, ttl)
-redis.call('PEXPIRE', p..'q:'..cid, ttl)
+local q, items = p..'q:'..cid, {}
+if ARGV[6] == '1' then
+  items = redis.call('LRANGE', q, 0, -1)
+  if #items > 0 then redis.call('DEL', q) end
+else
+  redis.call('PEXPIRE', q, ttl)
+end
 return {redis.call('HGET', key, 'ext'), redis.call('HGET', key, 'opened'), gen, first,
-  redis.call('HGET', key, 'connected') or '0'}
+  redis.call('HGET', key, 'connected') or '0', items}
 """
 
 # A hold ended (the client is alive now). ARGV: prefix, id, now, silence s
@@ -206,10 +217,12 @@ redis.call('PUBLISH', p..'events', 'p\\n'..table.concat(ids, ',')..'\\n'..ARGV[5
 return {#ids, dropped}
 """
 
-# Take the queue for the latest connect. ARGV: prefix, id, gen. nil when superseded or gone.
+# Take the queue for the latest connect. ARGV: prefix, id, gen ('*': any connect, for an
+# EventSource stream, whose connects may go to other nodes). nil when superseded or gone.
 _TAKE = """
 local p, cid = ARGV[1], ARGV[2]
-if redis.call('HGET', p..'c:'..cid, 'gen') ~= ARGV[3] then return nil end
+local gen = redis.call('HGET', p..'c:'..cid, 'gen')
+if not gen or (ARGV[3] ~= '*' and gen ~= ARGV[3]) then return nil end
 local q = p..'q:'..cid
 local items = redis.call('LRANGE', q, 0, -1)
 if #items > 0 then redis.call('DEL', q) end
@@ -316,12 +329,15 @@ class ClusterEngine(Engine):
         )
         self.node_id = node_id
         self.link: Any = None  # trailcli.collector.redis_link.RedisLink
+        self.redis: Any = None  # the engine's redis.asyncio client (attach)
         self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._scripts: dict[str, Any] = {}
         # sessions with messages to take, gathered from events and taken in one pipeline
         self._to_take: dict[str, Client] = {}
+        self._fresh: set[str] = set()  # sessions whose connect just took their queue
         self._taker: asyncio.Future[None] | None = None
+        self._next_check = 0.0  # loop time of the next check of the cached sessions
         timeouts = 2 * self.config.timeout + self.config.grace + self.config.first_connect_timeout
         self.ttl_ms = int((timeouts + 60) * 1000)
         # how long an ended session's `gone:` mark stays: longer than any node keeps a copy of
@@ -333,7 +349,18 @@ class ClusterEngine(Engine):
     def attach(self, link: Any) -> None:
         """Use `link` (a RedisLink) for every command."""
         self.link = link
-        client = link.client
+        import redis.asyncio as aioredis
+
+        # its own pool, waiting for a free connection rather than failing when every one is
+        # busy (a burst of requests must not look like Redis lost); the same server as the link
+        pool = aioredis.BlockingConnectionPool.from_url(
+            link.url,
+            max_connections=POOL_SIZE,
+            timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+        )
+        self.redis = client = aioredis.Redis(connection_pool=pool)
         for name, text in (
             ("handshake", _HANDSHAKE),
             ("enter", _ENTER),
@@ -438,7 +465,7 @@ class ClusterEngine(Engine):
             if client is not None:
                 await self._lost(client, now)
             return
-        ext_text, opened, gen, first, connected = found
+        ext_text, opened, gen, first, connected, items = found
         if client is None:
             ext = _loads(ext_text)
             opened_at = datetime.fromtimestamp(float(opened), UTC)
@@ -448,6 +475,8 @@ class ClusterEngine(Engine):
             self.clients[client_id] = client
         if connect:
             client.gen = int(gen)
+            self._queue_taken(client, items)
+            self._fresh.add(client_id)
             # the first connect cluster-wide makes `_connect` tell observers; later ones do not
             client.connected = not int(first)
         else:
@@ -460,7 +489,7 @@ class ClusterEngine(Engine):
         from redis.exceptions import RedisError
 
         try:
-            won = await self.link.client.set(
+            won = await self.redis.set(
                 PREFIX + "gone:" + client.id, "1", nx=True, ex=self.gone_seconds
             )
         except (RedisError, OSError) as exc:
@@ -617,7 +646,10 @@ class ClusterEngine(Engine):
         now = self.clock()
         try:
             await self._reap(now)
-            await self._check_cached(now)
+            tick = asyncio.get_running_loop().time()
+            if tick >= self._next_check:
+                self._next_check = tick + CHECK_SECONDS
+                await self._check_cached(now)
         except RedisDown:
             return
 
@@ -640,7 +672,7 @@ class ClusterEngine(Engine):
         if not cached:
             return
         try:
-            async with self.link.client.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 for client in cached:
                     pipe.exists(PREFIX + "c:" + client.id)
                 found = await pipe.execute()
@@ -662,24 +694,28 @@ class ClusterEngine(Engine):
 
     async def stop(self) -> None:
         """This node stops; the sessions live on: their transports here closed, so each has
-        `grace` to come back on another node."""
+        `grace` to come back on another node (told to Redis in one pipeline, given at most
+        `STOP_SECONDS`: a node whose Redis is gone still stops at once)."""
         self.stopping = True
+        serving = [c for c in self.clients.values() if c.held or c.socket is not None]
+        if serving and self.link is not None and self.link.up:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._closed_here(serving), STOP_SECONDS)
         for client in list(self.clients.values()):
-            if client.held or client.socket is not None:
-                with contextlib.suppress(RedisDown):
-                    await self._run(
-                        "transport_closed",
-                        client.id,
-                        self.clock().timestamp(),
-                        self.config.grace,
-                        client.gen,
-                    )
             _wake(client)
             if client.socket is not None:
                 client.socket.close()
                 client.socket = None
         for task in list(self._tasks):
             task.cancel()
+
+    async def _closed_here(self, clients: list[Client]) -> None:
+        at = self.clock().timestamp()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client in clients:
+                args = [PREFIX, client.id, at, self.config.grace, client.gen]
+                await self._scripts["transport_closed"](keys=[], args=args, client=pipe)
+            await pipe.execute()
 
     def transport_closed(self, client_id: str, socket: Any = None) -> None:
         client = self.clients.get(client_id)
@@ -701,11 +737,16 @@ class ClusterEngine(Engine):
     async def hold(
         self, pending: PendingConnect, stop: asyncio.Event | None = None
     ) -> list[Outgoing]:
+        started = asyncio.get_running_loop().time()
         try:
             return await super().hold(pending, stop)
         finally:
             client = pending.client
-            if not client.ended:
+            self._fresh.discard(client.id)
+            held = asyncio.get_running_loop().time() - started
+            # the connect set the silence deadline; a long hold moves it on (a short one,
+            # answered with messages, leaves it: the next connect follows at once)
+            if not client.ended and held > self.config.timeout / 2:
                 silence = 2 * self.config.timeout
                 self._spawn(self._run("ping", client.id, self.clock().timestamp(), silence))
 
@@ -718,7 +759,9 @@ class ClusterEngine(Engine):
             try:
                 # the taker fills the queue of a waiting connect; a connect takes for itself
                 # when it starts and when woken with nothing (moved elsewhere, Redis back)
-                if not client.queue and not await self._take(client):
+                fresh = client.id in self._fresh
+                self._fresh.discard(client.id)
+                if not client.queue and not fresh and not await self._take(client):
                     break
                 if client.queue:
                     break
@@ -732,6 +775,11 @@ class ClusterEngine(Engine):
                     timer.cancel()
                 if client.waiter is waiter:
                     client.waiter = None
+
+    async def load(self, client_id: str) -> None:
+        if client_id not in self.clients:
+            with contextlib.suppress(RedisDown):
+                await self._enter(client_id, self.clock(), False)
 
     async def fill(self, client: Client) -> None:
         if not client.queue:
@@ -752,10 +800,10 @@ class ClusterEngine(Engine):
             woken = list(self._to_take.values())
             self._to_take.clear()
             try:
-                async with self.link.client.pipeline(transaction=False) as pipe:
+                async with self.redis.pipeline(transaction=False) as pipe:
                     for client in woken:
                         await self._scripts["take"](
-                            keys=[], args=[PREFIX, client.id, client.gen], client=pipe
+                            keys=[], args=[PREFIX, client.id, _taker_gen(client)], client=pipe
                         )
                     results = await pipe.execute()
             except (RedisError, OSError) as exc:
@@ -790,7 +838,7 @@ class ClusterEngine(Engine):
         """Move the session's queue from Redis to `client.queue`; False when this node's
         connect is no longer the client's latest (or Redis is down): the hold should end."""
         try:
-            items = await self._run("take", client.id, client.gen)
+            items = await self._run("take", client.id, _taker_gen(client))
         except RedisDown:
             return False
         if items is None:
@@ -844,7 +892,7 @@ class ClusterEngine(Engine):
         from redis.exceptions import RedisError
 
         while True:
-            pubsub = self.link.client.pubsub()
+            pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(EVENTS)
                 self._wake_all()  # anything published while this node was deaf is queued
@@ -858,6 +906,12 @@ class ClusterEngine(Engine):
                     await pubsub.aclose()
             await self.link.wait_up()
             await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        """Close the engine's connections to Redis (after `hear_events` was cancelled)."""
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
 
     def _wake_all(self) -> None:
         for client in list(self.clients.values()):
@@ -894,6 +948,13 @@ class ClusterEngine(Engine):
                 client = self.clients.get(client_id)
                 if client is not None:
                     self._forget(client)
+
+
+def _taker_gen(client: Client) -> int | str:
+    """The connect number a take for `client` must match: its latest connect served here, or
+    any while an EventSource stream is bound here (its connects come as separate requests,
+    which a load balancer may send to other nodes; the stream stays the client's)."""
+    return "*" if getattr(client.socket, "takes_for_any_connect", False) else client.gen
 
 
 class RedisDown(Exception):

@@ -771,6 +771,11 @@ class Engine:
         """The node is stopping (the app's shutdown): end its sessions."""
         self.shutdown()
 
+    async def load(self, client_id: str) -> None:
+        """Make a session served elsewhere known here before a transport binds to it (one
+        node's engine knows every session already)."""
+        return None
+
     async def fill(self, client: Client) -> None:
         """Bring what is queued for `client` elsewhere into `client.queue` (a socket about to
         send calls it; one node's engine has everything here already)."""

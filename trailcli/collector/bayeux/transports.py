@@ -273,6 +273,7 @@ class FayeEndpoint:
         """`GET /faye/<clientId>` as `text/event-stream`: the client's messages, pushed."""
         client_id = request.path.rstrip("/").rsplit("/", 1)[-1]
         stream = EventStream(self.engine, self._context(request, "eventsource"))
+        await self.engine.load(client_id)
         client = self.engine.bind_socket(client_id, stream)
         if client is None:
             self.engine.stats["bad_requests"] += 1
@@ -405,6 +406,9 @@ class EventStream:
     """An EventSource stream bound to one client: `data: [messages]` frames and comment pings."""
 
     PING_SECONDS = 10.0
+    # in a cluster, the stream receives whatever is queued for its client, whichever node
+    # served the client's latest connect
+    takes_for_any_connect = True
 
     def __init__(self, engine: Engine, context: Context) -> None:
         self.engine = engine
