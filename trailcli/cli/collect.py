@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -190,22 +190,36 @@ def start(settings: object) -> None:
     from trailcli.collector.settings import Settings
 
     assert isinstance(settings, Settings)
-    run(settings, reports=ReportsForDashboard(), purge=retention_purge(settings))
+    purge = retention_purge(settings)
+    if settings.workers > 1:
+        from trailcli.collector.workers import supervise
+
+        code = supervise(settings, reports=ReportsForDashboard(), purge=purge)
+        if code:
+            raise typer.Exit(code)
+        return
+    run(settings, reports=ReportsForDashboard(), purge=purge)
 
 
-def retention_purge(settings: object) -> Callable[[Path, datetime], str] | None:
-    """What the collector's daily upkeep calls to drop the days past its retention (None: off)."""
+@dataclass(frozen=True)
+class RetentionPurge:
+    """What the collector's daily upkeep calls to drop the days past its retention (a class, not
+    a closure, so a `--workers` worker process can be handed it)."""
+
+    older_than: timedelta
+    keep_daily: bool
+
+    def __call__(self, data_dir: Path, now: datetime) -> str:
+        from trailcli.retention.purge import purge as run_purge
+
+        return run_purge(data_dir, self.older_than, now=now, keep_daily=self.keep_daily).line()
+
+
+def retention_purge(settings: object) -> RetentionPurge | None:
+    """The daily purge of `--retention` (None: off)."""
     from trailcli.collector.settings import Settings
 
     assert isinstance(settings, Settings)
     if not settings.retention:
         return None
-    older_than = timedelta(seconds=settings.retention)
-    keep_daily = settings.keep_daily
-
-    def purge(data_dir: Path, now: datetime) -> str:
-        from trailcli.retention.purge import purge as run_purge
-
-        return run_purge(data_dir, older_than, now=now, keep_daily=keep_daily).line()
-
-    return purge
+    return RetentionPurge(timedelta(seconds=settings.retention), settings.keep_daily)

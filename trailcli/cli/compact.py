@@ -3,6 +3,7 @@ presence snapshots."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -40,6 +41,14 @@ def compact(
         ),
     ] = None,
     tz: Tz = "UTC",
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="TRAIL_REDIS_URL",
+            help="The cluster's Redis: wait for no node to be compacting (its lock) [none].",
+        ),
+    ] = None,
 ) -> None:
     """Compact closed days into large deduplicated files and vacuum old ones."""
     with cli_errors():
@@ -47,14 +56,20 @@ def compact(
         from trailcli.store.maintenance import compact as run_compact
         from trailcli.timeparse import parse_duration, parse_time, parse_tz
 
-        summary = run_compact(
-            data_dir,
-            older_than=parse_time(older_than, parse_tz(tz)),
-            kinds=kind or None,
-            retention=parse_duration(retention),
-            progress=warn,
-        )
-        if "presence" in summary.kinds:
-            warn("presence: building snapshots")
-            build_snapshots(data_dir, progress=warn)
+        lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if redis:
+            from trailcli.collector.maintenance_lock import held_sync
+
+            lock = held_sync(redis)
+        with lock:
+            summary = run_compact(
+                data_dir,
+                older_than=parse_time(older_than, parse_tz(tz)),
+                kinds=kind or None,
+                retention=parse_duration(retention),
+                progress=warn,
+            )
+            if "presence" in summary.kinds:
+                warn("presence: building snapshots")
+                build_snapshots(data_dir, progress=warn)
         warn(summary.line())

@@ -65,9 +65,11 @@ def create_app(
     app[STARTED_AT] = time.time()
     app[HEALTH_CHECKS] = []
     if settings.redis:
+        from trailcli.collector.cluster import cluster_ctx
         from trailcli.collector.redis_link import redis_ctx
 
         app.cleanup_ctx.append(redis_ctx)  # first: what is shared through Redis needs it
+        app.cleanup_ctx.append(cluster_ctx)  # refused here when the node id is live
     tracker = PresenceTracker(settings=settings, metrics=app[METRICS], app=app)
     # the one subscription to durable records: the live view and /trail/events hear of them
     app.cleanup_ctx.append(_store_ctx(listeners=[tracker]))
@@ -226,6 +228,19 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+@contextlib.asynccontextmanager
+async def _one_node_at_a_time(app: web.Application) -> AsyncIterator[bool]:
+    """In a cluster, the maintenance lock in Redis (renewed while held); alone, always True."""
+    if not app[SETTINGS].redis:
+        yield True
+        return
+    from trailcli.collector.maintenance_lock import held
+    from trailcli.collector.redis_link import REDIS
+
+    async with held(app[REDIS].client) as mine:
+        yield mine
+
+
 def _bin_pack(data_dir: Path) -> None:
     maintenance.bin_pack_today(data_dir)
 
@@ -248,7 +263,11 @@ async def _every(
         await asyncio.sleep(interval)
         started = time.monotonic()
         try:
-            await asyncio.to_thread(run, app[SETTINGS].data_dir)
+            async with _one_node_at_a_time(app) as mine:
+                if not mine:
+                    app[METRICS].inc("maintenance_skipped_total", {"job": job})
+                    continue  # another node of the cluster is at it
+                await asyncio.to_thread(run, app[SETTINGS].data_dir)
         except NoDataError:
             continue  # no table yet: nothing to pack
         except Exception as exc:  # keep collecting; the next round retries

@@ -205,8 +205,10 @@ class GuardedSite(web.BaseSite):
         *,
         backlog: int = 1024,
         reuse_address: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        self.reuse_port = reuse_port
         self.guard = guard
         self.host = host
         self.port = port
@@ -227,6 +229,7 @@ class GuardedSite(web.BaseSite):
             self.port,
             backlog=self._backlog,
             reuse_address=self.reuse_address,
+            reuse_port=self.reuse_port or None,
         )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from aiohttp import web
@@ -45,8 +46,14 @@ async def serve(
     announce: TextIO = sys.stderr,
     reports: Reports | None = None,
     purge: Purge | None = None,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store."""
+    """Serve until `stop` is set, then stop accepting, finish in-flight requests, close the store.
+
+    `reuse_port` listens with SO_REUSEPORT (a `--workers` worker); `on_ready` is called once
+    listening."""
     app = create_app(settings, reports=reports, purge=purge)
     guard = connection_guard(settings, app[METRICS])
     asyncio.get_running_loop().set_exception_handler(AcceptErrors(app[METRICS]))
@@ -63,7 +70,14 @@ async def serve(
     )
     await runner.setup()
     try:
-        site = GuardedSite(runner, guard, settings.host, settings.port, backlog=guard.backlog)
+        site = GuardedSite(
+            runner,
+            guard,
+            settings.host,
+            settings.port,
+            backlog=guard.backlog,
+            reuse_port=reuse_port,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -72,6 +86,8 @@ async def serve(
                 "pass another --port (0 picks a free one) or stop what is using it",
             ) from None
         print(startup_line(settings, runner, app), file=announce, flush=True)
+        if on_ready is not None:
+            on_ready()
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -105,7 +121,14 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def run(settings: Settings, reports: Reports | None = None, purge: Purge | None = None) -> None:
+def run(
+    settings: Settings,
+    reports: Reports | None = None,
+    purge: Purge | None = None,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Run the daemon in this process until SIGTERM or SIGINT; returns normally after a clean stop."""
     configure_logging()
 
@@ -114,6 +137,8 @@ def run(settings: Settings, reports: Reports | None = None, purge: Purge | None 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop, reports=reports, purge=purge)
+        await serve(
+            settings, stop, reports=reports, purge=purge, reuse_port=reuse_port, on_ready=on_ready
+        )
 
     asyncio.run(main())

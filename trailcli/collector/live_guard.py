@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from trailcli.collector import identity
@@ -28,8 +29,16 @@ class LiveChannelGuard:
     did)."""
 
     def __init__(
-        self, engine: Engine, api_token: str | None, watchers: set[str], metrics: Metrics
+        self,
+        engine: Engine,
+        api_token: str | None,
+        watchers: set[str],
+        metrics: Metrics,
+        remote: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """`remote` asks the cluster whether a session opened on another node showed the token
+        at its handshake."""
+        self.remote = remote
         self.engine = engine
         self.api_token = api_token
         self.watchers = watchers
@@ -40,6 +49,15 @@ class LiveChannelGuard:
         if channel == "/meta/handshake":
             handshake_has_token.set(self._has_token(message))
         elif channel == "/meta/subscribe":
+            client_id = message.get("clientId")
+            if (
+                self.remote is not None
+                and isinstance(client_id, str)
+                and client_id not in self.watchers
+                and self._guarded(message)
+                and await self.remote(client_id)
+            ):
+                self.watchers.add(client_id)
             self._check_subscribe(message)
 
     def _has_token(self, message: dict[str, Any]) -> bool:
@@ -48,10 +66,13 @@ class LiveChannelGuard:
         token = trail.get("token") if isinstance(trail, dict) else None
         return isinstance(token, str) and identity.tokens_equal(token, self.api_token)
 
-    def _check_subscribe(self, message: dict[str, Any]) -> None:
+    def _guarded(self, message: dict[str, Any]) -> list[str]:
         wanted = message.get("subscription")
         patterns = wanted if isinstance(wanted, list) else [wanted]
-        guarded = [p for p in patterns if isinstance(p, str) and covers_live_channels(p)]
+        return [p for p in patterns if isinstance(p, str) and covers_live_channels(p)]
+
+    def _check_subscribe(self, message: dict[str, Any]) -> None:
+        guarded = self._guarded(message)
         if not guarded:
             return
         client_id = message.get("clientId")

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from trailcli.collector import identity, keys
 from trailcli.collector.bayeux.engine import Engine
+from trailcli.collector.cluster import CLUSTER
 from trailcli.collector.http import json_error, request_fields
 from trailcli.collector.presence_claims import binding_from
 from trailcli.collector.presence_tracker import (
@@ -48,11 +49,9 @@ async def identify_session(request: web.Request) -> web.Response:
         raise json_error(
             400, "visit_token is required.", "ahoy.js keeps it in the ahoy_visit cookie"
         )
-    outcome = tracker.identify(client_id, binding, user_id)
+    outcome = await tracker.identify_anywhere(client_id, binding, user_id)
     if outcome == UNKNOWN_CLIENT:
-        raise json_error(
-            404, "No open session with this client_id on this node.", "handshake first"
-        )
+        raise json_error(404, "No open session with this client_id.", "handshake first")
     if outcome == OTHER_VISIT:
         raise json_error(
             409, "This session is already bound to another visit.", "handshake a new session"
@@ -63,9 +62,16 @@ async def identify_session(request: web.Request) -> web.Response:
 async def online_now(request: web.Request) -> web.Response:
     """GET /api/online (API token): who is online now, as `trail online --at now --format json`."""
     identity.require_api_token(request)
-    rows = request.app[TRACKER].live.online()
-    for row in rows:
-        row["online_since"] = row["online_since"].isoformat()
+    tracker = request.app[TRACKER]
+    rows = tracker.online_rows()
+    cluster = request.app.get(CLUSTER)
+    if cluster is not None and cluster.link.up:
+        from redis.exceptions import RedisError
+
+        try:  # the whole cluster; this node's own rows alone while Redis is away
+            rows = await cluster.online(tracker.live.online())
+        except (RedisError, OSError) as exc:
+            cluster.link.failed(exc)
     return web.json_response(rows, headers={"Cache-Control": "no-store"})
 
 
@@ -92,7 +98,15 @@ def _tracker_ctx(
         metrics.gauge_fn("presence_persons", tracker.live.persons_count, "Persons online now.")
         for name, help in COUNTERS.items():
             metrics.describe(name, "counter", help)
-        await tracker.start(app[keys.WRITER], app[keys.NODE_ID], engine)
+        cluster = app.get(CLUSTER)
+        if cluster is not None:
+            metrics.gauge_fn(
+                "presence_forwards_dropped",
+                lambda: cluster.forward_drops,
+                "Session events for another node that found no owner (the session had ended, or "
+                "its node died) or were lost with Redis.",
+            )
+        await tracker.start(app[keys.WRITER], app[keys.NODE_ID], engine, cluster)
         yield
         await tracker.stop()
 

@@ -26,6 +26,7 @@ from trailcli import channels
 from trailcli.collector import identity
 from trailcli.collector.ahoy_payload import loads as payload_json
 from trailcli.collector.bayeux.engine import Engine, EngineObserver
+from trailcli.collector.cluster import Cluster, LostNode
 from trailcli.collector.live_guard import LiveChannelGuard, handshake_has_token
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.presence_claims import REFUSAL_OF, UNSCOPED_ACCEPTED, binding_from
@@ -128,6 +129,7 @@ class PresenceTracker(EngineObserver):
             timedelta(seconds=settings.transport_grace), max_visits=settings.visit_cache_size
         )
         self.engine: Engine | None = None
+        self.cluster: Cluster | None = None  # with --redis: the node's share of the cluster
         self.watchers: set[str] = set()
         self._seq = 0
         self._rows: list[tuple[str, dict[str, Any]]] = []
@@ -138,6 +140,7 @@ class PresenceTracker(EngineObserver):
         self._side_writes: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._last_heartbeat = 0.0
+        self._from_peer = False  # handling an event another node forwarded (never forward it)
         # sessions that have not sent /meta/connect yet: what to do once they do
         self._unconnected: dict[str, list[Callable[[], Any]]] = {}
         self._erased = erasure.Erased()  # the data dir's erasure list, as last read
@@ -145,9 +148,17 @@ class PresenceTracker(EngineObserver):
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, writer: LogWriter, node_id: str, engine: Engine | None) -> None:
-        """Close what a crash left open, write the start heartbeat, then begin observing."""
-        self.writer, self.node_id = writer, node_id
+    async def start(
+        self,
+        writer: LogWriter,
+        node_id: str,
+        engine: Engine | None,
+        cluster: Cluster | None = None,
+    ) -> None:
+        """Close what a crash left open, write the start heartbeat, then begin observing.
+
+        In a cluster, sessions a survivor already ended (`node_lost`) are not closed again."""
+        self.writer, self.node_id, self.cluster = writer, node_id, cluster
         try:
             recovered = await asyncio.to_thread(
                 unclosed_sessions, self.settings.data_dir, self.node_id
@@ -158,6 +169,11 @@ class PresenceTracker(EngineObserver):
             recovered = Recovered([], None, 0)
         now = self.clock()
         self._seq = max(recovered.max_seq + 1, _micros(now))
+        if cluster is not None:
+            self._seq = max(self._seq, cluster.seq_floor)
+            recovered.sessions = [
+                s for s in recovered.sessions if s.client_id not in cluster.lost_ids
+            ]
         for session in recovered.sessions:
             self._enqueue(
                 "offline",
@@ -180,15 +196,31 @@ class PresenceTracker(EngineObserver):
         ]
         if engine is not None:
             self.engine = engine
-            guard = LiveChannelGuard(engine, self.settings.api_token, self.watchers, self.metrics)
+            guard = LiveChannelGuard(
+                engine,
+                self.settings.api_token,
+                self.watchers,
+                self.metrics,
+                remote=cluster.is_watcher if cluster is not None else None,
+            )
             engine.add_extension(guard)
             engine.add_observer(self)
+        if cluster is not None:
+            cluster.start(self)
 
     def shut_down(self) -> None:
-        """The server is stopping (SIGTERM): every open session ends now with `server_shutdown`."""
+        """The server is stopping (SIGTERM): every open session ends now with `server_shutdown`.
+
+        In a cluster the sessions live on in the Bayeux engine: each is also handed over, so
+        the node its client reaches next takes it over (a new stretch under that node's id)."""
         now = self.clock()
         self._unconnected.clear()
         for client_id in self.live.session_ids():
+            if self.cluster is not None:
+                binding = self.live.session_binding(client_id) or Binding()
+                channels_ = sorted(self.live.session_channels(client_id))
+                state = [binding.visit_token, binding.visitor_token, binding.user_id, channels_]
+                self.cluster.hand_over(client_id, state)
             self.client_closed(client_id, "server_shutdown", now, now)
         self._stopping = True
 
@@ -212,11 +244,14 @@ class PresenceTracker(EngineObserver):
     # -- engine observer --------------------------------------------------------------------------
 
     def client_opened(self, client_id: str, ext: dict[str, Any], now: datetime) -> None:
-        if handshake_has_token.get():
+        watcher = handshake_has_token.get()
+        if watcher:
             handshake_has_token.set(False)
             self.watchers.add(client_id)
         if self._stopping:
             return
+        if self.cluster is not None:  # this node writes the session's rows, wherever it goes
+            self.cluster.own(client_id, watcher)
         binding, ignored, user_id = binding_from(
             ext, self.settings.secret, self.settings.accept_unscoped_user_tokens
         )
@@ -228,7 +263,11 @@ class PresenceTracker(EngineObserver):
 
     def client_connected(self, client_id: str, now: datetime) -> None:
         """The session's first connect: it was online from its handshake; write what it did."""
-        for step in self._unconnected.pop(client_id, ()):
+        steps = self._unconnected.pop(client_id, None)
+        if steps is None:
+            self._to_owner(client_id, ["connected", client_id, now.isoformat()])
+            return
+        for step in steps:
             step()
 
     def _open_session(
@@ -236,6 +275,10 @@ class PresenceTracker(EngineObserver):
     ) -> None:
         self._enqueue("online", time=at, client_id=client_id, reason="handshake", binding=binding)
         self._announce(self.live.open(client_id, binding, at))
+        if self.cluster is not None:
+            self.cluster.session_opened(
+                client_id, self.live.session_binding(client_id) or binding, at
+            )
         self._bind_user(binding, user_id, at)
 
     def _deferred(self, client_id: str, step: Callable[[], Any]) -> bool:
@@ -254,7 +297,10 @@ class PresenceTracker(EngineObserver):
         later = functools.partial(self.client_subscribed, client_id, channel, now)
         if self._deferred(client_id, later):
             return
-        if self._stopping or not self.live.has_session(client_id):
+        if not self.live.has_session(client_id):
+            self._to_owner(client_id, ["subscribed", client_id, channel, now.isoformat()])
+            return
+        if self._stopping:
             return
         self.live.subscribe(client_id, channel)
         binding = self.live.session_binding(client_id)
@@ -264,7 +310,10 @@ class PresenceTracker(EngineObserver):
         later = functools.partial(self.client_unsubscribed, client_id, channel, now)
         if self._deferred(client_id, later):
             return
-        if self._stopping or not self.live.has_session(client_id):
+        if not self.live.has_session(client_id):
+            self._to_owner(client_id, ["unsubscribed", client_id, channel, now.isoformat()])
+            return
+        if self._stopping:
             return
         self.live.unsubscribe(client_id, channel)
         binding = self.live.session_binding(client_id)
@@ -277,10 +326,14 @@ class PresenceTracker(EngineObserver):
     ) -> None:
         self.watchers.discard(client_id)
         if self._unconnected.pop(client_id, None) is not None:
+            if self.cluster is not None:
+                self.cluster.disown(client_id)
             return  # never connected, so never online: nothing was written, nothing is
         binding = self.live.session_binding(client_id)
-        if binding is None:
-            return  # never seen, or already closed (e.g. by shut_down)
+        if binding is None:  # opened on another node, or already closed (e.g. by shut_down)
+            event = ["closed", client_id, reason, last_alive.isoformat(), now.isoformat()]
+            self._to_owner(client_id, event)
+            return
         self._enqueue(
             "offline",
             time=last_alive,
@@ -290,6 +343,83 @@ class PresenceTracker(EngineObserver):
             binding=binding,
         )
         self._announce(self.live.close(client_id, last_alive, now))
+        if self.cluster is not None:
+            self.cluster.session_closed(client_id)
+            self.cluster.disown(client_id)
+
+    # -- sessions opened on another node of the cluster ------------------------------------------
+
+    def _to_owner(self, client_id: str, event: list[Any]) -> None:
+        """An event of a session this node does not hold: to the node that opened it."""
+        if self.cluster is not None and not self._from_peer and not self._stopping:
+            self.cluster.forward(client_id, event)
+
+    def forwarded(self, event: list[Any]) -> None:
+        """Handle an event another node heard for a session opened here, as if heard here."""
+        kind, client_id, *args = event
+        self._from_peer = True
+        try:
+            if kind == "connected":
+                self.client_connected(client_id, datetime.fromisoformat(args[0]))
+            elif kind == "subscribed":
+                self.client_subscribed(client_id, args[0], datetime.fromisoformat(args[1]))
+            elif kind == "unsubscribed":
+                self.client_unsubscribed(client_id, args[0], datetime.fromisoformat(args[1]))
+            elif kind == "closed":
+                last, now = datetime.fromisoformat(args[1]), datetime.fromisoformat(args[2])
+                self.client_closed(client_id, args[0], last, now)
+            elif kind == "identify":
+                visit, visitor, user, user_id = args
+                self.identify(client_id, Binding(visit, visitor, user), user_id)
+        finally:
+            self._from_peer = False
+
+    def live_channels(self) -> dict[str, tuple[str, ...]]:
+        return {c: _patterns(c) for c in (PRESENCE_CHANNEL, EVENTS_CHANNEL)}
+
+    def client_active(self, client_id: str, now: datetime) -> None:
+        if (
+            self.cluster is not None
+            and not self._stopping
+            and client_id not in self._unconnected
+            and not self.live.has_session(client_id)
+        ):
+            self.cluster.active_elsewhere(client_id, now)
+
+    def take_over(self, client_id: str, state: list[Any], now: datetime) -> None:
+        """A session whose node stopped cleanly goes on here: a new stretch (`online`, reason
+        `handover`) under this node's id, with the binding and subscriptions it had."""
+        if self._stopping or self.live.has_session(client_id):
+            return
+        visit, visitor, user, channels_ = state
+        binding = Binding(visit, visitor, user)
+        assert self.cluster is not None
+        self.cluster.own(client_id, False)
+        self._enqueue("online", time=now, client_id=client_id, reason="handover", binding=binding)
+        self._announce(self.live.open(client_id, binding, now))
+        self.cluster.session_opened(client_id, self.live.session_binding(client_id) or binding, now)
+        for channel in channels_:
+            self.live.subscribe(client_id, channel)
+            self._enqueue(
+                "subscribe", time=now, client_id=client_id, channel=channel, binding=binding
+            )
+
+    async def identify_anywhere(self, client_id: str, binding: Binding, user_id: str | None) -> str:
+        """`identify`, handed to the node that opened the session when it is not this one."""
+        outcome = self.identify(client_id, binding, user_id)
+        if outcome != UNKNOWN_CLIENT or self.cluster is None or self._stopping:
+            return outcome
+        from redis.exceptions import RedisError
+
+        try:
+            if not await self.cluster.has_owner(client_id):
+                return UNKNOWN_CLIENT
+        except (RedisError, OSError) as exc:
+            self.cluster.link.failed(exc)
+            return UNKNOWN_CLIENT
+        fields = [binding.visit_token, binding.visitor_token, binding.user_id, user_id]
+        self.cluster.forward(client_id, ["identify", client_id, *fields])
+        return IDENTIFIED
 
     # -- identify (POST /api/presence/identify) --------------------------------------------------
 
@@ -309,6 +439,8 @@ class PresenceTracker(EngineObserver):
         after = self.live.session_binding(client_id)
         if after != before:
             self._enqueue("identify", time=now, client_id=client_id, binding=after)
+            if self.cluster is not None and after is not None:
+                self.cluster.session_bound(client_id, after, now)
         self._announce(changes)
         self._bind_user(after or binding, user_id, now)
         return IDENTIFIED
@@ -318,6 +450,8 @@ class PresenceTracker(EngineObserver):
     def on_durable(self, kind: str, records: Sequence[Mapping[str, Any]]) -> None:
         """Feed the live view and `/trail/events` with records the store has just made durable
         (those of erased people are left out: their WAL commit drops them too)."""
+        if self.cluster is not None:
+            self.cluster.touched()
         erased = self._erased
         if erased:
             records = [r for r in records if not erased.record_erased(r)]
@@ -397,16 +531,20 @@ class PresenceTracker(EngineObserver):
         reason: str | None = None,
         channel: str | None = None,
         binding: Binding | None = None,
+        node_id: str | None = None,
+        seq: int | None = None,
     ) -> None:
         if len(self._rows) >= MAX_PENDING_ROWS:
             self.metrics.inc("drops_total", {"reason": "presence_backlog"})
             return
         b = binding or Binding()
-        self._seq += 1
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
         row = {
             "time": time,
-            "seq": self._seq,
-            "node_id": self.node_id,
+            "seq": seq,
+            "node_id": node_id or self.node_id,
             "client_id": client_id,
             "transition": transition,
             "reason": reason,
@@ -425,11 +563,53 @@ class PresenceTracker(EngineObserver):
         self._enqueue("heartbeat", time=now)
 
     def _announce(self, changes: list[Change]) -> None:
+        for change in changes:
+            self.metrics.inc("presence_changes_total", {"type": change.type})
+        if self.cluster is not None and self.cluster.link.up:
+            self.cluster.changes(changes)  # announced by announce_cluster if cluster-wide
+        else:
+            self.announce_cluster(changes)
+
+    # -- the cluster's questions (trailcli.collector.cluster.Member) ------------------------------
+
+    def announce_cluster(self, changes: list[Change]) -> None:
         if changes and self._has_watchers(PRESENCE_CHANNEL):
             for change in changes:
                 self._publish_later(PRESENCE_CHANNEL, change.message())
-        for change in changes:
-            self.metrics.inc("presence_changes_total", {"type": change.type})
+
+    def cluster_state(self) -> tuple[list[tuple[str, Binding, datetime]], list[Change]]:
+        return self.live.sessions(), self.live.present()
+
+    def online_rows(self) -> list[dict[str, Any]]:
+        rows = self.live.online()
+        for row in rows:
+            row["online_since"] = row["online_since"].isoformat()
+        return rows
+
+    def end_lost(self, lost: LostNode) -> None:
+        """A dead node's sessions end at its last heartbeat, in rows under its node id (as its
+        own restart would have written them), with seqs the cluster reserved for this claim."""
+        now = self.clock()
+        for i, session in enumerate(lost.sessions):
+            self._enqueue(
+                "offline",
+                time=session.ended_at(lost.last_heartbeat),
+                detected_at=now,
+                client_id=session.client_id,
+                reason="node_lost",
+                binding=session.binding,
+                node_id=lost.node_id,
+                seq=lost.first_seq + i,
+            )
+        self.announce_cluster(lost.left)
+
+    def forget(self, client_ids: set[str]) -> None:
+        now = self.clock()
+        for client_id in client_ids:
+            self.watchers.discard(client_id)
+            self._unconnected.pop(client_id, None)
+            if self.live.has_session(client_id):
+                self._announce(self.live.close(client_id, now, now))
 
     def _publish_later(self, channel: str, data: dict[str, Any]) -> None:
         try:
@@ -440,6 +620,12 @@ class PresenceTracker(EngineObserver):
     def _has_watchers(self, channel: str) -> bool:
         if self.engine is None:
             return False
+        if self.cluster is not None and (
+            channel == PRESENCE_CHANNEL or self.cluster.watched.get(channel)
+        ):
+            # a session on some node of the cluster: joins and leaves are few, always published;
+            # each event is published only while the cluster has a watcher (checked each tick)
+            return True
         patterns = _patterns(channel)  # Bayeux subscribers, then in-process listeners
         return any(map(self.engine.subscribers.get, patterns)) or any(
             map(self.engine.listeners.get, patterns)
@@ -465,6 +651,10 @@ class PresenceTracker(EngineObserver):
             try:
                 for kind, records in _runs(batch):
                     await self.writer.append_async(kind, records)
+                if self.cluster is not None:
+                    beats = [r["time"] for _, r in batch if r["transition"] == "heartbeat"]
+                    if beats:
+                        self.cluster.beat(max(beats))
             except Exception as exc:
                 self._rows = batch + self._rows
                 self.metrics.inc("presence_write_errors_total")

@@ -226,11 +226,23 @@ class LiveView:
         session = self._sessions.get(client_id)
         return session.binding if session else None
 
+    def session_channels(self, client_id: str) -> set[str]:
+        session = self._sessions.get(client_id)
+        return set(session.channels) if session else set()
+
     def has_session(self, client_id: str) -> bool:
         return client_id in self._sessions
 
     def session_ids(self) -> list[str]:
         return list(self._sessions)
+
+    def sessions(self) -> list[tuple[str, Binding, datetime]]:
+        """Every open session: client id, binding, when it opened."""
+        return [(s.client_id, s.binding, s.opened_at) for s in self._sessions.values()]
+
+    def present(self) -> list[Change]:
+        """A `join` for every person online now (their state, as a cluster resync needs it)."""
+        return [self._change("join", p, p.online_since) for p in self._persons.values()]
 
     def forget(self, erased: Callable[[Binding], bool], now: datetime) -> list[Change]:
         """Drop every person a binding of whom `erased` names, with what the view remembers of
