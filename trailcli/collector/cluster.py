@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from trailcli.collector.redis_link import REDIS, RedisLink, redacted_url
+from trailcli.collector.redis_link import REDIS, RedisLink, end_if_cancelled, redacted_url
 from trailcli.errors import TrailError
 from trailcli.presence.live import Binding, Change
 from trailcli.presence.rules import person_key
@@ -429,6 +429,7 @@ class Cluster:
             except (RedisError, OSError) as exc:
                 self.forward_drops += 1
                 self.link.failed(exc)
+            end_if_cancelled()
 
     async def _inbox_loop(self) -> None:
         """Hear the events other nodes forward to this node (re-subscribing after a loss)."""
@@ -510,6 +511,7 @@ class Cluster:
             except (RedisError, OSError) as exc:
                 self.link.failed(exc)
                 self._resync = True
+            end_if_cancelled()
 
     async def _drain_ops(self) -> None:
         while not self._ops.empty():
@@ -522,6 +524,7 @@ class Cluster:
         tick = min(0.5, self.heartbeat)
         last_sweep = 0.0
         while True:
+            end_if_cancelled()
             await asyncio.sleep(tick)
             if not self.link.up:
                 self._resync = True

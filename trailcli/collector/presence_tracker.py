@@ -31,6 +31,7 @@ from trailcli.collector.live_guard import LiveChannelGuard, handshake_has_token
 from trailcli.collector.metrics import Metrics
 from trailcli.collector.presence_claims import REFUSAL_OF, UNSCOPED_ACCEPTED, binding_from
 from trailcli.collector.presence_recovery import Recovered, as_datetime, unclosed_sessions
+from trailcli.collector.redis_link import end_if_cancelled
 from trailcli.collector.settings import Settings
 from trailcli.errors import DiskFull, TrailError
 from trailcli.presence.live import Binding, Change, LiveView
@@ -678,6 +679,7 @@ class PresenceTracker(EngineObserver):
                 await self.engine.publish(channel, data)
             except Exception:
                 log.exception("publishing on %s failed", channel)
+            end_if_cancelled()
 
     async def _tick_loop(self) -> None:
         interval = self.settings.heartbeat_interval

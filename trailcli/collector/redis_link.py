@@ -37,6 +37,17 @@ def redacted_url(url: str) -> str:
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
+def end_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled while a Redis command ran.
+
+    Call it after each round of a loop that talks to Redis: a cancel that arrives during a command
+    can be absorbed by the client (seen here: the presence publisher went back to waiting for work
+    after shutdown had cancelled it, and the node never exited on SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisLink:
     """One Redis client for the node and whether Redis answers (`up`), with its reconnects."""
 
