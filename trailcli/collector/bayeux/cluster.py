@@ -71,6 +71,7 @@ from trailcli.collector.bayeux.engine import (
     PendingConnect,
     _reply,
     _resolve,
+    _settled,
     _wake,
     dumps,
     error,
@@ -553,25 +554,16 @@ class ClusterEngine(Engine):
     # ---- subscribe / unsubscribe --------------------------------------------------------
 
     async def _shared_subscription(self, message: Message, now: datetime, add: bool) -> Message:
-        reply = _reply(message)
-        wanted = message.get("subscription")
-        reply["subscription"] = wanted if wanted else []
-        problem = self._known_client_problem(message)
-        if problem is None and not wanted:
-            problem = error(402, "subscription", "Missing required parameter")
-        if problem is None:
-            client = self.clients[message["clientId"]]
-            for channel in wanted if isinstance(wanted, list) else [wanted]:
-                if add:
-                    problem = await self._subscribe_shared(client, channel, now)
-                else:
-                    problem = await self._unsubscribe_shared(client, channel, now)
-                if problem:
-                    break
-        if problem:
-            reply["error"] = problem
-        reply["successful"] = problem is None
-        return reply
+        reply, client, channels, problem = self._subscription_request(message)
+        for channel in channels:
+            assert client is not None  # channels only for a known client
+            if add:
+                problem = await self._subscribe_shared(client, channel, now)
+            else:
+                problem = await self._unsubscribe_shared(client, channel, now)
+            if problem:
+                break
+        return _settled(reply, problem)
 
     async def _subscribe_shared(self, client: Client, channel: Any, now: datetime) -> str | None:
         problem = subscription_problem(channel)

@@ -229,6 +229,14 @@ def _secret_matches(candidate: Any, secret: str | None) -> bool:
     return hmac.compare_digest(candidate.encode(), secret.encode())
 
 
+def _settled(reply: Message, problem: str | None) -> Message:
+    """`reply` marked successful, or failed with `problem`."""
+    if problem:
+        reply["error"] = problem
+    reply["successful"] = problem is None
+    return reply
+
+
 def _reply(message: Message) -> Message:
     """Faye's response skeleton: id, clientId, channel and error copied, then `successful`."""
     reply: Message = {}
@@ -651,22 +659,29 @@ class Engine:
     ) -> Message:
         """The reply to a subscribe or unsubscribe: `apply` runs on each named channel in order
         until one gives an error (Faye's codes for a missing client or subscription come first)."""
+        reply, client, channels, problem = self._subscription_request(message)
+        for channel in channels:
+            assert client is not None  # channels only for a known client
+            problem = apply(client, channel)
+            if problem:
+                break
+        return _settled(reply, problem)
+
+    def _subscription_request(
+        self, message: Message
+    ) -> tuple[Message, Client | None, list[Any], str | None]:
+        """A subscribe or unsubscribe's reply so far, its client and the channels it names, or
+        Faye's error for a missing client or subscription (then no channels)."""
         reply = _reply(message)
         wanted = message.get("subscription")
         reply["subscription"] = wanted if wanted else []
         problem = self._known_client_problem(message)
         if problem is None and not wanted:
             problem = error(402, "subscription", "Missing required parameter")
-        if problem is None:
-            client = self.clients[message["clientId"]]
-            for channel in wanted if isinstance(wanted, list) else [wanted]:
-                problem = apply(client, channel)
-                if problem:
-                    break
-        if problem:
-            reply["error"] = problem
-        reply["successful"] = problem is None
-        return reply
+        if problem is not None:
+            return reply, None, [], problem
+        channels = wanted if isinstance(wanted, list) else [wanted]
+        return reply, self.clients[message["clientId"]], channels, None
 
     def _subscribe_one(self, client: Client, channel: Any, now: datetime) -> str | None:
         problem = subscription_problem(channel)
